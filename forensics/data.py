@@ -1,0 +1,247 @@
+"""Data sources: image folders, the embedded demo data, and timm transforms.
+
+An :class:`ImageSet` is a list of labelled images with stable sample ids (a folder's relative file
+paths, or ``split/NNNNN`` for the demo), so that rows line up across models and runs.
+Transforms come from the model's timm data config; images are converted to RGB (grayscale becomes
+3 channels) and resized to the model's input size.  A trigger, when given, is stamped on the
+resized tensor before normalisation, so no crop can remove it.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataSourceError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEMO_DATA = ASSETS / "demo" / "fashion_mnist_demo.npz"
+DEMO_SPLITS = ("private", "heldout", "aux", "innocent", "test")
+
+
+@dataclass
+class ImageSet:
+    """Labelled images with stable ids; either in memory (``images``) or on disk (``paths``)."""
+
+    name: str
+    labels: np.ndarray
+    ids: np.ndarray
+    classes: list[str]
+    images: np.ndarray | None = None
+    paths: list[Path] | None = None
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.ids = np.asarray(self.ids).astype(str)
+        n = len(self.labels)
+        if (self.images is None) == (self.paths is None):
+            raise ValueError("an ImageSet holds either images or paths")
+        if len(self.ids) != n or len(self.images if self.images is not None else self.paths) != n:
+            raise ValueError("images, labels and ids must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the image bytes, labels, ids and class names."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update("\n".join(self.classes).encode())
+            h.update(self.labels.tobytes())
+            h.update("\n".join(self.ids.tolist()).encode())
+            if self.images is not None:
+                h.update(np.ascontiguousarray(self.images).tobytes())
+            else:
+                for p in self.paths:
+                    h.update(Path(p).read_bytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def pil(self, i: int):
+        from PIL import Image, UnidentifiedImageError
+
+        if self.images is not None:
+            return Image.fromarray(self.images[i]).convert("RGB")
+        try:
+            with Image.open(self.paths[i]) as im:
+                return im.convert("RGB")
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataSourceError(f"cannot read image {self.paths[i]}: {e}; remove or replace the file") from e
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageSet":
+        index = np.asarray(index, dtype=np.int64)
+        return ImageSet(
+            name=name or self.name,
+            labels=self.labels[index],
+            ids=self.ids[index],
+            classes=list(self.classes),
+            images=None if self.images is None else self.images[index],
+            paths=None if self.paths is None else [self.paths[i] for i in index],
+        )
+
+    def summary(self) -> dict[str, Any]:
+        counts = np.bincount(self.labels, minlength=self.num_classes)
+        return {"name": self.name, "size": len(self), "classes": self.classes,
+                "per_class": counts.tolist(), "fingerprint": self.fingerprint}
+
+
+def concat(sets: Sequence[ImageSet], name: str) -> ImageSet:
+    if not sets:
+        raise ValueError("nothing to concatenate")
+    if any(s.classes != sets[0].classes for s in sets):
+        raise DataSourceError("the image sets have different class lists")
+    if all(s.images is not None for s in sets) and len({s.images.shape[1:] for s in sets}) == 1:
+        return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
+                        list(sets[0].classes), images=np.concatenate([s.images for s in sets]))
+    paths = []
+    for s in sets:
+        if s.paths is None:
+            raise DataSourceError("cannot mix in-memory and on-disk image sets of different sizes")
+        paths.extend(s.paths)
+    return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
+                    list(sets[0].classes), paths=paths)
+
+
+def load_image_folder(path: str | Path, *, classes: Sequence[str] | None = None, name: str | None = None) -> ImageSet:
+    """One subfolder per class (sorted by name), images inside (any depth)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataSourceError(f"data folder {str(root)!r} does not exist; give a folder with one subfolder per class")
+    if not root.is_dir():
+        raise DataSourceError(f"{str(root)!r} is a file; give a folder with one subfolder per class")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise DataSourceError(f"data folder {str(root)!r} has no class subfolders; put each class's images "
+                              "in a subfolder named after the class")
+    if classes is not None:
+        classes = list(classes)
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            raise DataSourceError(f"{root}: class folders {extra} are not among the victim's classes {classes}")
+    else:
+        classes = found
+    paths, labels, ids = [], [], []
+    for c, cname in enumerate(classes):
+        folder = root / cname
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(p)
+                labels.append(c)
+                ids.append(p.relative_to(root).as_posix())
+    if not paths:
+        raise DataSourceError(f"data folder {str(root)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return ImageSet(name or root.name, np.array(labels), np.array(ids), list(classes), paths=paths)
+
+
+def load_demo_data(path: Path = DEMO_DATA) -> dict[str, ImageSet]:
+    """The embedded Fashion-MNIST subsets: private, heldout, aux, innocent, test."""
+    if not Path(path).is_file():
+        raise DataSourceError(f"demo data {path} is missing; run scripts/make_demo_data.py")
+    with np.load(path, allow_pickle=False) as z:
+        classes = [str(c) for c in z["classes"]]
+        out = {}
+        for split in DEMO_SPLITS:
+            imgs = z[f"{split}_images"]
+            ids = np.array([f"{split}/{i:05d}" for i in range(len(imgs))])
+            out[split] = ImageSet(split, z[f"{split}_labels"], ids, classes, images=imgs)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# transforms and batches
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A BadNets-style square patch stamped after resizing, ``size`` a fraction of the side."""
+
+    size: float = 0.125
+    value: float = 1.0
+    position: str = "bottom-right"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.size <= 0.5:
+            raise ConfigError(f"The 'size' parameter of Trigger must be in (0, 0.5]. Got {self.size} instead.")
+        if not 0.0 <= self.value <= 1.0:
+            raise ConfigError(f"The 'value' parameter of Trigger must be in [0, 1]. Got {self.value} instead.")
+        if self.position not in ("bottom-right", "top-left", "bottom-left", "top-right"):
+            raise ConfigError(f"unknown trigger position {self.position!r}; use bottom-right, top-left, "
+                              "bottom-left or top-right")
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Stamp the patch on (..., C, H, W) tensors with values in [0, 1]."""
+        h, w = x.shape[-2:]
+        s = max(1, int(round(self.size * min(h, w))))
+        x = x.clone()
+        rows = slice(h - s, h) if "bottom" in self.position else slice(0, s)
+        cols = slice(w - s, w) if "right" in self.position else slice(0, s)
+        x[..., rows, cols] = self.value
+        return x
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "value": self.value, "position": self.position}
+
+
+class EvalTransform:
+    """timm's eval transform for a data config, split into (geometry -> [0,1] tensor) and normalise."""
+
+    def __init__(self, data_config: dict[str, Any]):
+        import timm.data
+        from torchvision import transforms as T
+
+        cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+               if k in data_config}
+        full = timm.data.create_transform(**cfg, is_training=False)
+        steps = list(full.transforms)
+        if not isinstance(steps[-1], T.Normalize):
+            raise ConfigError("unexpected timm eval transform (no final Normalize)")
+        self.geometry = T.Compose(steps[:-1])
+        self.mean = torch.tensor(cfg["mean"]).view(3, 1, 1)
+        self.std = torch.tensor(cfg["std"]).view(3, 1, 1)
+        self.key = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+
+    def __call__(self, img, trigger: Trigger | None = None) -> torch.Tensor:
+        x = self.geometry(img)
+        if trigger is not None:
+            x = trigger.apply(x)
+        return (x - self.mean) / self.std
+
+
+class TransformedImages(torch.utils.data.Dataset):
+    """(tensor, row) pairs; rows listed in ``triggered`` get the trigger."""
+
+    def __init__(self, images: ImageSet, transform: EvalTransform, trigger: Trigger | None = None,
+                 triggered: np.ndarray | None = None):
+        self.images, self.transform, self.trigger = images, transform, trigger
+        self.triggered = np.zeros(len(images), bool) if triggered is None else np.asarray(triggered, bool)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        trig = self.trigger if self.triggered[i] else None
+        return self.transform(self.images.pil(i), trig), i
+
+
+def iter_batches(images: ImageSet, data_config: dict[str, Any], batch_size: int = 256, *,
+                 trigger: Trigger | None = None, triggered: np.ndarray | None = None,
+                 num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of normalised eval-transformed images, in row order."""
+    if trigger is not None and triggered is None:
+        triggered = np.ones(len(images), bool)
+    ds = TransformedImages(images, EvalTransform(data_config), trigger, triggered)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    yield from loader
