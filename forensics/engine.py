@@ -244,7 +244,22 @@ class Engine:
     # -- inference -------------------------------------------------------------------------
     def logits(self, loaded: LoadedModel, images: ImageSet, *, trigger: Trigger | None = None,
                triggered: np.ndarray | None = None) -> np.ndarray:
-        """Eval-mode logits (N, K) in row order, through cached activations when possible."""
+        """Eval-mode logits (N, K) in row order; stored, so a model is run once per image set."""
+        if trigger is not None and triggered is None:
+            triggered = np.ones(len(images), bool)
+        config = {"data_config": _jsonable(loaded.data_config),
+                  "trigger": None if trigger is None else trigger.to_dict(),
+                  "rows": None if triggered is None else targets_fingerprint(np.asarray(triggered, bool))}
+        inputs = {"model": loaded.fingerprint, "images": images.fingerprint}
+
+        def compute(tmp: Path):
+            np.save(tmp / "logits.npy", self._run_logits(loaded, images, trigger, triggered))
+
+        path = self.store.get_or_compute("logits", config, inputs, compute)
+        return np.load(path / "logits.npy")
+
+    def _run_logits(self, loaded: LoadedModel, images: ImageSet, trigger: Trigger | None,
+                    triggered: np.ndarray | None) -> np.ndarray:
         model = loaded.model.eval()
         try:
             split = split_model(model, self.cache_blocks)

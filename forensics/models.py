@@ -403,3 +403,49 @@ def load_saved(folder: Path, source: str) -> LoadedModel:
     m = load_local_dir(Path(folder), source=source)
     m.extra.pop("forensics", None)
     return m
+
+
+def as_foundation(loaded: LoadedModel, num_classes: int, *, seed: int = 0) -> LoadedModel:
+    """The same backbone with a fresh, seeded ``num_classes`` head (timm's reset_classifier)."""
+    if loaded.num_classes == num_classes and loaded.source == DEMO_FOUNDATION:
+        return loaded
+    model = copy.deepcopy(loaded.model)
+    torch.manual_seed(seed)
+    if not hasattr(model, "reset_classifier"):
+        raise ModelSourceError(f"{loaded.source}: cannot attach a {num_classes}-class head (not a timm classifier)")
+    model.reset_classifier(num_classes)
+    model.num_classes = num_classes
+    model.eval()
+    return replace(loaded, model=model, num_classes=num_classes,
+                   fingerprint=fingerprint_state_dict(model.state_dict()),
+                   extra={**loaded.extra, "head": f"new {num_classes}-class head, seed {seed}"})
+
+
+def load_foundation(source: str, num_classes: int, *, arch: str | None = None, revision: str | None = None,
+                    input_size: int | None = None, seed: int = 0) -> LoadedModel:
+    """The pre-trained model the victim was fine-tuned from, with a fresh ``num_classes`` head.
+
+    Hub ids and folders keep their own head size while loading; a weights file is loaded into
+    ``arch`` without its classifier weights (whatever their class count)."""
+    if source == DEMO_FOUNDATION:
+        return load_demo_foundation(num_classes, input_size=input_size, seed=seed)
+    path = Path(source).expanduser()
+    if path.suffix in WEIGHT_SUFFIXES and not source.startswith(("hf-hub:", "local-dir:")):
+        if not arch:
+            raise ModelSourceError(f"{path.name}: a foundation weights file needs its timm architecture (--arch)")
+        import timm
+
+        state = read_weights(path)
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        head = model.get_classifier()
+        head_names = {n for n, m in model.named_modules() if m is head}
+        state = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in head_names}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k.rsplit(".", 1)[0] not in head_names]
+        if missing or unexpected:
+            raise CorruptWeightsError(f"{path}: the weights do not fit {arch!r} (missing {missing[:3]}, unexpected "
+                                      f"{unexpected[:3]}); check the architecture name")
+        loaded = LoadedModel(model.eval(), arch, num_classes, str(path), "", data_config_for(model, input_size))
+        return as_foundation(loaded, num_classes, seed=seed)
+    loaded = load_model(source, revision=revision, input_size=input_size)
+    return as_foundation(loaded, num_classes, seed=seed)

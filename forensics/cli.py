@@ -1,0 +1,259 @@
+"""Command line: ``python -m forensics {demo,audit,export-queries,verify,reverify}``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ForensicsError
+
+log = logging.getLogger("forensics")
+
+
+class ConsoleProgress:
+    """Progress callback for the terminal: a tqdm bar per training run, a line per stage."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        from tqdm import tqdm
+
+        from .audit import StageProgress
+        from .engine import TrainProgress
+
+        if self.quiet:
+            return
+        if isinstance(event, StageProgress):
+            if event.status == "done":
+                print(f"  [{event.stage}] {event.detail or 'done'}", file=sys.stderr)
+            return
+        if isinstance(event, TrainProgress):
+            bar = self.bars.get(event.label)
+            if event.done and bar is None:
+                print(f"  [{event.label}] reused from the artifact store", file=sys.stderr)
+                return
+            if bar is None:
+                bar = self.bars[event.label] = tqdm(total=event.total_steps, desc=f"  {event.label}", leave=False,
+                                                    file=sys.stderr, unit="step")
+            bar.n = min(event.step, event.total_steps)
+            bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.loss:.3f}", acc=f"{event.accuracy:.3f}",
+                            refresh=False)
+            bar.refresh()
+            if event.done:
+                bar.close()
+                print(f"  [{event.label}] trained: loss {event.loss:.3f}, accuracy {event.accuracy:.3f}", file=sys.stderr)
+                del self.bars[event.label]
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def print_table(rows: list[dict[str, Any]], alpha: float) -> None:
+    head = f"{'suspect':32s} {'kind':9s} {'p-value':>9s} {'dP':>7s}  {'verdict':11s} {'paper p':>9s} {'paper verdict':13s}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        dp = "-" if r.get("delta_p") is None else f"{r['delta_p']:+.3f}"
+        print(f"{r['name'][:32]:32s} {str(r.get('kind') or '?'):9s} {_fmt_p(r['p_value']):>9s} {dp:>7s}  "
+              f"{r['verdict']:11s} {_fmt_p(r.get('paper_p_value')):>9s} {str(r.get('paper_verdict') or '-'):13s}")
+    print(f"(verdict at alpha = {alpha}; 'stolen' means p < alpha)")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, help="artifact store folder (default $FORENSICS_STORE or ~/.cache/holmes-forensics)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_spec(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("audit (omit all of these to use the embedded demo victim)")
+    g.add_argument("--record", type=Path, help="rebuild the audit from a JSON audit record")
+    g.add_argument("--victim", help="hf-hub:ORG/NAME[@REV], local-dir:PATH, or a weights file")
+    g.add_argument("--victim-revision")
+    g.add_argument("--foundation", help="the pre-trained model the victim was fine-tuned from")
+    g.add_argument("--foundation-revision")
+    g.add_argument("--arch", help="timm architecture of weights files")
+    g.add_argument("--data", help="the victim's private training data: one subfolder per class")
+    g.add_argument("--heldout", help="unseen data from the same collection: one subfolder per class")
+    g.add_argument("--input-size", type=int, help="override the model's input side length")
+    g.add_argument("--gamma", type=float, help="fraction of lowest-loss samples in D_s (default 0.1)")
+    g.add_argument("--lam", type=float, help="fraction of lowest-loss samples the benign shadow skips (default 0.5)")
+    g.add_argument("--target-class", type=int, help="the poisoned shadow's target class (default 0)")
+    g.add_argument("--epochs", type=int, help="epochs of the shadow models (the victim's recipe)")
+    g.add_argument("--lr", type=float, help="learning rate of the shadow models")
+    g.add_argument("--trainable-blocks", help="train the last N blocks + head, or 'all' (default 1)")
+    g.add_argument("--protocol", choices=("membership", "holmes", "paper"), help="verdict protocol (default membership)")
+    g.add_argument("--alpha", type=float, help="significance level of the verdict (default 0.01)")
+
+
+def spec_from_args(args: argparse.Namespace):
+    from .audit import AuditConfig
+    from .spec import AuditSpec
+
+    if args.record:
+        rec = json.loads(Path(args.record).read_text())
+        spec = AuditSpec.from_dict(rec["spec"])
+        return spec
+    if args.victim is None:
+        if any(getattr(args, k) for k in ("data", "heldout", "foundation")):
+            raise ForensicsError("--data/--heldout/--foundation need --victim (or omit them all for the demo)")
+        spec = AuditSpec.demo(args.seed, protocol=args.protocol or "membership")
+    else:
+        if not args.foundation or not args.data:
+            raise ForensicsError("an audit needs --victim, --foundation and --data (and --heldout for the default "
+                                 "membership protocol)")
+        spec = AuditSpec(victim=args.victim, foundation=args.foundation, data=args.data, heldout=args.heldout,
+                         victim_revision=args.victim_revision, foundation_revision=args.foundation_revision,
+                         arch=args.arch, input_size=args.input_size,
+                         config=AuditConfig(seed=args.seed, protocol=args.protocol or "membership"))
+    cfg = spec.config
+    train = cfg.train
+    if args.epochs is not None:
+        train = replace(train, epochs=args.epochs)
+    if args.lr is not None:
+        train = replace(train, lr=args.lr)
+    if args.trainable_blocks is not None:
+        tb = None if args.trainable_blocks == "all" else int(args.trainable_blocks)
+        train = replace(train, trainable_blocks=tb)
+    over = {k: getattr(args, k) for k in ("gamma", "lam", "target_class", "alpha") if getattr(args, k) is not None}
+    if args.protocol:
+        over["protocol"] = args.protocol
+    spec.config = replace(cfg, train=train, **over)
+    spec.device = args.device
+    return spec
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    from .report import build_report, render_html
+    from .store import ArtifactStore
+
+    res = run_demo(args.seed, store=ArtifactStore(args.store) if args.store else None,
+                   progress=ConsoleProgress(args.quiet), protocol=args.protocol, device=args.device)
+    d = res.to_dict()
+    print(f"\nHolmes forensics demo (seed {args.seed}): victim test accuracy {res.victim_test_accuracy:.3f}, "
+          f"protocol {res.audit.config.protocol}")
+    print_table(d["suspects"], res.audit.config.alpha)
+    if args.json:
+        Path(args.json).write_text(json.dumps(d, indent=2))
+        print(f"wrote {args.json}")
+    if args.html:
+        rep = build_report(res.audit, [(s.name, k, v) for s, k, v, _ in res.suspects], spec=res.session.spec.to_dict())
+        Path(args.html).write_text(render_html(rep))
+        print(f"wrote {args.html}")
+    return 0
+
+
+def _open(args):
+    from .spec import open_audit
+    from .store import ArtifactStore
+
+    spec = spec_from_args(args)
+    return open_audit(spec, ArtifactStore(args.store) if args.store else None, ConsoleProgress(args.quiet))
+
+
+def cmd_audit(args) -> int:
+    from .audit import verify_model, verify_outputs
+    from .io import read_outputs
+    from .report import build_report, render_html
+    from .spec import load_suspect
+
+    session = _open(args)
+    a = session.audit
+    verdicts = []
+    for src in args.suspect or []:
+        model = load_suspect(session, src, progress=ConsoleProgress(args.quiet))
+        verdicts.append((src, None, verify_model(a, session.engine, model, name=src)))
+    for path in args.logits or []:
+        out = read_outputs(path, len(a.queries), a.num_classes)
+        verdicts.append((Path(path).name, None, verify_outputs(a, out, name=str(path))))
+    rows = [{"name": n, "kind": k, **v.to_dict(), "paper_p_value": v.evidence.get("paper", {}).get("p_value"),
+             "paper_verdict": None if "paper" not in v.evidence else
+             ("stolen" if v.evidence["paper"]["p_value"] < v.alpha else "not stolen")} for n, k, v in verdicts]
+    s = a.summary()
+    print(f"\nvictim {s['victim']['source']} ({s['victim']['arch']}, {s['victim']['fingerprint'][:12]}); "
+          f"D_s {s['d_s_size']}; poisoned shadow attack success {s['poison_success']:.2f}; "
+          f"meta-classifier validation accuracy {s['meta_val_accuracy']:.2f}")
+    if rows:
+        print_table(rows, a.config.alpha)
+    else:
+        print("no suspects given (--suspect SRC or --logits FILE); stages 1-2 are ready in the store")
+    rep = build_report(a, verdicts, spec=session.spec.to_dict())
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=1))
+        print(f"wrote {args.json}")
+    if args.html:
+        Path(args.html).write_text(render_html(rep))
+        print(f"wrote {args.html}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .io import export_queries
+    from .report import build_report
+
+    session = _open(args)
+    out = Path(args.out)
+    csv = export_queries(session.audit.queries, out)
+    rec = build_report(session.audit, [], spec=session.spec.to_dict())
+    (out / "audit.json").write_text(json.dumps(rec, indent=1))
+    print(f"wrote {len(session.audit.queries)} query images and {csv}; send the images to the suspect in that order, "
+          f"save its logits (one row per query) as CSV or .npy, then run:\n  python -m forensics verify --record "
+          f"{out / 'audit.json'} --logits ANSWERS.csv")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    if not args.logits and not args.suspect:
+        raise ForensicsError("give --logits FILE (black-box answers) or --suspect SOURCE (a model)")
+    return cmd_audit(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m forensics", description="Holmes forensics: prove with a p-value "
+                                "that a suspect model was derived from yours.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="run the embedded offline demo audit")
+    _add_common(d)
+    d.add_argument("--json", type=Path, help="write the results as JSON")
+    d.add_argument("--html", type=Path, help="write a self-contained HTML report")
+    d.add_argument("--protocol", default="membership", choices=("membership", "holmes", "paper"))
+    for name, fn, hlp in (("audit", cmd_audit, "build an audit and verify suspects"),
+                          ("export-queries", cmd_export, "write the query set a black-box suspect must answer"),
+                          ("verify", cmd_verify, "verify suspects (models or logits files)")):
+        s = sub.add_parser(name, help=hlp)
+        _add_common(s)
+        _add_spec(s)
+        if name == "export-queries":
+            s.add_argument("--out", required=True, type=Path, help="output folder")
+        else:
+            s.add_argument("--suspect", action="append", help="a suspect model source (repeatable)")
+            s.add_argument("--logits", action="append", help="a suspect's answers on the queries, CSV or .npy")
+            s.add_argument("--json", type=Path, help="write the JSON audit record")
+            s.add_argument("--html", type=Path, help="write a self-contained HTML report")
+        s.set_defaults(fn=fn)
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ForensicsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are kept in the artifact store; re-run to resume", file=sys.stderr)
+        return 130

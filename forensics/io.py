@@ -1,0 +1,83 @@
+"""Reading a black-box suspect's answers and writing the query set it must answer."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .data import ImageSet
+from .errors import LogitsFileError
+
+QUERIES_CSV = "queries.csv"
+
+
+def export_queries(queries: ImageSet, out_dir: str | Path) -> Path:
+    """Write every query image as PNG (original pixels; the suspect applies its own preprocessing)
+    and ``queries.csv`` giving the order in which answers must come back."""
+    out = Path(out_dir)
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    with open(out / QUERIES_CSV, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["query_index", "file"])
+        for i in range(len(queries)):
+            name = f"images/q{i:06d}.png"
+            queries.pil(i).save(out / name)
+            w.writerow([i, name])
+    return out / QUERIES_CSV
+
+
+def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarray:
+    """Logits (N, K) or labels (N,) from ``.npy`` or ``.csv``, in query order.
+
+    A CSV may carry a ``query_index`` column (rows are then put in query order, and every index
+    must appear exactly once) and either a ``label`` column or one column per class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LogitsFileError(f"logits file {str(path)!r} does not exist")
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise LogitsFileError(f"{path} is not a readable .npy array of numbers ({e}); save it with "
+                                  "numpy.save(path, logits)") from e
+    elif path.suffix == ".csv":
+        import pandas as pd
+
+        try:
+            df = pd.read_csv(path)
+        except (ValueError, OSError, pd.errors.ParserError) as e:
+            raise LogitsFileError(f"{path} is not a readable CSV ({e})") from e
+        if "query_index" in df.columns:
+            qi = df.pop("query_index")
+            if qi.isna().any() or not np.array_equal(np.sort(qi.to_numpy()), np.arange(len(qi))):
+                raise LogitsFileError(f"{path}: query_index must list each of 0..{len(qi) - 1} exactly once "
+                                      "(the indices of queries.csv)")
+            df = df.iloc[np.argsort(qi.to_numpy(), kind="stable")]
+        df = df.drop(columns=[c for c in ("file",) if c in df.columns])
+        if list(df.columns) == ["label"]:
+            arr = df["label"].to_numpy()
+        else:
+            try:
+                arr = df.to_numpy(dtype=np.float64)
+            except ValueError as e:
+                raise LogitsFileError(f"{path}: every logit column must be numeric ({e})") from e
+    else:
+        raise LogitsFileError(f"{path.name}: give the suspect's answers as .csv or .npy")
+    if arr.dtype.kind not in "iuf":
+        raise LogitsFileError(f"{path}: expected numbers, found dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape[0] != n_queries:
+        raise LogitsFileError(f"{path}: {arr.shape[0]} rows for {n_queries} queries; answer every query of "
+                              "queries.csv, in its order")
+    if arr.ndim == 2 and arr.shape[1] != num_classes:
+        raise LogitsFileError(f"{path}: {arr.shape[1]} columns but the victim has {num_classes} classes; give one "
+                              "logit per class (or a single 'label' column)")
+    if arr.ndim > 2:
+        raise LogitsFileError(f"{path}: expected a 2-D array (queries x classes), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise LogitsFileError(f"{path}: contains NaN or infinite values; re-export the suspect's answers")
+    return arr

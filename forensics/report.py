@@ -1,0 +1,79 @@
+"""The audit report: one data object, rendered to JSON (the audit record) and self-contained HTML."""
+from __future__ import annotations
+
+import html
+import json
+import platform
+import time
+from typing import Any, Sequence
+
+from .audit import Audit, Verdict
+
+__all__ = ["build_report", "render_html", "library_versions"]
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("holmes-forensics", "torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn",
+                "huggingface-hub", "safetensors", "pandas"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    from . import __version__
+    out["forensics"] = __version__
+    return out
+
+
+def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict]], *,
+                 spec: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON audit record: fingerprints, revisions, data, configs, seeds, versions, per-sample
+    scores and p-values.  ``spec`` says how to rebuild the audit (sources and data locations)."""
+    return {
+        "format": "holmes-forensics audit record v1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "spec": spec or {},
+        "audit": audit.summary(),
+        "suspects": [{"name": name, "kind": kind, **v.to_dict(per_sample=True)} for name, kind, v in verdicts],
+        "versions": library_versions(),
+        **(extra or {}),
+    }
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """A self-contained HTML page (no external assets) summarising the audit."""
+    a = report["audit"]
+    rows = []
+    for s in report["suspects"]:
+        badge = "#b3261e" if s["verdict"] == "stolen" else "#1b6e3a"
+        dp = "-" if s["delta_p"] is None else f"{s['delta_p']:+.3f}"
+        rows.append(
+            f"<tr><td>{html.escape(s['name'])}</td><td>{html.escape(str(s.get('kind') or ''))}</td>"
+            f"<td>{_fmt_p(s['p_value'])}</td><td>{dp}</td>"
+            f"<td><span style='background:{badge};color:#fff;padding:2px 8px;border-radius:8px'>{s['verdict']}</span></td>"
+            f"<td>{_fmt_p(s['evidence'].get('paper', {}).get('p_value'))}</td>"
+            f"<td><code>{html.escape((s.get('fingerprint') or '')[:16])}</code></td></tr>")
+    cfg = a["config"]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Holmes forensics audit</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1d2733}}
+table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #dde3ea;padding:6px;text-align:left}}
+code{{font-size:12px}}</style></head><body>
+<h1>Holmes forensics &mdash; ownership audit</h1>
+<p>Victim <code>{html.escape(a['victim']['source'])}</code> ({html.escape(a['victim']['arch'])},
+fingerprint <code>{a['victim']['fingerprint'][:16]}</code>); protocol <b>{cfg['protocol']}</b>, alpha {cfg['alpha']},
+seed {cfg['seed']}. D_s: {a['d_s_size']} samples; members {a['members']}, controls {a['controls']}.</p>
+<table><tr><th>suspect</th><th>kind</th><th>p-value</th><th>dP</th><th>verdict</th><th>paper protocol p</th><th>fingerprint</th></tr>
+{''.join(rows)}</table>
+<p>A p-value below alpha means the suspect fits the victim's private training samples better than unseen samples
+of the same collection, beyond what chance allows: evidence that it was derived from the victim. A large p-value
+is not proof of innocence.</p>
+<details><summary>Audit record (JSON)</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
+</body></html>"""
