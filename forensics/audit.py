@@ -19,7 +19,7 @@ from .engine import Engine, TrainConfig, TrainProgress, accuracy, per_sample_los
 from .errors import ClassCountMismatchError, ConfigError, DatasetTooSmallError, LogitsFileError
 from .meta import BENIGN, STOLEN, MetaClassifier, MetaConfig, output_difference
 from .models import LoadedModel
-from .stats import difficulty_strata, heldout_meta_test, paper_protocol, stratified_rank_test
+from .stats import difficulty_strata, heldout_meta_test, paper_protocol, stratified_rank_test, stratum_weights
 from .store import read_arrays, write_arrays
 
 PROTOCOLS = ("membership", "holmes", "paper")
@@ -40,6 +40,7 @@ class AuditConfig:
     meta_val_fraction: float = 0.2
     member_fraction: float = 0.5
     strata: int = 10
+    stratum_weighting: str = "quadratic"
     protocol: str = "membership"
     alpha: float = 0.01
     paper_draws: int = 40
@@ -56,6 +57,7 @@ class AuditConfig:
              "in [0, 1 - meta_train_fraction)"),
             ("member_fraction", 0 < self.member_fraction < 1, "in (0, 1)"),
             ("strata", 1 <= self.strata <= 100, "in [1, 100]"),
+            ("stratum_weighting", self.stratum_weighting in ("flat", "quadratic"), "'flat' or 'quadratic'"),
             ("protocol", self.protocol in PROTOCOLS, f"one of {PROTOCOLS}"),
             ("alpha", 0 < self.alpha < 1, "in (0, 1)"),
             ("paper_draws", self.paper_draws >= 1, ">= 1"),
@@ -412,7 +414,8 @@ def verify_outputs(audit: Audit, outputs: np.ndarray, name: str, protocol: str |
             s_m, s_c = per_sample_loss(out[pm], y_m), per_sample_loss(out[pc], y_c)
         both = np.r_[audit.reference_loss_members, audit.reference_loss_controls]
         strata = difficulty_strata(both, cfg.strata)
-        r = stratified_rank_test(s_m, s_c, strata[:len(pm)], strata[len(pm):])
+        r = stratified_rank_test(s_m, s_c, strata[:len(pm)], strata[len(pm):],
+                                 stratum_weights(cfg.strata, cfg.stratum_weighting))
         acc_m, acc_c = _acc(out[pm], y_m), _acc(out[pc], y_c)
         evidence["membership"] = {"p_value": r.p_value, "z": r.z, "score": "error" if label_only else "loss",
                                   "member_accuracy": acc_m, "control_accuracy": acc_c,

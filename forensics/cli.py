@@ -139,7 +139,7 @@ def cmd_demo(args) -> int:
     from .store import ArtifactStore
 
     res = run_demo(args.seed, store=ArtifactStore(args.store) if args.store else None,
-                   progress=ConsoleProgress(args.quiet), protocol=args.protocol, device=args.device)
+                   progress=ConsoleProgress(args.quiet), protocol=args.protocol, device=args.device, quick=args.quick)
     d = res.to_dict()
     print(f"\nHolmes forensics demo (seed {args.seed}): victim test accuracy {res.victim_test_accuracy:.3f}, "
           f"protocol {res.audit.config.protocol}")
@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", type=Path, help="write the results as JSON")
     d.add_argument("--html", type=Path, help="write a self-contained HTML report")
     d.add_argument("--protocol", default="membership", choices=("membership", "holmes", "paper"))
+    d.add_argument("--quick", action="store_true", help="a reduced demo (smaller data, fewer epochs) for smoke tests")
     for name, fn, hlp in (("audit", cmd_audit, "build an audit and verify suspects"),
                           ("export-queries", cmd_export, "write the query set a black-box suspect must answer"),
                           ("verify", cmd_verify, "verify suspects (models or logits files)")):

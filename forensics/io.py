@@ -68,6 +68,8 @@ def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarr
         raise LogitsFileError(f"{path.name}: give the suspect's answers as .csv or .npy")
     if arr.dtype.kind not in "iuf":
         raise LogitsFileError(f"{path}: expected numbers, found dtype {arr.dtype}")
+    if arr.ndim not in (1, 2):  # checked first: a 0-d array has no rows to count
+        raise LogitsFileError(f"{path}: expected a 2-D array (queries x classes) or 1-D labels, got shape {arr.shape}")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.shape[0] != n_queries:
@@ -76,8 +78,6 @@ def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarr
     if arr.ndim == 2 and arr.shape[1] != num_classes:
         raise LogitsFileError(f"{path}: {arr.shape[1]} columns but the victim has {num_classes} classes; give one "
                               "logit per class (or a single 'label' column)")
-    if arr.ndim > 2:
-        raise LogitsFileError(f"{path}: expected a 2-D array (queries x classes), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise LogitsFileError(f"{path}: contains NaN or infinite values; re-export the suspect's answers")
     return arr

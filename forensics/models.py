@@ -147,7 +147,8 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
             f"({str(e).splitlines()[0]}). Re-save a plain state_dict, or convert it to safetensors "
             "with the tool that wrote it"
         ) from e
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, IndexError, KeyError) as e:
+        # (garbage that is not a zip checkpoint can make the pickle reader fail with IndexError/KeyError)
         raise CorruptWeightsError(
             f"{path} is not a readable checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
             "it may be truncated: download or export it again"
@@ -179,8 +180,10 @@ def build_model(arch: str, num_classes: int, state: dict[str, torch.Tensor] | No
     """Create a timm architecture and load ``state`` strictly, with clear errors."""
     import timm
 
+    # timm's save_for_hf records num_classes inside model_args too; the argument wins
+    kwargs = {**(model_args or {}), "num_classes": num_classes}
     try:
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **(model_args or {}))
+        model = timm.create_model(arch, pretrained=False, **kwargs)
     except RuntimeError as e:
         raise ModelSourceError(
             f"unknown timm architecture {arch!r}; see timm.list_models() for the names ({e})"
@@ -277,9 +280,12 @@ def load_local_dir(folder: Path, *, num_classes: int | None = None, input_size: 
         raise ModelSourceError(f"{source}: neither model.safetensors nor pytorch_model.bin in the folder")
     model = build_model(arch, k, state, model_args=cfg.get("model_args"), source=source)
     dcfg = data_config_for(model, input_size)
-    saved = cfg.get("data_config") or {}
-    if input_size is None and saved.get("input_size"):
-        dcfg.update({k2: tuple(v) if isinstance(v, list) else v for k2, v in saved.items()})
+    # preprocessing: this package's "data_config", else timm's "pretrained_cfg" (a Hub model's tag can differ
+    # from the architecture's default one in input size, mean, std...); an explicit input_size wins
+    saved = cfg.get("data_config") or {k2: v for k2, v in (cfg.get("pretrained_cfg") or {}).items() if k2 in
+                                        ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")}
+    dcfg.update({k2: tuple(v) if isinstance(v, list) else v for k2, v in saved.items()
+                 if k2 != "input_size" or input_size is None})
     return LoadedModel(model, arch, k, source, fingerprint_state_dict(model.state_dict()), dcfg,
                        revision=revision, extra={k2: cfg[k2] for k2 in ("forensics",) if k2 in cfg})
 
@@ -436,11 +442,20 @@ def load_foundation(source: str, num_classes: int, *, arch: str | None = None, r
         import timm
 
         state = read_weights(path)
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        try:
+            model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        except RuntimeError as e:
+            raise ModelSourceError(
+                f"unknown timm architecture {arch!r}; see timm.list_models() for the names ({e})"
+            ) from e
         head = model.get_classifier()
         head_names = {n for n, m in model.named_modules() if m is head}
         state = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in head_names}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:  # strict=False still raises on tensors of the wrong shape
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            raise CorruptWeightsError(f"{path}: the weights do not fit {arch!r} ({' '.join(str(e).splitlines()[:2])[:300]}); "
+                                      "check the architecture name") from e
         missing = [k for k in missing if k.rsplit(".", 1)[0] not in head_names]
         if missing or unexpected:
             raise CorruptWeightsError(f"{path}: the weights do not fit {arch!r} (missing {missing[:3]}, unexpected "

@@ -35,9 +35,26 @@ def difficulty_strata(reference_loss: np.ndarray, n_strata: int) -> np.ndarray:
     return np.searchsorted(edges, x, side="right")
 
 
+def stratum_weights(n_strata: int, weighting: str = "quadratic") -> np.ndarray:
+    """Fixed weights of the strata, easiest first: ``flat`` (van Elteren) or ``quadratic``
+    ((k+1)^2: a model memorises hard samples, so the signal lives in the hard strata).  They
+    depend only on the stratum index, never on a suspect's answers, so the test stays valid."""
+    k = np.arange(1, n_strata + 1, dtype=np.float64)
+    if weighting == "flat":
+        return np.ones(n_strata)
+    if weighting == "quadratic":
+        return k ** 2
+    raise ValueError(f"unknown stratum weighting {weighting!r}; use 'flat' or 'quadratic'")
+
+
 def stratified_rank_test(member_scores: np.ndarray, control_scores: np.ndarray,
-                         member_strata: np.ndarray, control_strata: np.ndarray) -> RankTestResult:
-    """One-sided van Elteren test that members have *lower* scores (losses) than controls."""
+                         member_strata: np.ndarray, control_strata: np.ndarray,
+                         weights: np.ndarray | None = None) -> RankTestResult:
+    """One-sided weighted van Elteren test that members have *lower* scores (losses) than controls.
+
+    Per stratum k: W_k = rank sum of members (rank 1 = highest loss), centred by its permutation
+    mean and scaled by 1/(N_k + 1); the weighted sum over strata, divided by its permutation
+    standard deviation (tie-corrected), is z; p = P(N(0,1) >= z)."""
     member_scores = np.asarray(member_scores, np.float64)
     control_scores = np.asarray(control_scores, np.float64)
     if np.isnan(member_scores).any() or np.isnan(control_scores).any():
@@ -55,9 +72,10 @@ def stratified_rank_test(member_scores: np.ndarray, control_scores: np.ndarray,
         _, counts = np.unique(np.concatenate([m, c]), return_counts=True)
         ties = float(((counts ** 3) - counts).sum())
         var = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1)))
-        t_sum += (w - n1 * (n + 1) / 2.0) / (n + 1)
-        v_sum += var / (n + 1) ** 2
-        rows.append({"stratum": int(k), "members": n1, "controls": n2,
+        wk = 1.0 if weights is None else float(weights[int(k)])
+        t_sum += wk * (w - n1 * (n + 1) / 2.0) / (n + 1)
+        v_sum += wk ** 2 * var / (n + 1) ** 2
+        rows.append({"stratum": int(k), "weight": wk, "members": n1, "controls": n2,
                      "member_mean": float(m.mean()), "control_mean": float(c.mean()),
                      "auc": float((w - n1 * (n1 + 1) / 2.0) / (n1 * n2))})
     if v_sum <= 0:

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny timm models, timm-style folders, and an offline fake Hugging Face cache."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_ARCH = "test_efficientnet"  # ~100k parameters, built in milliseconds
+
+
+def make_tiny(num_classes: int = 3, seed: int = 0, arch: str = TINY_ARCH) -> torch.nn.Module:
+    """A tiny timm classifier with seeded (hence reproducible) random weights, in eval mode."""
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so they count in the outputs
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_model():
+    """Factory: ``tiny_model(num_classes=3, seed=0)``."""
+    return make_tiny
+
+
+@pytest.fixture
+def save_hf(tmp_path):
+    """Factory: write ``model`` with ``timm.models.save_for_hf`` into a fresh folder and return it."""
+    import timm.models
+
+    counter = iter(range(10_000))
+
+    def _save(model: torch.nn.Module, name: str | None = None) -> Path:
+        folder = tmp_path / (name or f"hf_{next(counter)}")
+        folder.mkdir(parents=True)
+        timm.models.save_for_hf(model, str(folder), safe_serialization=True)
+        return folder
+
+    return _save
+
+
+class FakeHubCache:
+    """An ``HF_HOME`` whose ``hub/`` cache holds repos laid out as huggingface_hub writes them:
+    ``models--ORG--NAME/{blobs/<sha256>, snapshots/<commit>/<file> -> blob, refs/<branch>}``."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.hub = home / "hub"
+        self.hub.mkdir(parents=True, exist_ok=True)
+
+    def add(self, repo_id: str, source_folder: Path, *, commit: str | None = None, ref: str | None = "main") -> str:
+        org, name = repo_id.split("/")
+        repo = self.hub / f"models--{org}--{name}"
+        commit = commit or hashlib.sha1(f"{repo_id}:{os.urandom(8).hex()}".encode()).hexdigest()
+        snap = repo / "snapshots" / commit
+        (repo / "blobs").mkdir(parents=True, exist_ok=True)
+        snap.mkdir(parents=True, exist_ok=True)
+        for f in sorted(Path(source_folder).iterdir()):
+            data = f.read_bytes()
+            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            os.symlink(os.path.relpath(blob, snap), snap / f.name)
+        if ref:
+            (repo / "refs").mkdir(exist_ok=True)
+            (repo / "refs" / ref).write_text(commit)  # the Hub writes the hash without a newline
+        return commit
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """A fake, offline Hugging Face cache.  huggingface_hub reads HF_HOME / HF_HUB_OFFLINE when it is
+    imported, so the module constants it consults at call time are patched as well as the environment."""
+    from huggingface_hub import constants
+
+    cache = FakeHubCache(tmp_path / "hf_home")
+    monkeypatch.setenv("HF_HOME", str(cache.home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setattr(constants, "HF_HOME", str(cache.home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache.hub))  # snapshot_download's default cache_dir
+    monkeypatch.setattr(constants, "HUGGINGFACE_HUB_CACHE", str(cache.hub))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read by constants.is_offline_mode() per request
+    return cache
