@@ -416,10 +416,11 @@ def as_foundation(loaded: LoadedModel, num_classes: int, *, seed: int = 0) -> Lo
     if loaded.num_classes == num_classes and loaded.source == DEMO_FOUNDATION:
         return loaded
     model = copy.deepcopy(loaded.model)
-    torch.manual_seed(seed)
     if not hasattr(model, "reset_classifier"):
         raise ModelSourceError(f"{loaded.source}: cannot attach a {num_classes}-class head (not a timm classifier)")
-    model.reset_classifier(num_classes)
+    with torch.random.fork_rng(devices=[]):  # seeded head, caller's RNG untouched
+        torch.manual_seed(seed)
+        model.reset_classifier(num_classes)
     model.num_classes = num_classes
     model.eval()
     return replace(loaded, model=model, num_classes=num_classes,
