@@ -108,12 +108,9 @@ class Split:
     tail_modules: list[nn.Module]
 
     def prefix_fingerprint(self, model: nn.Module) -> str:
-        ids = {id(m) for m in self.prefix_modules}
-        state = {}
-        for name, mod in model.named_modules():
-            if id(mod) in ids:
-                for k, v in mod.state_dict().items():
-                    state[f"{name}.{k}"] = v
+        # every weight outside the tail (a ViT's cls_token / pos_embed / norm_pre are no prefix module)
+        tail = _state_names(model, self.tail_modules)
+        state = {k: v for k, v in model.state_dict().items() if k not in tail}
         return fingerprint_state_dict(state) + f":{self.family}:{self.k}"
 
 
@@ -324,6 +321,8 @@ class Engine:
         history = TrainHistory()
         first_epoch = 0
         ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
         tail_names = _state_names(model, split.tail_modules)
         if ckpt is not None and ckpt.is_file():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
