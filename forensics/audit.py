@@ -435,6 +435,7 @@ def verify_outputs(audit: Audit, outputs: np.ndarray, name: str, protocol: str |
                               "delta_p": float(np.mean(p_s[:, STOLEN] - p_b[:, STOLEN])),
                               "mean_p_stolen": float(p_s[:, STOLEN].mean()), "m": int(len(ver))}
         per_sample["ds_p_stolen"] = audit.meta.predict_proba(o_s)[:, STOLEN].tolist()
+        per_sample["ds_logits"] = out[pos].tolist()
         pp = audit.meta_paper.predict_proba(o_s, refit_scaler=True)
         p_paper, draws = paper_protocol(pp[:, STOLEN], np.random.default_rng(cfg.seed), draws=cfg.paper_draws,
                                         m=cfg.paper_m)

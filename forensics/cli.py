@@ -162,40 +162,83 @@ def _open(args):
     return open_audit(spec, ArtifactStore(args.store) if args.store else None, ConsoleProgress(args.quiet))
 
 
-def cmd_audit(args) -> int:
-    from .audit import verify_model, verify_outputs
-    from .io import read_outputs
-    from .report import build_report, render_html
-    from .spec import load_suspect
+def _verdict_rows(pairs) -> list[dict[str, Any]]:
+    rows = []
+    for name, kind, v in pairs:
+        paper = v.evidence.get("paper", {}).get("p_value")
+        rows.append({"name": name, "kind": kind, **v.to_dict(), "paper_p_value": paper,
+                     "paper_verdict": None if paper is None else ("stolen" if paper < v.alpha else "not stolen")})
+    return rows
 
-    session = _open(args)
-    a = session.audit
-    verdicts = []
+
+def cmd_audit(args) -> int:
+    from .report import audit_figures, render_html, workspace_report
+    from .store import ArtifactStore
+    from .workspace import SuspectEntry, Workspace, demo_kind, run_workspace, store_answers
+
+    store = ArtifactStore(args.store) if args.store else ArtifactStore()
+    ws = Workspace(spec=spec_from_args(args))
     for src in args.suspect or []:
-        model = load_suspect(session, src, progress=ConsoleProgress(args.quiet))
-        verdicts.append((src, None, verify_model(a, session.engine, model, name=src)))
+        ws.add_suspect(SuspectEntry(src, src, kind=demo_kind(src)))
     for path in args.logits or []:
-        out = read_outputs(path, len(a.queries), a.num_classes)
-        verdicts.append((Path(path).name, None, verify_outputs(a, out, name=str(path))))
-    rows = [{"name": n, "kind": k, **v.to_dict(), "paper_p_value": v.evidence.get("paper", {}).get("p_value"),
-             "paper_verdict": None if "paper" not in v.evidence else
-             ("stolen" if v.evidence["paper"]["p_value"] < v.alpha else "not stolen")} for n, k, v in verdicts]
+        p = Path(path)
+        if not p.is_file():
+            raise ForensicsError(f"logits file {str(p)!r} does not exist")
+        ws.add_suspect(SuspectEntry(p.name, f"answers:{p.name}", answers=store_answers(store, p.read_bytes(), p.name)))
+    run_workspace(ws, store, ConsoleProgress(args.quiet))
+    a = ws.session.audit
     s = a.summary()
     print(f"\nvictim {s['victim']['source']} ({s['victim']['arch']}, {s['victim']['fingerprint'][:12]}); "
           f"D_s {s['d_s_size']}; poisoned shadow attack success {s['poison_success']:.2f}; "
           f"meta-classifier validation accuracy {s['meta_val_accuracy']:.2f}")
-    if rows:
-        print_table(rows, a.config.alpha)
+    pairs = [(e.name, e.kind, v) for e, v in ws.ordered_verdicts()]
+    if pairs:
+        print_table(_verdict_rows(pairs), a.config.alpha)
     else:
         print("no suspects given (--suspect SRC or --logits FILE); stages 1-2 are ready in the store")
-    rep = build_report(a, verdicts, spec=session.spec.to_dict())
+    rep = workspace_report(ws)
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1))
         print(f"wrote {args.json}")
     if args.html:
-        Path(args.html).write_text(render_html(rep))
+        Path(args.html).write_text(render_html(rep, audit_figures(a, [v for _, _, v in pairs])))
         print(f"wrote {args.html}")
     return 0
+
+
+def cmd_reverify(args) -> int:
+    """Re-run every verification of a JSON audit record and compare the p-values."""
+    from .spec import AuditSpec
+    from .store import ArtifactStore
+    from .workspace import SuspectEntry, Workspace, run_workspace
+
+    try:
+        rec = json.loads(Path(args.record).read_text())
+        spec = AuditSpec.from_dict(rec["spec"])
+        recorded = rec["suspects"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ForensicsError(f"{args.record}: not a readable audit record ({e}); give the JSON the dashboard or "
+                             "`audit --json` wrote") from e
+    spec.device = args.device
+    ws = Workspace(spec=spec)
+    for r in recorded:
+        if not r.get("source"):
+            raise ForensicsError(f"suspect {r.get('name')!r} in the record has no source; it cannot be re-verified")
+        ws.add_suspect(SuspectEntry(r["name"], r["source"], kind=r.get("kind"), revision=r.get("revision"),
+                                    answers=r.get("answers")))
+    run_workspace(ws, ArtifactStore(args.store) if args.store else ArtifactStore(), ConsoleProgress(args.quiet))
+    same = True
+    print(f"{'suspect':32s} {'recorded p':>12s} {'recomputed p':>13s}  match")
+    for r in recorded:
+        v = ws.verdicts[r["name"]]
+        ok = v.p_value == r["p_value"] or abs(v.p_value - r["p_value"]) <= 1e-9 * max(abs(r["p_value"]), 1e-300)
+        same &= ok
+        print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {v.p_value:13.4e}  {'yes' if ok else 'NO'}")
+    if ws.session.audit.victim.fingerprint != rec["audit"]["victim"]["fingerprint"]:
+        print("the victim's fingerprint differs from the record: the victim model changed")
+        same = False
+    print("all p-values reproduced" if same else "MISMATCH: the record could not be reproduced")
+    return 0 if same else 1
 
 
 def cmd_export(args) -> int:
@@ -244,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--html", type=Path, help="write a self-contained HTML report")
         s.set_defaults(fn=fn)
     d.set_defaults(fn=cmd_demo)
+    r = sub.add_parser("reverify", help="re-run the verifications of a JSON audit record and compare p-values")
+    r.add_argument("record", type=Path, help="the JSON audit record (dashboard download or audit --json)")
+    _add_common(r)
+    r.set_defaults(fn=cmd_reverify)
     return p
 
 

@@ -28,15 +28,20 @@ def library_versions() -> dict[str, str]:
 
 
 def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict]], *,
-                 spec: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 spec: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                 sources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON audit record: fingerprints, revisions, data, configs, seeds, versions, per-sample
-    scores and p-values.  ``spec`` says how to rebuild the audit (sources and data locations)."""
+    scores and p-values.  ``spec`` says how to rebuild the audit (sources and data locations) and
+    ``sources`` how to find each suspect again (model source or stored answers file), which is what
+    ``python -m forensics reverify`` needs."""
+    sources = sources or {}
     return {
         "format": "holmes-forensics audit record v1",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "spec": spec or {},
         "audit": audit.summary(),
-        "suspects": [{"name": name, "kind": kind, **v.to_dict(per_sample=True)} for name, kind, v in verdicts],
+        "suspects": [{"name": name, "kind": kind, **sources.get(name, {}), **v.to_dict(per_sample=True)}
+                     for name, kind, v in verdicts],
         "versions": library_versions(),
         **(extra or {}),
     }
@@ -48,8 +53,28 @@ def _fmt_p(p: float | None) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """A self-contained HTML page (no external assets) summarising the audit."""
+def workspace_report(ws) -> dict[str, Any]:
+    """The audit record of a :class:`~forensics.workspace.Workspace` that has run."""
+    pairs = ws.ordered_verdicts()
+    return build_report(ws.session.audit, [(s.name, s.kind, v) for s, v in pairs], spec=ws.spec.to_dict(),
+                        sources={s.name: {"source": s.source, "revision": s.revision, "answers": s.answers}
+                                 for s, _ in pairs})
+
+
+def audit_figures(audit: Audit, verdicts: Sequence[Verdict]) -> list:
+    from . import plots
+
+    figs = [plots.pvalue_figure(verdicts, audit.config.alpha), plots.membership_figure(verdicts),
+            plots.loss_order_figure(audit), plots.output_difference_figure(audit, verdicts),
+            plots.projection_figure(audit, verdicts), plots.meta_scores_figure(audit, verdicts),
+            plots.training_curves_figure(audit.histories)]
+    return figs
+
+
+def render_html(report: dict[str, Any], figures: Sequence[Any] = ()) -> str:
+    """A self-contained HTML page (plotly.js inlined once, no external assets) summarising the audit."""
+    plots_html = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
+                         for i, f in enumerate(figures))
     a = report["audit"]
     rows = []
     for s in report["suspects"]:
@@ -72,6 +97,7 @@ fingerprint <code>{a['victim']['fingerprint'][:16]}</code>); protocol <b>{cfg['p
 seed {cfg['seed']}. D_s: {a['d_s_size']} samples; members {a['members']}, controls {a['controls']}.</p>
 <table><tr><th>suspect</th><th>kind</th><th>p-value</th><th>dP</th><th>verdict</th><th>paper protocol p</th><th>fingerprint</th></tr>
 {''.join(rows)}</table>
+{plots_html}
 <p>A p-value below alpha means the suspect fits the victim's private training samples better than unseen samples
 of the same collection, beyond what chance allows: evidence that it was derived from the victim. A large p-value
 is not proof of innocence.</p>
