@@ -186,6 +186,8 @@ def cmd_audit(args) -> int:
             raise ForensicsError(f"logits file {str(p)!r} does not exist")
         ws.add_suspect(SuspectEntry(p.name, f"answers:{p.name}", answers=store_answers(store, p.read_bytes(), p.name)))
     run_workspace(ws, store, ConsoleProgress(args.quiet))
+    for name, err in ws.errors.items():
+        print(f"error: suspect {name}: {err}", file=sys.stderr)
     a = ws.session.audit
     s = a.summary()
     print(f"\nvictim {s['victim']['source']} ({s['victim']['arch']}, {s['victim']['fingerprint'][:12]}); "
@@ -203,7 +205,7 @@ def cmd_audit(args) -> int:
     if args.html:
         Path(args.html).write_text(render_html(rep, audit_figures(a, [v for _, _, v in pairs])))
         print(f"wrote {args.html}")
-    return 0
+    return 2 if ws.errors else 0
 
 
 def cmd_reverify(args) -> int:

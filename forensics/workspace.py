@@ -17,7 +17,7 @@ import numpy as np
 
 from .audit import Verdict, verify_model, verify_outputs
 from .engine import accuracy
-from .errors import ConfigError, LogitsFileError
+from .errors import ConfigError, ForensicsError, LogitsFileError
 from .spec import AuditSession, AuditSpec, load_suspect, open_audit
 from .store import ArtifactStore
 
@@ -46,6 +46,7 @@ class Workspace:
     session: AuditSession | None = None
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)   # suspect name -> why it could not be verified
 
     def add_suspect(self, entry: SuspectEntry) -> None:
         if any(s.name == entry.name for s in self.suspects):
@@ -122,17 +123,21 @@ def run_workspace(ws: Workspace, store: ArtifactStore, progress=None) -> Workspa
     if a.reference is not None:
         cards["reference shadow"] = card(a.reference)
     verdicts: dict[str, Verdict] = {}
+    errors: dict[str, str] = {}
     for s in ws.suspects:
-        if s.answers:
-            out = read_outputs(s.answers, len(a.queries), a.num_classes)
-            verdicts[s.name] = verify_outputs(a, out, s.name)
-            cards[s.name] = {"source": s.source, "answers": Path(s.answers).name,
-                             "label_only": verdicts[s.name].label_only}
-        else:
-            model = load_suspect(session, s.source, revision=s.revision, progress=progress)
-            verdicts[s.name] = verify_model(a, eng, model, name=s.name)
-            cards[s.name] = card(model)
-    ws.session, ws.verdicts, ws.cards = session, verdicts, cards
+        try:  # one bad suspect does not cost the others their verdicts
+            if s.answers:
+                out = read_outputs(s.answers, len(a.queries), a.num_classes)
+                verdicts[s.name] = verify_outputs(a, out, s.name)
+                cards[s.name] = {"source": s.source, "answers": Path(s.answers).name,
+                                 "label_only": verdicts[s.name].label_only}
+            else:
+                model = load_suspect(session, s.source, revision=s.revision, progress=progress)
+                verdicts[s.name] = verify_model(a, eng, model, name=s.name)
+                cards[s.name] = card(model)
+        except ForensicsError as e:
+            errors[s.name] = str(e)
+    ws.session, ws.verdicts, ws.cards, ws.errors = session, verdicts, cards, errors
     return ws
 
 

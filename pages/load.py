@@ -1,0 +1,172 @@
+"""Step 1: the victim, its foundation, the private and held-out data, and the suspects."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from forensics.data import extract_zip, load_image_folder
+from forensics.errors import ForensicsError
+from forensics.models import load_model
+from forensics.spec import AuditSpec
+from forensics.workspace import SuspectEntry, demo_workspace, store_answers
+from pages.common import get_store, model_card, set_workspace, show_error, workspace
+
+MAX_ZIP_MB = 200
+MAX_ANSWERS_MB = 50
+
+st.title("Load the audit")
+st.markdown("An audit needs **your model** (the victim), the **foundation** it was fine-tuned from, its "
+            "**private training data**, a **held-out set** from the same collection that it never saw, and one "
+            "or more **suspects**. Everything runs on this server; nothing is uploaded elsewhere.")
+
+ws = workspace()
+
+with st.container(border=True):
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    c1.subheader("Offline demo", anchor=False)
+    c1.markdown("A real ImageNet EfficientNet-Lite0 fine-tuned on Fashion-MNIST, with six suspects: four thefts "
+                "(direct copy, fine-tuned copy, distilled copy, label-query extraction) and two innocent models "
+                "fine-tuned from the same foundation. Runs on a CPU, no network needed.")
+    if c2.button("Load the demo", type="primary", icon=":material/play_arrow:", width="stretch"):
+        # FORENSICS_DEMO_QUICK=1 loads the reduced demo (smaller data, fewer epochs), as the tests do
+        set_workspace(demo_workspace(0, quick=os.environ.get("FORENSICS_DEMO_QUICK") == "1"))
+        st.toast("Demo loaded: continue with 2 · Shadow models")
+        st.rerun()
+
+with st.expander("Audit your own model", expanded=ws.spec is not None and not ws.spec.is_demo):
+    with st.form("victim_form"):
+        st.markdown("**Models** — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder`, or a path to a "
+                    "`.safetensors` / `.pth` file on this server (then give the timm architecture).")
+        c1, c2 = st.columns([3, 1])
+        victim = c1.text_input("Victim model", placeholder="hf-hub:my-org/my-finetuned-vit")
+        victim_rev = c2.text_input("Victim revision", placeholder="main")
+        c1, c2 = st.columns([3, 1])
+        foundation = c1.text_input("Foundation model", placeholder="hf-hub:timm/vit_base_patch16_224.augreg_in21k")
+        foundation_rev = c2.text_input("Foundation revision", placeholder="main")
+        c1, c2 = st.columns(2)
+        arch = c1.text_input("timm architecture (weights files only)", placeholder="vit_base_patch16_224")
+        input_size = c2.number_input("Input size override (0 = the model's own)", 0, 1024, 0, step=16)
+        st.markdown("**Data** — folders on this server with one subfolder per class, or zip uploads of such a "
+                    f"folder (at most {MAX_ZIP_MB} MB).")
+        c1, c2 = st.columns(2)
+        data_path = c1.text_input("Private training data folder", placeholder="/data/private")
+        data_zip = c1.file_uploader("…or upload it as a zip", type=["zip"], key="data_zip", max_upload_size=MAX_ZIP_MB)
+        held_path = c2.text_input("Held-out folder (same collection, never seen by the victim)",
+                                  placeholder="/data/heldout")
+        held_zip = c2.file_uploader("…or upload it as a zip", type=["zip"], key="held_zip", max_upload_size=MAX_ZIP_MB)
+        submitted = st.form_submit_button("Load victim and data", type="primary")
+    if submitted:
+        try:
+            def folder(path: str, upload, what: str) -> str:
+                if upload is not None:
+                    if upload.size > MAX_ZIP_MB * 1024 ** 2:
+                        raise ForensicsError(f"the {what} zip is {upload.size / 1e6:.0f} MB; the limit is {MAX_ZIP_MB} MB. "
+                                             "Give a folder path on the server instead")
+                    dest = Path(tempfile.mkdtemp(prefix=f"forensics-{what}-", dir=get_store().root))
+                    return str(extract_zip(upload.getvalue(), dest))
+                if not path.strip():
+                    raise ForensicsError(f"give the {what} folder (a path on this server) or upload it as a zip")
+                return path.strip()
+
+            if not victim.strip() or not foundation.strip():
+                raise ForensicsError("give both the victim and the foundation it was fine-tuned from")
+            data_dir = folder(data_path, data_zip, "private data")
+            held_dir = folder(held_path, held_zip, "held-out data")
+            with st.spinner("Loading the data and the victim…"):
+                private = load_image_folder(data_dir)
+                load_image_folder(held_dir, classes=private.classes)
+                v = load_model(victim.strip(), arch=arch.strip() or None, num_classes=private.num_classes,
+                               revision=victim_rev.strip() or None, input_size=int(input_size) or None)
+            spec = AuditSpec(victim=victim.strip(), foundation=foundation.strip(), data=data_dir, heldout=held_dir,
+                             victim_revision=victim_rev.strip() or None,
+                             foundation_revision=foundation_rev.strip() or None, arch=arch.strip() or None,
+                             input_size=int(input_size) or None)
+            new = type(ws)(spec=spec, suspects=list(ws.suspects) if ws.spec and not ws.spec.is_demo else [])
+            new.cards = {"victim": {**v.card(), "accuracy": None}}
+            set_workspace(new)
+            st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
+            st.rerun()
+        except Exception as e:  # noqa: BLE001 - shown to the user, inputs kept
+            show_error(e)
+
+ws = workspace()
+if ws.spec is None:
+    st.info("Load the demo, or your own victim above, to add suspects.", icon=":material/info:")
+    st.stop()
+
+st.divider()
+st.subheader("Suspects", anchor=False)
+if ws.suspects:
+    for s in list(ws.suspects):
+        c1, c2, c3 = st.columns([4, 4, 1], vertical_alignment="center")
+        c1.markdown(f"**{s.name}**" + (f"  \n:gray[{s.kind}]" if s.kind else ""))
+        c2.code(s.source, language=None)
+        if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:"):
+            ws.remove_suspect(s.name)
+            st.rerun()
+else:
+    st.caption("No suspects yet.")
+
+tab_model, tab_answers = st.tabs(["Add a suspect model", "Add black-box answers"])
+with tab_model:
+    with st.form("suspect_form", clear_on_submit=False):
+        c1, c2, c3 = st.columns([3, 1, 2])
+        src = c1.text_input("Suspect model", placeholder="hf-hub:someone/suspicious-model  or  /path/suspect.safetensors")
+        rev = c2.text_input("Revision", placeholder="main")
+        name = c3.text_input("Name (optional)")
+        add = st.form_submit_button("Check and add suspect")
+    if add:
+        try:
+            if not src.strip():
+                raise ForensicsError("give the suspect's source: hf-hub:ORG/NAME, local-dir:PATH or a weights file")
+            if not src.startswith("demo:"):
+                with st.spinner("Loading the suspect to check it…"):
+                    k = len(load_image_folder(ws.spec.data).classes) if not ws.spec.is_demo else 10
+                    m = load_model(src.strip(), arch=ws.spec.arch, num_classes=k, revision=rev.strip() or None)
+                ws.cards[name.strip() or src.strip()] = m.card()
+            ws.add_suspect(SuspectEntry(name.strip() or src.strip(), src.strip(), revision=rev.strip() or None))
+            ws.session = None  # the verdicts must be recomputed
+            st.rerun()
+        except Exception as e:  # noqa: BLE001
+            show_error(e)
+with tab_answers:
+    st.markdown("For a suspect you can only query (an API): download the query set, send its images to the API in "
+                "the order of `queries.csv`, and upload the answers as CSV (`query_index` plus one logit column per "
+                "class, or a single `label` column) or `.npy`.")
+    if ws.session is not None:
+        from forensics.workspace import queries_zip
+
+        if st.button("Prepare the query set (zip)", icon=":material/folder_zip:"):
+            with st.spinner("Writing the query images…"):
+                st.session_state.queries_zip = queries_zip(ws)
+        if "queries_zip" in st.session_state:
+            st.download_button("Download the query set", st.session_state.queries_zip, file_name="queries.zip",
+                               mime="application/zip", icon=":material/download:")
+    else:
+        st.caption("The query set is ready once the shadow models are built (2 · Shadow models).")
+    up = st.file_uploader("Suspect's answers", type=["csv", "npy"], key="answers_upload", max_upload_size=MAX_ANSWERS_MB)
+    aname = st.text_input("Name of this suspect", key="answers_name")
+    if st.button("Add these answers", disabled=up is None):
+        try:
+            if up.size > MAX_ANSWERS_MB * 1024 ** 2:
+                raise ForensicsError(f"the answers file is {up.size / 1e6:.0f} MB; the limit is {MAX_ANSWERS_MB} MB")
+            path = store_answers(get_store(), up.getvalue(), up.name)
+            if ws.session is not None:  # check shape and values now, not after the next run
+                from forensics.io import read_outputs
+                read_outputs(path, len(ws.session.audit.queries), ws.session.audit.num_classes)
+            ws.add_suspect(SuspectEntry(aname.strip() or up.name, f"answers:{up.name}", answers=path))
+            ws.session = None
+            st.rerun()
+        except Exception as e:  # noqa: BLE001
+            show_error(e)
+
+if ws.cards:
+    st.divider()
+    st.subheader("Model cards", anchor=False)
+    cols = st.columns(3)
+    for i, (title, card) in enumerate(ws.cards.items()):
+        with cols[i % 3]:
+            model_card(title, card)

@@ -1,0 +1,167 @@
+"""Step 2: settings, then build the shadow models and verify the suspects (in the background)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from forensics.audit import StageProgress
+from forensics.data import Trigger
+from forensics.engine import TrainProgress
+from forensics.jobs import get_job, start_job
+from forensics.plots import LAYOUT, loss_order_figure, training_curves_figure, trigger_examples
+from forensics.workspace import run_workspace
+from pages.common import get_store, show_error, workspace
+
+STAGES = [("loss_order", "Loss order of the victim"), ("poisoned_shadow", "Poisoned shadow"),
+          ("benign_shadow", "Benign shadow"), ("reference_shadow", "Membership reference shadow"),
+          ("meta_classifier", "Output differences and meta-classifier")]
+
+st.title("Shadow models")
+ws = workspace()
+if ws.spec is None:
+    st.info("Load a victim first (1 · Load; one click loads the offline demo).", icon=":material/info:")
+    if st.button("Go to 1 · Load", type="primary"):
+        st.switch_page("pages/load.py")
+    st.stop()
+
+
+@st.cache_data(show_spinner=False)
+def class_names(data: str, quick: bool) -> list[str]:
+    if data.startswith("demo:"):
+        from forensics.demo import demo_data
+        return demo_data(quick)["private"].classes
+    from forensics.data import load_image_folder
+    return load_image_folder(data).classes
+
+
+cfg = ws.spec.config
+classes = class_names(ws.spec.data, ws.spec.quick)
+job = get_job(st.session_state.get("job_id"))
+busy = job is not None and job.running
+
+st.markdown("Holmes trains two **shadow models**: a *poisoned* copy of your model that forgets what it learned "
+            "specifically on its most characteristic samples (D_s), and a *benign* model trained from the "
+            "foundation without them. A third, the *membership reference*, sees only half of your data and "
+            "measures how hard each sample is. Results are kept in the artifact store: a re-run with the same "
+            "settings is instant, and an interrupted run resumes where it stopped.")
+
+with st.form("settings"):
+    c1, c2, c3, c4 = st.columns(4)
+    gamma = c1.slider("gamma: share of lowest-loss samples in D_s", 0.02, 0.30, float(cfg.gamma), 0.01)
+    lam = c2.slider("lambda: share the benign shadow skips", 0.1, 0.9, float(cfg.lam), 0.05)
+    trig = c3.slider("trigger size (share of the image side)", 0.05, 0.30, float(cfg.trigger.size), 0.005)
+    target = c4.selectbox("trigger target class", range(len(classes)), index=cfg.target_class,
+                          format_func=lambda i: f"{i}: {classes[i]}")
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = c1.number_input("epochs (benign / reference shadows)", 1, 100, cfg.train.epochs)
+    lr = c2.select_slider("learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2],
+                          value=min([1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2], key=lambda v: abs(v - cfg.train.lr)),
+                          format_func=lambda v: f"{v:g}")
+    mode = c3.selectbox("fine-tuning", ["last blocks + head (fast)", "full"],
+                        index=0 if cfg.train.trainable_blocks is not None else 1)
+    blocks = c3.number_input("trainable blocks", 1, 24, cfg.train.trainable_blocks or 1,
+                             disabled=cfg.train.trainable_blocks is None)
+    device = c4.selectbox("device", ["auto", "cuda", "cpu"], index=["auto", "cuda", "cpu"].index(ws.spec.device),
+                          format_func={"auto": "auto (GPU if present)", "cuda": "GPU", "cpu": "CPU"}.get)
+    start = st.form_submit_button("Build shadow models and verify suspects", type="primary", disabled=busy,
+                                  icon=":material/rocket_launch:")
+
+if start:
+    try:
+        tb = None if mode == "full" else int(blocks)
+        train = replace(cfg.train, epochs=int(epochs), lr=float(lr), trainable_blocks=tb)
+        ws.spec.config = replace(cfg, gamma=float(gamma), lam=float(lam), target_class=int(target),
+                                 trigger=Trigger(size=float(trig), value=cfg.trigger.value, position=cfg.trigger.position),
+                                 train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb))
+        ws.spec.device = device
+        from forensics.engine import resolve_device
+        resolve_device(device)
+        job = start_job("audit", run_workspace, ws, get_store())
+        st.session_state.job_id = job.id
+        busy = True
+    except Exception as e:  # noqa: BLE001
+        show_error(e)
+
+
+def progress_state(events):
+    stages, trainings, curves = {}, {}, {}
+    for ev in events:
+        if isinstance(ev, StageProgress):
+            stages[ev.stage] = ev
+        elif isinstance(ev, TrainProgress):
+            trainings[ev.label] = ev
+            if not ev.done:
+                curves.setdefault(ev.label, []).append((ev.step, ev.loss))
+    return stages, trainings, curves
+
+
+@st.fragment(run_every=1.0)
+def live_progress(job_id: str) -> None:
+    job = get_job(job_id)
+    if job is None:
+        return
+    stages, trainings, curves = progress_state(job.snapshot())
+    state = "running" if job.running else ("complete" if job.status == "done" else "error")
+    with st.status(f"Audit {'running' if job.running else job.status} — {job.seconds:.0f} s", state=state,
+                   expanded=True):
+        for key, title in STAGES:
+            ev = stages.get(key)
+            icon = ":material/check_circle:" if ev and ev.status == "done" else (
+                ":material/progress_activity:" if ev else ":material/radio_button_unchecked:")
+            st.markdown(f"{icon} {title}" + (f" — {ev.detail}" if ev and ev.detail else ""))
+        for label, ev in trainings.items():
+            frac = 1.0 if ev.done else ev.step / max(ev.total_steps, 1)
+            txt = f"{label}: " + ("done" if ev.done else f"epoch {ev.epoch}/{ev.epochs}, loss {ev.loss:.3f}, "
+                                                         f"accuracy {ev.accuracy:.3f}")
+            st.progress(min(frac, 1.0), text=txt)
+    active = [lbl for lbl, ev in trainings.items() if not ev.done and curves.get(lbl)]
+    if active:
+        pts = np.array(curves[active[-1]])
+        fig = go.Figure(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", line=dict(color="#1f4e79")))
+        fig.update_layout(title=f"Running training loss: {active[-1]}", xaxis_title="step",
+                          yaxis_title="mean training loss so far [nats]", height=280, **{**LAYOUT, "margin": dict(t=50)})
+        st.plotly_chart(fig, width="stretch")
+    if not job.running:
+        if job.status == "done":
+            st.session_state.ws = job.result
+        st.rerun()
+
+
+if busy and job is not None:
+    live_progress(job.id)
+    st.stop()
+
+if job is not None and job.status == "failed":
+    st.error(f"The audit stopped: {job.error}. Everything finished before the error is kept; fix the input and "
+             "start again.", icon=":material/error:")
+
+ws = workspace()
+if ws.session is None:
+    st.info("Press **Build shadow models and verify suspects** to start. On a CPU the demo takes about two "
+            "minutes the first time, seconds afterwards.", icon=":material/info:")
+    st.stop()
+
+a = ws.session.audit
+for name, err in ws.errors.items():
+    st.warning(f"Suspect **{name}** could not be verified: {err}", icon=":material/warning:")
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("D_s samples", len(a.ds_rows), help="the gamma lowest-loss samples of the private data (target class skipped)")
+c2.metric("Trigger success on the poisoned shadow", f"{a.poison_success:.0%}",
+          help="share of triggered D_s images the poisoned shadow assigns to the target class")
+c3.metric("Meta-classifier validation accuracy", f"{a.meta.val_accuracy_:.0%}")
+c4.metric("Membership test: members / controls", f"{len(a.member_rows)} / {len(a.control_rows)}")
+st.plotly_chart(loss_order_figure(a), width="stretch")
+c1, c2 = st.columns([3, 2])
+with c1:
+    st.plotly_chart(training_curves_figure(a.histories), width="stretch")
+with c2:
+    st.markdown("**Triggered D_s images** (the trigger is stamped after resizing, so no crop removes it)")
+    ex = trigger_examples(a, 4)
+    cols = st.columns(4)
+    for col, (clean, trigd, cap) in zip(cols, ex):
+        col.image(clean, caption="clean", width="stretch")
+        col.image(trigd, caption=cap, width="stretch")
+st.page_link("pages/features.py", label="Next: 3 · Feature differences", icon=":material/arrow_forward:")
