@@ -15,7 +15,8 @@ from .meta import STOLEN, output_difference
 
 PALETTE = {"victim": "#c0392b", "benign shadow": "#2e86c1", "poisoned shadow": "#7d3c98",
            "members": "#c0392b", "controls": "#5d6d7e"}
-SUSPECT_COLORS = ["#e67e22", "#16a085", "#8e44ad", "#d35400", "#27ae60", "#2c3e50", "#b7950b", "#1abc9c"]
+SUSPECT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                  "#bcbd22", "#7f7f7f"]  # D3 category10
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), font=dict(size=13),
               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
 
@@ -111,21 +112,24 @@ def meta_scores_figure(audit: Audit, verdicts: Sequence[Verdict] = ()) -> go.Fig
 
 
 def membership_figure(verdicts: Sequence[Verdict]) -> go.Figure:
-    """Members against controls per difficulty stratum: the suspect's mean loss (or error rate)."""
+    """Per difficulty stratum: how much better each suspect fits members than controls.
+
+    The y value is the controls' mean loss minus the members' mean loss (or error rates with
+    labels only): 0 for a model that cannot tell the victim's training samples from unseen ones."""
     fig = go.Figure()
     shown = [v for v in verdicts if "membership" in v.evidence]
     for i, v in enumerate(shown):
         st = v.evidence["membership"]["strata"]
-        x = [r["stratum"] + 1 for r in st]
-        c = _color(i)
-        fig.add_trace(go.Scatter(x=x, y=[r["control_mean"] for r in st], mode="lines+markers", name=f"{v.suspect}: controls",
-                                 line=dict(color=c, dash="dot"), legendgroup=v.suspect))
-        fig.add_trace(go.Scatter(x=x, y=[r["member_mean"] for r in st], mode="lines+markers", name=f"{v.suspect}: members",
-                                 line=dict(color=c), legendgroup=v.suspect))
-    score = "error rate" if shown and shown[0].evidence["membership"]["score"] == "error" else "mean loss [nats]"
-    fig.update_layout(title="Members (victim's training samples) vs controls (unseen), by difficulty",
-                      xaxis_title="difficulty stratum (1 = easiest, by the reference shadow's loss)", yaxis_title=score,
-                      **{**LAYOUT, "legend": dict(font=dict(size=11))})
+        fig.add_trace(go.Scatter(x=[r["stratum"] + 1 for r in st], y=[r["control_mean"] - r["member_mean"] for r in st],
+                                 mode="lines+markers", name=f"{v.suspect} (p = {v.evidence['membership']['p_value']:.1e})",
+                                 line=dict(color=_color(i), width=2.5)))
+    fig.add_hline(y=0, line=dict(color="#555", dash="dash"), annotation_text="no membership signal")
+    label_only = shown and shown[0].evidence["membership"]["score"] == "error"
+    unit = "error rate [share]" if label_only else "loss [nats]"
+    fig.update_layout(title="How much better each suspect fits the victim's training samples than unseen ones",
+                      xaxis_title="difficulty stratum (1 = easiest, by the reference shadow's loss)",
+                      yaxis_title=f"controls minus members, mean {unit}", **LAYOUT)
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=0.01, bgcolor="rgba(255,255,255,0.8)"))
     return fig
 
 

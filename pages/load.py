@@ -102,7 +102,8 @@ st.subheader("Suspects", anchor=False)
 if ws.suspects:
     for s in list(ws.suspects):
         c1, c2, c3 = st.columns([4, 4, 1], vertical_alignment="center")
-        c1.markdown(f"**{s.name}**" + (f"  \n:gray[{s.kind}]" if s.kind else ""))
+        c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {'a theft' if s.kind == 'stolen' else 'innocent'}]"
+                                      if s.kind else ""))
         c2.code(s.source, language=None)
         if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:"):
             ws.remove_suspect(s.name)

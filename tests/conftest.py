@@ -90,3 +90,9 @@ def offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HUGGINGFACE_HUB_CACHE", str(cache.hub))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read by constants.is_offline_mode() per request
     return cache
+
+
+@pytest.fixture(scope="session")
+def store_root(tmp_path_factory) -> Path:
+    """One artifact store for every test that runs the reduced demo (built once, then reused)."""
+    return tmp_path_factory.mktemp("store")

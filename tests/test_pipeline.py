@@ -25,11 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def store_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("store")
-
-
-@pytest.fixture(scope="session")
 def quick_demo(store_root):
     return run_demo(0, store=ArtifactStore(store_root), quick=True)
 
