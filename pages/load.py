@@ -14,8 +14,7 @@ from forensics.spec import AuditSpec
 from forensics.workspace import SuspectEntry, demo_workspace, store_answers
 from pages.common import get_store, model_card, set_workspace, show_error, workspace
 
-MAX_ZIP_MB = 200
-MAX_ANSWERS_MB = 50
+MAX_ZIP_MB = MAX_ANSWERS_MB = int(os.environ.get("FORENSICS_MAX_UPLOAD_MB", "200"))
 
 st.title("Load the audit")
 st.markdown("An audit needs **your model** (the victim), the **foundation** it was fine-tuned from, its "
@@ -53,15 +52,18 @@ with st.expander("Audit your own model", expanded=ws.spec is not None and not ws
                     f"folder (at most {MAX_ZIP_MB} MB).")
         c1, c2 = st.columns(2)
         data_path = c1.text_input("Private training data folder", placeholder="/data/private")
-        data_zip = c1.file_uploader("…or upload it as a zip", type=["zip"], key="data_zip", max_upload_size=MAX_ZIP_MB)
+        data_zip = c1.file_uploader("…or upload it as a zip", key="data_zip", max_upload_size=MAX_ZIP_MB)
         held_path = c2.text_input("Held-out folder (same collection, never seen by the victim)",
                                   placeholder="/data/heldout")
-        held_zip = c2.file_uploader("…or upload it as a zip", type=["zip"], key="held_zip", max_upload_size=MAX_ZIP_MB)
+        held_zip = c2.file_uploader("…or upload it as a zip", key="held_zip", max_upload_size=MAX_ZIP_MB)
         submitted = st.form_submit_button("Load victim and data", type="primary")
     if submitted:
         try:
             def folder(path: str, upload, what: str) -> str:
                 if upload is not None:
+                    if not upload.name.lower().endswith(".zip"):
+                        raise ForensicsError(f"{upload.name!r} is not a .zip file; zip the {what} folder (one "
+                                             "subfolder per class) and upload the zip")
                     if upload.size > MAX_ZIP_MB * 1024 ** 2:
                         raise ForensicsError(f"the {what} zip is {upload.size / 1e6:.0f} MB; the limit is {MAX_ZIP_MB} MB. "
                                              "Give a folder path on the server instead")
@@ -148,7 +150,8 @@ with tab_answers:
                                mime="application/zip", icon=":material/download:")
     else:
         st.caption("The query set is ready once the shadow models are built (2 · Shadow models).")
-    up = st.file_uploader("Suspect's answers", type=["csv", "npy"], key="answers_upload", max_upload_size=MAX_ANSWERS_MB)
+    # file types are checked by the page (with a message that says what to do), not by the widget
+    up = st.file_uploader("Suspect's answers (.csv or .npy)", key="answers_upload", max_upload_size=MAX_ANSWERS_MB)
     aname = st.text_input("Name of this suspect", key="answers_name")
     if st.button("Add these answers", disabled=up is None):
         try:

@@ -1,0 +1,202 @@
+"""Every dashboard page on the reduced demo, through streamlit.testing.v1.AppTest (no browser)."""
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from forensics.jobs import get_job
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = ["pages/load.py", "pages/shadows.py", "pages/features.py", "pages/verdict.py", "pages/report.py"]
+
+
+@pytest.fixture
+def env(store_root, monkeypatch):
+    monkeypatch.setenv("FORENSICS_DEMO_QUICK", "1")
+    monkeypatch.setenv("FORENSICS_STORE", str(store_root))
+    return store_root
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def wait_for_job(at: AppTest, timeout: float = 900):
+    job = get_job(at.session_state["job_id"])
+    t = time.time()
+    while job.running and time.time() - t < timeout:
+        time.sleep(0.5)
+    assert job.status == "done", job.error
+    at.run()
+    return job
+
+
+def run_demo_audit(at: AppTest) -> AppTest:
+    button(at, "Load the demo").click().run()
+    at.switch_page("pages/shadows.py").run()
+    button(at, "Build shadow models and verify suspects").click().run()
+    wait_for_job(at)
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(str(m.value) for m in [*at.markdown, *at.info, *at.error, *at.warning, *at.caption])
+
+
+def test_every_page_has_a_helpful_empty_state(env):
+    at = new_app()
+    assert "Load the audit" in at.title[0].value
+    for page in PAGES[1:]:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert at.info, f"{page} shows no empty-state message"
+        assert "1 · Load" in texts(at)
+
+
+def test_demo_walkthrough_every_page(env):
+    at = new_app()
+    run_demo_audit(at)
+    ws = at.session_state["ws"]
+    assert len(ws.suspects) == 6 and len(ws.verdicts) == 6
+    labels = [m.label for m in at.metric]
+    assert "D_s samples" in labels and "Trigger success on the poisoned shadow" in labels
+    assert len(at.get("plotly_chart")) >= 2 and len(at.get("image")) >= 1
+
+    at.switch_page("pages/features.py").run()
+    assert not at.exception
+    assert len(at.tabs) == 5 and len(at.get("plotly_chart")) >= 4
+
+    at.switch_page("pages/verdict.py").run()
+    assert not at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert "p-value" in values
+    df = at.dataframe[0].value
+    assert list(df["suspect"])[:2] == ["direct copy", "fine-tuned copy"]
+    assert dict(zip(df["suspect"], df["verdict"]))["direct copy"] == "stolen"
+    assert dict(zip(df["suspect"], df["verdict"]))["innocent (same recipe)"] == "not stolen"
+    assert "What the test means" in texts(at)
+    # a stricter alpha is applied without re-running anything
+    at.select_slider[0].set_value(0.001).run()
+    assert not at.exception
+
+    at.switch_page("pages/report.py").run()
+    assert not at.exception
+    assert len(at.get("download_button")) == 2
+
+    at.switch_page("pages/load.py").run()
+    assert not at.exception
+    assert "Model cards" in [s.value for s in at.subheader]
+
+
+def test_two_sessions_at_once_do_not_interfere(env):
+    a, b = new_app(), new_app()
+    for at in (a, b):
+        button(at, "Load the demo").click().run()
+        at.switch_page("pages/shadows.py").run()
+    button(a, "Build shadow models and verify suspects").click().run()
+    button(b, "Build shadow models and verify suspects").click().run()
+    assert a.session_state["job_id"] != b.session_state["job_id"]
+    wait_for_job(a)
+    wait_for_job(b)
+    pa = {k: v.p_value for k, v in a.session_state["ws"].verdicts.items()}
+    pb = {k: v.p_value for k, v in b.session_state["ws"].verdicts.items()}
+    assert pa == pb and len(pa) == 6
+    # removing a suspect in one session leaves the other untouched
+    a.switch_page("pages/load.py").run()
+    button(a, "Remove").click().run()
+    assert len(a.session_state["ws"].suspects) == 5 and len(b.session_state["ws"].suspects) == 6
+
+
+def test_unknown_hub_id_offline_is_a_clear_error_and_keeps_inputs(env, offline_hub, tmp_path):
+    at = new_app()
+    for t in at.text_input:
+        if t.label == "Victim model":
+            t.set_value("hf-hub:nobody/does-not-exist")
+        elif t.label == "Foundation model":
+            t.set_value("demo:foundation")
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        from PIL import Image
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / c / "x.png")
+    for t in at.text_input:
+        if t.label.startswith("Private training data"):
+            t.set_value(str(data))
+        elif t.label.startswith("Held-out folder"):
+            t.set_value(str(data))
+    button(at, "Load victim and data").click().run()
+    assert not at.exception
+    assert any("HF_HUB_OFFLINE" in e.value for e in at.error)
+    assert [t.value for t in at.text_input if t.label == "Victim model"] == ["hf-hub:nobody/does-not-exist"]
+
+
+def test_zip_with_parent_paths_is_refused(env, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("data/cat/ok.png", b"x")
+        z.writestr("../../evil.txt", b"pwned")
+    at = new_app()
+    for t in at.text_input:
+        if t.label == "Victim model":
+            t.set_value("demo:foundation")
+        elif t.label == "Foundation model":
+            t.set_value("demo:foundation")
+    at.file_uploader(key="data_zip").upload("data.zip", buf.getvalue(), "application/zip")
+    button(at, "Load victim and data").click().run()
+    assert not at.exception
+    assert any("unsafe path" in e.value for e in at.error)
+    assert not (Path(env).parent / "evil.txt").exists()
+
+
+def test_bad_answers_and_bad_suspects_get_clear_messages(env, monkeypatch, tiny_model, save_hf):
+    monkeypatch.setenv("FORENSICS_MAX_UPLOAD_MB", "1")
+    at = new_app()
+    run_demo_audit(at)
+    at.switch_page("pages/load.py").run()
+    n_q = len(at.session_state["ws"].session.audit.queries)
+
+    def upload(name: str, content: bytes):
+        at.file_uploader(key="answers_upload").set_value((name, content, "application/octet-stream")).run()
+        button(at, "Add these answers").click().run()
+        assert not at.exception
+        return [e.value for e in at.error]
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((n_q, 7), np.float32))       # wrong number of classes
+    assert any("7 columns" in e for e in upload("wrong.npy", buf.getvalue()))
+    buf = io.BytesIO()
+    bad = np.zeros((n_q, 10), np.float32)
+    bad[3, 2] = np.nan
+    np.save(buf, bad)
+    assert any("NaN" in e for e in upload("nan.npy", buf.getvalue()))
+    assert any(".csv or .npy" in e for e in upload("answers.txt", b"1,2,3"))
+    assert any("limit is 1 MB" in e for e in upload("big.npy", b"\0" * (2 * 1024 ** 2)))
+    assert len(at.session_state["ws"].suspects) == 6  # nothing was added, nothing was lost
+    # a suspect with another number of classes
+    three = save_hf(tiny_model(num_classes=3))
+    for t in at.text_input:
+        if t.label == "Suspect model":
+            t.set_value(f"local-dir:{three}")
+    button(at, "Check and add suspect").click().run()
+    assert not at.exception
+    assert any("3 classes but 10 were expected" in e.value for e in at.error)
+    # good answers are accepted and verified
+    logits = at.session_state["ws"].session.engine.logits(at.session_state["ws"].session.audit.victim,
+                                                           at.session_state["ws"].session.audit.queries)
+    buf = io.BytesIO()
+    np.save(buf, logits)
+    assert upload("api.npy", buf.getvalue()) == []
+    assert [s.name for s in at.session_state["ws"].suspects][-1] == "api.npy"
