@@ -27,6 +27,7 @@ from forensics.audit import verify_model  # noqa: E402
 from forensics.data import concat  # noqa: E402
 from forensics.demo import VICTIM_TRAIN, demo_data, run_demo  # noqa: E402
 from forensics.engine import per_sample_loss  # noqa: E402
+from forensics.spec import load_suspect  # noqa: E402
 from forensics.stats import difficulty_strata, stratified_rank_test, stratum_weights  # noqa: E402
 from forensics.store import ArtifactStore  # noqa: E402
 
@@ -96,10 +97,8 @@ def main() -> None:
             for proto in summary:
                 summary[proto][kind].append(e[proto]["p_value"])
         rng = np.random.default_rng(10_000 + seed)
-        models = [a.victim] + [None] * 0
         outs = [eng.logits(a.victim, a.queries)]
         for s, _, _, _ in res.suspects:
-            from forensics.spec import load_suspect
             outs.append(eng.logits(load_suspect(res.session, f"demo:{s.key}"), a.queries))
         for w in null_all:
             for o in outs:

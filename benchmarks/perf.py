@@ -46,7 +46,6 @@ def main() -> None:
 
     from forensics.audit import verify_model
     from forensics.demo import run_demo
-    from forensics.engine import per_sample_loss
     from forensics.store import ArtifactStore
 
     res = run_demo(args.seed, store=ArtifactStore(store), suspects=())

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .data import ImageSet, Trigger, concat
-from .engine import Engine, TrainConfig, TrainProgress, accuracy, per_sample_loss, train_stored
+from .engine import Engine, TrainConfig, per_sample_loss, train_stored
 from .errors import ClassCountMismatchError, ConfigError, DatasetTooSmallError, LogitsFileError
 from .meta import BENIGN, STOLEN, MetaClassifier, MetaConfig, output_difference
 from .models import LoadedModel
@@ -446,8 +446,6 @@ def verify_outputs(audit: Audit, outputs: np.ndarray, name: str, protocol: str |
                           + ("it needs logits, not labels" if label_only else "the audit has no held-out data"))
     chosen = evidence[protocol]
     delta_p = evidence.get("holmes", {}).get("delta_p") if protocol == "membership" else chosen.get("delta_p")
-    if protocol == "paper":
-        delta_p = chosen["delta_p"]
     m = chosen.get("m", chosen.get("members", 0) + chosen.get("controls", 0))
     return Verdict(name, protocol, float(chosen["p_value"]), delta_p, bool(chosen["p_value"] < cfg.alpha),
                    cfg.alpha, int(m), cfg.seed, evidence, label_only=label_only, per_sample=per_sample)

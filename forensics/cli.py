@@ -135,7 +135,7 @@ def spec_from_args(args: argparse.Namespace):
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    from .report import build_report, render_html
+    from .report import audit_figures, build_report, render_html
     from .store import ArtifactStore
 
     res = run_demo(args.seed, store=ArtifactStore(args.store) if args.store else None,
@@ -148,8 +148,9 @@ def cmd_demo(args) -> int:
         Path(args.json).write_text(json.dumps(d, indent=2))
         print(f"wrote {args.json}")
     if args.html:
-        rep = build_report(res.audit, [(s.name, k, v) for s, k, v, _ in res.suspects], spec=res.session.spec.to_dict())
-        Path(args.html).write_text(render_html(rep))
+        rep = build_report(res.audit, [(s.name, k, v) for s, k, v, _ in res.suspects], spec=res.session.spec.to_dict(),
+                           sources={s.name: {"source": f"demo:{s.key}"} for s, _, _, _ in res.suspects})
+        Path(args.html).write_text(render_html(rep, audit_figures(res.audit, [v for _, _, v, _ in res.suspects])))
         print(f"wrote {args.html}")
     return 0
 

@@ -15,10 +15,11 @@ from .meta import STOLEN, output_difference
 
 PALETTE = {"victim": "#c0392b", "benign shadow": "#2e86c1", "poisoned shadow": "#7d3c98",
            "members": "#c0392b", "controls": "#5d6d7e"}
-SUSPECT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-                  "#bcbd22", "#7f7f7f"]  # D3 category10
+# D3 category10, reordered so that suspects avoid the victim's red and the benign shadow's blue
+SUSPECT_COLORS = ["#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+                  "#1f77b4", "#d62728"]
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), font=dict(size=13),
-              legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
+              legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
 
 
 def _color(i: int) -> str:
@@ -39,7 +40,8 @@ def loss_order_figure(audit: Audit) -> go.Figure:
                   annotation_text=f"benign shadow skips these {n_l} (lambda={audit.config.lam})",
                   annotation_position="bottom right")
     fig.update_layout(title="Loss order of the victim on its private data", xaxis_title="rank (lowest loss first)",
-                      yaxis_title="cross-entropy [nats, log scale]", yaxis_type="log", **LAYOUT)
+                      yaxis_title="cross-entropy [nats, log scale]", yaxis_type="log", yaxis_exponentformat="power",
+                      **LAYOUT)
     return fig
 
 
@@ -50,7 +52,7 @@ def training_curves_figure(histories: dict[str, dict | None]) -> go.Figure:
         ep = [e["epoch"] for e in h["epochs"]]
         fig.add_trace(go.Scatter(x=ep, y=[e["loss"] for e in h["epochs"]], mode="lines+markers",
                                  name=name.replace("_", " "), line=dict(color=_color(i))))
-    fig.update_layout(title="Training loss of the shadow models", xaxis_title="epoch",
+    fig.update_layout(title="Training loss of the shadow models", xaxis_title="epoch", xaxis_dtick=1,
                       yaxis_title="training loss [nats]", **LAYOUT)
     return fig
 
@@ -98,16 +100,18 @@ def projection_figure(audit: Audit, verdicts: Sequence[Verdict] = ()) -> go.Figu
 
 
 def meta_scores_figure(audit: Audit, verdicts: Sequence[Verdict] = ()) -> go.Figure:
-    """Histograms of the meta-classifier's P(stolen) on the held-out verification rows of D_s."""
+    """The meta-classifier's P(stolen) on the held-out verification rows of D_s, one box per model."""
     rows = audit.meta_split["verify"]
-    diffs = _differences(audit, verdicts)
     fig = go.Figure()
-    for i, (name, o) in enumerate(diffs.items()):
+    for i, (name, o) in enumerate(_differences(audit, verdicts).items()):
         p = audit.meta.predict_proba(o[rows])[:, STOLEN]
-        fig.add_trace(go.Histogram(x=p, name=name, opacity=0.6, xbins=dict(start=0, end=1, size=0.05),
-                                   marker_color=PALETTE.get(name, _color(i))))
-    fig.update_layout(title=f"Meta-classifier scores on {len(rows)} held-out D_s samples", barmode="overlay",
-                      xaxis_title="P(stolen) [probability]", yaxis_title="samples [count]", **LAYOUT)
+        fig.add_trace(go.Box(x=p, name=name, boxpoints="all", jitter=0.4, pointpos=0, orientation="h",
+                             marker=dict(size=4, color=PALETTE.get(name, _color(i))), line=dict(width=1.5),
+                             showlegend=False))
+    fig.add_vline(x=0.5, line=dict(color="#555", dash="dash"))
+    fig.update_layout(title=f"Meta-classifier scores on {len(rows)} held-out D_s samples",
+                      xaxis_title="P(stolen) [probability]", xaxis_range=[0, 1], yaxis_autorange="reversed",
+                      height=max(360, 60 + 45 * (2 + len(verdicts))), **LAYOUT)
     return fig
 
 

@@ -7,8 +7,7 @@ audit record all go through these two functions, so they reach the same numbers.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .audit import Audit, AuditConfig, Progress, prepare_audit

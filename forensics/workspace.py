@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from .audit import Verdict, verify_model, verify_outputs
 from .engine import accuracy

@@ -11,7 +11,7 @@ from forensics.data import extract_zip, load_image_folder
 from forensics.errors import ForensicsError
 from forensics.models import load_model
 from forensics.spec import AuditSpec
-from forensics.workspace import SuspectEntry, demo_workspace, store_answers
+from forensics.workspace import SuspectEntry, Workspace, demo_workspace, store_answers
 from pages.common import get_store, model_card, set_workspace, show_error, workspace
 
 MAX_ZIP_MB = MAX_ANSWERS_MB = int(os.environ.get("FORENSICS_MAX_UPLOAD_MB", "200"))
@@ -86,7 +86,7 @@ with st.expander("Audit your own model", expanded=ws.spec is not None and not ws
                              victim_revision=victim_rev.strip() or None,
                              foundation_revision=foundation_rev.strip() or None, arch=arch.strip() or None,
                              input_size=int(input_size) or None)
-            new = type(ws)(spec=spec, suspects=list(ws.suspects) if ws.spec and not ws.spec.is_demo else [])
+            new = Workspace(spec=spec, suspects=list(ws.suspects) if ws.spec and not ws.spec.is_demo else [])
             new.cards = {"victim": {**v.card(), "accuracy": None}}
             set_workspace(new)
             st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set up Holmes forensics in ./.venv.  `--dev` also installs what the tests need.
+# Set up Holmes forensics in ./.venv.
+#   bash scripts/setup.sh         what the tool needs
+#   bash scripts/setup.sh --dev   plus what the tests need (pytest, playwright, Debian's chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,6 +11,13 @@ fi
 req=requirements.txt
 if [ "${1:-}" = "--dev" ]; then
   req=requirements-dev.txt
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser test"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
 fi
 .venv/bin/python -m pip install --disable-pip-version-check -q -r "$req"
 .venv/bin/python -c "import torch, torchvision, timm; print('holmes-forensics ready: torch', torch.__version__, 'timm', timm.__version__)"

@@ -14,7 +14,7 @@ import torch
 from forensics.audit import AuditConfig, select_ds, verify_outputs
 from forensics.data import Trigger, iter_batches
 from forensics.demo import demo_data, run_demo
-from forensics.engine import Engine, TrainConfig, per_sample_loss
+from forensics.engine import TrainConfig
 from forensics.errors import ConfigError, DatasetTooSmallError
 from forensics.io import export_queries, read_outputs
 from forensics.models import load_demo_foundation
