@@ -273,12 +273,15 @@ def prepare_audit(victim: LoadedModel, foundation: LoadedModel, private: ImageSe
     n_tr = int(round(config.meta_train_fraction * len(ds_rows)))
     n_va = int(round(config.meta_val_fraction * len(ds_rows)))
     split = {"train": np.sort(perm[:n_tr]), "val": np.sort(perm[n_tr:n_tr + n_va]), "verify": np.sort(perm[n_tr + n_va:])}
+    if len(split["verify"]) < 10:
+        raise DatasetTooSmallError(f"only {len(split['verify'])} D_s samples are left to verify the meta-classifier "
+                                   "on; lower meta_train_fraction / meta_val_fraction, raise gamma, or add data")
 
     def xy(rows):
         return np.concatenate([o_v[rows], o_b[rows]]), np.r_[np.full(len(rows), STOLEN), np.full(len(rows), BENIGN)]
 
     meta_inputs = {"victim": victim.fingerprint, "poisoned": poisoned.fingerprint, "benign": benign.fingerprint,
-                   "ds": ds_set.fingerprint}
+                   "ds": ds_set.fingerprint, "features": fingerprint_arrays(o_v, o_b)}
 
     def fit_meta(tmp: Path):
         x_tr, y_tr = xy(split["train"])
@@ -413,11 +416,13 @@ def verify_outputs(audit: Audit, outputs: np.ndarray, name: str, protocol: str |
         else:
             s_m, s_c = per_sample_loss(out[pm], y_m), per_sample_loss(out[pc], y_c)
         both = np.r_[audit.reference_loss_members, audit.reference_loss_controls]
-        strata = difficulty_strata(both, cfg.strata)
+        n_strata = effective_strata(cfg.strata, len(pm), len(pc))
+        strata = difficulty_strata(both, n_strata)
         r = stratified_rank_test(s_m, s_c, strata[:len(pm)], strata[len(pm):],
-                                 stratum_weights(cfg.strata, cfg.stratum_weighting))
+                                 stratum_weights(n_strata, cfg.stratum_weighting))
         acc_m, acc_c = _acc(out[pm], y_m), _acc(out[pc], y_c)
         evidence["membership"] = {"p_value": r.p_value, "z": r.z, "score": "error" if label_only else "loss",
+                                  "n_strata": n_strata,
                                   "member_accuracy": acc_m, "control_accuracy": acc_c,
                                   "members": int(len(pm)), "controls": int(len(pc)), "strata": r.strata}
         per_sample["member_score"] = s_m.tolist()
@@ -449,6 +454,23 @@ def verify_outputs(audit: Audit, outputs: np.ndarray, name: str, protocol: str |
     m = chosen.get("m", chosen.get("members", 0) + chosen.get("controls", 0))
     return Verdict(name, protocol, float(chosen["p_value"]), delta_p, bool(chosen["p_value"] < cfg.alpha),
                    cfg.alpha, int(m), cfg.seed, evidence, label_only=label_only, per_sample=per_sample)
+
+
+MIN_PER_STRATUM = 30
+
+
+def effective_strata(requested: int, n_members: int, n_controls: int) -> int:
+    """Fewer strata when data are scarce: every stratum keeps about 30+ members and controls, so the
+    normal approximation of the rank test holds."""
+    return int(max(1, min(requested, min(n_members, n_controls) // MIN_PER_STRATUM)))
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()[:24]
 
 
 def _acc(out: np.ndarray, y: np.ndarray) -> float:

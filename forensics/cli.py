@@ -101,12 +101,12 @@ def spec_from_args(args: argparse.Namespace):
     from .spec import AuditSpec
 
     if args.record:
-        rec = json.loads(Path(args.record).read_text())
-        spec = AuditSpec.from_dict(rec["spec"])
-        return spec
-    if args.victim is None:
-        if any(getattr(args, k) for k in ("data", "heldout", "foundation")):
-            raise ForensicsError("--data/--heldout/--foundation need --victim (or omit them all for the demo)")
+        spec = read_record(args.record)[0]
+    elif args.victim is None:
+        given = [k for k in ("data", "heldout", "foundation", "arch", "input_size", "victim_revision",
+                             "foundation_revision") if getattr(args, k)]
+        if given:
+            raise ForensicsError(f"--{given[0].replace('_', '-')} needs --victim (or omit the audit options for the demo)")
         spec = AuditSpec.demo(args.seed, protocol=args.protocol or "membership")
     else:
         if not args.foundation or not args.data:
@@ -117,20 +117,36 @@ def spec_from_args(args: argparse.Namespace):
                          arch=args.arch, input_size=args.input_size,
                          config=AuditConfig(seed=args.seed, protocol=args.protocol or "membership"))
     cfg = spec.config
-    train = cfg.train
+    train, poison = cfg.train, cfg.poison_train
     if args.epochs is not None:
         train = replace(train, epochs=args.epochs)
-    if args.lr is not None:
-        train = replace(train, lr=args.lr)
+    if args.lr is not None:  # the same learning rate and fine-tuning depth for every shadow, as in the dashboard
+        train, poison = replace(train, lr=args.lr), replace(poison, lr=args.lr)
     if args.trainable_blocks is not None:
+        if args.trainable_blocks != "all" and not args.trainable_blocks.isdigit():
+            raise ForensicsError(f"--trainable-blocks must be a number or 'all', not {args.trainable_blocks!r}")
         tb = None if args.trainable_blocks == "all" else int(args.trainable_blocks)
-        train = replace(train, trainable_blocks=tb)
+        train, poison = replace(train, trainable_blocks=tb), replace(poison, trainable_blocks=tb)
     over = {k: getattr(args, k) for k in ("gamma", "lam", "target_class", "alpha") if getattr(args, k) is not None}
     if args.protocol:
         over["protocol"] = args.protocol
-    spec.config = replace(cfg, train=train, **over)
+    if args.seed != cfg.seed and not args.record:
+        over["seed"] = args.seed
+    spec.config = replace(cfg, train=train, poison_train=poison, **over)
     spec.device = args.device
     return spec
+
+
+def read_record(path: Path):
+    """(spec, record) of a JSON audit record, with a clear error when it is not one."""
+    from .spec import AuditSpec
+
+    try:
+        rec = json.loads(Path(path).read_text())
+        return AuditSpec.from_dict(rec["spec"]), rec
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ForensicsError(f"{path}: not a readable audit record ({type(e).__name__}: {e}); give the JSON that "
+                             "the dashboard, `audit --json` or `export-queries` wrote") from e
 
 
 def cmd_demo(args) -> int:
@@ -211,17 +227,11 @@ def cmd_audit(args) -> int:
 
 def cmd_reverify(args) -> int:
     """Re-run every verification of a JSON audit record and compare the p-values."""
-    from .spec import AuditSpec
     from .store import ArtifactStore
     from .workspace import SuspectEntry, Workspace, run_workspace
 
-    try:
-        rec = json.loads(Path(args.record).read_text())
-        spec = AuditSpec.from_dict(rec["spec"])
-        recorded = rec["suspects"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ForensicsError(f"{args.record}: not a readable audit record ({e}); give the JSON the dashboard or "
-                             "`audit --json` wrote") from e
+    spec, rec = read_record(args.record)
+    recorded = rec.get("suspects", [])
     spec.device = args.device
     ws = Workspace(spec=spec)
     for r in recorded:
@@ -233,7 +243,11 @@ def cmd_reverify(args) -> int:
     same = True
     print(f"{'suspect':32s} {'recorded p':>12s} {'recomputed p':>13s}  match")
     for r in recorded:
-        v = ws.verdicts[r["name"]]
+        v = ws.verdicts.get(r["name"])
+        if v is None:
+            print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {'failed':>13s}  NO ({ws.errors.get(r['name'])})")
+            same = False
+            continue
         ok = v.p_value == r["p_value"] or abs(v.p_value - r["p_value"]) <= 1e-9 * max(abs(r["p_value"]), 1e-300)
         same &= ok
         print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {v.p_value:13.4e}  {'yes' if ok else 'NO'}")

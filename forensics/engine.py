@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,6 +91,15 @@ class TrainHistory:
 
 
 ProgressFn = Callable[[TrainProgress], None]
+
+# Training and the meta-classifier seed torch's global RNG (dropout, initialisation).  Two sessions of
+# one process (two dashboard tabs) would interleave their draws; this lock keeps each run reproducible.
+RNG_LOCK = threading.RLock()
+
+
+def model_key(loaded: LoadedModel) -> str:
+    """What identifies a model's function in cache keys: its weights and its architecture."""
+    return f"{loaded.arch}:{loaded.fingerprint}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +216,11 @@ class Engine:
         self.num_workers = num_workers
         self._memory: dict[str, torch.Tensor] = {}
 
+    @property
+    def precision(self) -> str:
+        """bf16 autocast on CUDA, fp32 elsewhere: part of every cache key, results differ."""
+        return "bf16" if self.device.type == "cuda" else "fp32"
+
     # -- activations -----------------------------------------------------------------------
     def activations(self, loaded: LoadedModel, split: Split, images: ImageSet, *,
                     trigger: Trigger | None = None, triggered: np.ndarray | None = None) -> torch.Tensor:
@@ -216,8 +231,8 @@ class Engine:
         if trigger is not None:
             trig_cfg = {"trigger": trigger.to_dict(),
                         "rows": fingerprint_bytes(np.packbits(np.asarray(triggered, bool)).tobytes())}
-        config = {"data_config": _jsonable(loaded.data_config), "trigger": trig_cfg}
-        inputs = {"prefix": split.prefix_fingerprint(loaded.model), "images": images.fingerprint}
+        config = {"data_config": _jsonable(loaded.data_config), "trigger": trig_cfg, "precision": self.precision}
+        inputs = {"prefix": f"{loaded.arch}:{split.prefix_fingerprint(loaded.model)}", "images": images.fingerprint}
         from .store import artifact_key
         mem_key = artifact_key("activations", config, inputs)
         if mem_key in self._memory:
@@ -247,8 +262,9 @@ class Engine:
             triggered = np.ones(len(images), bool)
         config = {"data_config": _jsonable(loaded.data_config),
                   "trigger": None if trigger is None else trigger.to_dict(),
-                  "rows": None if triggered is None else targets_fingerprint(np.asarray(triggered, bool))}
-        inputs = {"model": loaded.fingerprint, "images": images.fingerprint}
+                  "rows": None if triggered is None else targets_fingerprint(np.asarray(triggered, bool)),
+                  "precision": self.precision, "cache_blocks": self.cache_blocks}
+        inputs = {"model": model_key(loaded), "images": images.fingerprint}
 
         def compute(tmp: Path):
             np.save(tmp / "logits.npy", self._run_logits(loaded, images, trigger, triggered))
@@ -284,6 +300,14 @@ class Engine:
               trigger: Trigger | None = None, triggered: np.ndarray | None = None,
               checkpoint_dir: Path | None = None, progress: ProgressFn | None = None,
               label: str = "training") -> TrainHistory:
+        with RNG_LOCK:
+            return self._train(loaded, images, targets, cfg, trigger=trigger, triggered=triggered,
+                               checkpoint_dir=checkpoint_dir, progress=progress, label=label)
+
+    def _train(self, loaded: LoadedModel, images: ImageSet, targets: np.ndarray, cfg: TrainConfig, *,
+               trigger: Trigger | None = None, triggered: np.ndarray | None = None,
+               checkpoint_dir: Path | None = None, progress: ProgressFn | None = None,
+               label: str = "training") -> TrainHistory:
         """Fine-tune ``loaded.model`` in place on (images, targets); returns the history.
 
         ``targets`` are class indices (N,) for cross-entropy or teacher logits (N, K) for
@@ -462,8 +486,9 @@ def train_stored(engine: Engine, stage: str, start: LoadedModel, images: ImageSe
     from .models import load_saved, save_model
     from .store import artifact_key, read_json, write_json
 
-    config = {"train": cfg.to_dict(), "trigger": None if trigger is None else trigger.to_dict(), **(extra or {})}
-    inputs = {"start": start.fingerprint, "images": images.fingerprint, "targets": targets_fingerprint(targets)}
+    config = {"train": cfg.to_dict(), "trigger": None if trigger is None else trigger.to_dict(),
+              "data_config": _jsonable(start.data_config), "precision": engine.precision, **(extra or {})}
+    inputs = {"start": model_key(start), "images": images.fingerprint, "targets": targets_fingerprint(targets)}
     if triggered is not None:
         inputs["triggered"] = targets_fingerprint(np.asarray(triggered, bool))
     key = artifact_key(stage, config, inputs)

@@ -20,6 +20,7 @@ from .errors import ForensicsError
 _ids = itertools.count(1)
 _jobs: dict[str, "Job"] = {}
 _lock = threading.Lock()
+MAX_FINISHED = 16
 
 
 @dataclass
@@ -80,6 +81,9 @@ def start_job(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> J
     job._thread = threading.Thread(target=run, name=f"forensics-{job.id}", daemon=True)
     with _lock:
         _jobs[job.id] = job
+        finished = [j for j in _jobs.values() if not j.running]
+        for old in finished[:-MAX_FINISHED]:  # finished jobs hold whole workspaces: keep the last few
+            _jobs.pop(old.id, None)
     job._thread.start()
     return job
 

@@ -79,12 +79,18 @@ class MetaClassifier:
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> "MetaClassifier":
-        from sklearn.preprocessing import RobustScaler
-
         X = l2_rows(np.asarray(X, np.float64))
         y = np.asarray(y, np.int64)
         if len(np.unique(y)) != 2:
             raise ConfigError("the meta-classifier needs rows of both classes (stolen and benign)")
+        from .engine import RNG_LOCK
+
+        with RNG_LOCK:
+            return self._fit(X, y, X_val, y_val)
+
+    def _fit(self, X, y, X_val, y_val) -> "MetaClassifier":
+        from sklearn.preprocessing import RobustScaler
+
         self.scaler_ = RobustScaler().fit(X)
         cfg = self.config
         torch.manual_seed(cfg.seed)

@@ -142,6 +142,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        msg = str(e)
+        if not any(k in msg for k in ("Unsupported global", "weights_only", "Unsupported operand", "GLOBAL")):
+            raise CorruptWeightsError(f"{path} is not a readable checkpoint ({msg.splitlines()[0] if msg else 'unpickling failed'}); "
+                                      "it may be truncated: download or export it again") from e
         raise UnsafeCheckpointError(
             f"{path} contains pickled code or objects, not only tensors, and was not loaded "
             f"({str(e).splitlines()[0]}). Re-save a plain state_dict, or convert it to safetensors "
@@ -180,14 +184,23 @@ def build_model(arch: str, num_classes: int, state: dict[str, torch.Tensor] | No
     """Create a timm architecture and load ``state`` strictly, with clear errors."""
     import timm
 
-    # timm's save_for_hf records num_classes inside model_args too; the argument wins
-    kwargs = {**(model_args or {}), "num_classes": num_classes}
+    if not isinstance(arch, str) or ":" in arch or "/" in arch:
+        raise ModelSourceError(f"{source or arch}: {arch!r} is not a timm architecture name (no hub ids or paths here)")
+    if model_args is not None and not isinstance(model_args, dict):
+        raise ModelSourceError(f"{source or arch}: model_args in config.json must be an object")
+    # timm's save_for_hf records num_classes inside model_args too; the argument wins.  Arguments that would
+    # make timm fetch or read other weights are dropped: only the weights we read ourselves are loaded.
+    unsafe = {"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir"}
+    kwargs = {k: v for k, v in (model_args or {}).items() if k not in unsafe}
+    kwargs["num_classes"] = num_classes
     try:
         model = timm.create_model(arch, pretrained=False, **kwargs)
     except RuntimeError as e:
         raise ModelSourceError(
             f"unknown timm architecture {arch!r}; see timm.list_models() for the names ({e})"
         ) from e
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise ModelSourceError(f"{source or arch}: timm cannot build {arch!r} with the arguments in config.json ({e})") from e
     if state is not None:
         found = _head_classes(state, model)
         if found is not None and found != num_classes:
@@ -257,12 +270,17 @@ def load_local_dir(folder: Path, *, num_classes: int | None = None, input_size: 
         raise ModelSourceError(f"{source}: no config.json; save the model with timm.models.save_for_hf")
     try:
         cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptWeightsError(f"{source}: config.json is not valid JSON ({e})") from e
+    if not isinstance(cfg, dict):
+        raise CorruptWeightsError(f"{source}: config.json must hold a JSON object")
     arch = cfg.get("architecture") or (cfg.get("pretrained_cfg") or {}).get("architecture")
     if not arch:
         raise ModelSourceError(f"{source}: config.json names no 'architecture'; is this a timm model?")
-    k_file = int(cfg.get("num_classes") or (cfg.get("pretrained_cfg") or {}).get("num_classes") or 0)
+    try:
+        k_file = int(cfg.get("num_classes") or (cfg.get("pretrained_cfg") or {}).get("num_classes") or 0)
+    except (TypeError, ValueError) as e:
+        raise CorruptWeightsError(f"{source}: num_classes in config.json is not a number") from e
     if num_classes is not None and k_file and num_classes != k_file:
         raise ClassCountMismatchError(
             f"{source}: the model has {k_file} classes but {num_classes} were expected; "

@@ -136,6 +136,8 @@ def run_workspace(ws: Workspace, store: ArtifactStore, progress=None) -> Workspa
                 cards[s.name] = card(model)
         except ForensicsError as e:
             errors[s.name] = str(e)
+        except Exception as e:  # noqa: BLE001 - one broken suspect must not cost the others their verdicts
+            errors[s.name] = f"unexpected error: {type(e).__name__}: {e}"
     ws.session, ws.verdicts, ws.cards, ws.errors = session, verdicts, cards, errors
     return ws
 

@@ -26,7 +26,15 @@ def workspace() -> Workspace:
 
 def set_workspace(ws: Workspace) -> None:
     st.session_state.ws = ws
-    st.session_state.pop("job_id", None)
+    for key in ("job_id", "queries_zip"):  # nothing of the previous audit may leak into this one
+        st.session_state.pop(key, None)
+
+
+def job_running() -> bool:
+    from forensics.jobs import get_job
+
+    job = get_job(st.session_state.get("job_id"))
+    return job is not None and job.running
 
 
 def ready() -> bool:

@@ -12,7 +12,7 @@ from forensics.errors import ForensicsError
 from forensics.models import load_model
 from forensics.spec import AuditSpec
 from forensics.workspace import SuspectEntry, Workspace, demo_workspace, store_answers
-from pages.common import get_store, model_card, set_workspace, show_error, workspace
+from pages.common import get_store, job_running, model_card, set_workspace, show_error, workspace
 
 MAX_ZIP_MB = MAX_ANSWERS_MB = int(os.environ.get("FORENSICS_MAX_UPLOAD_MB", "200"))
 
@@ -22,6 +22,10 @@ st.markdown("An audit needs **your model** (the victim), the **foundation** it w
             "or more **suspects**. Everything runs on this server; nothing is uploaded elsewhere.")
 
 ws = workspace()
+busy = job_running()
+if busy:
+    st.info("An audit is running (2 · Shadow models): the victim and the suspects can be changed when it has "
+            "finished.", icon=":material/hourglass_top:")
 
 with st.container(border=True):
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
@@ -29,7 +33,7 @@ with st.container(border=True):
     c1.markdown("A real ImageNet EfficientNet-Lite0 fine-tuned on Fashion-MNIST, with six suspects: four thefts "
                 "(direct copy, fine-tuned copy, distilled copy, label-query extraction) and two innocent models "
                 "fine-tuned from the same foundation. Runs on a CPU, no network needed.")
-    if c2.button("Load the demo", type="primary", icon=":material/play_arrow:", width="stretch"):
+    if c2.button("Load the demo", type="primary", icon=":material/play_arrow:", width="stretch", disabled=busy):
         # FORENSICS_DEMO_QUICK=1 loads the reduced demo (smaller data, fewer epochs), as the tests do
         set_workspace(demo_workspace(0, quick=os.environ.get("FORENSICS_DEMO_QUICK") == "1"))
         st.toast("Demo loaded: continue with 2 · Shadow models")
@@ -56,7 +60,7 @@ with st.expander("Audit your own model", expanded=ws.spec is not None and not ws
         held_path = c2.text_input("Held-out folder (same collection, never seen by the victim)",
                                   placeholder="/data/heldout")
         held_zip = c2.file_uploader("…or upload it as a zip", key="held_zip", max_upload_size=MAX_ZIP_MB)
-        submitted = st.form_submit_button("Load victim and data", type="primary")
+        submitted = st.form_submit_button("Load victim and data", type="primary", disabled=busy)
     if submitted:
         try:
             def folder(path: str, upload, what: str) -> str:
@@ -86,7 +90,9 @@ with st.expander("Audit your own model", expanded=ws.spec is not None and not ws
                              victim_revision=victim_rev.strip() or None,
                              foundation_revision=foundation_rev.strip() or None, arch=arch.strip() or None,
                              input_size=int(input_size) or None)
-            new = Workspace(spec=spec, suspects=list(ws.suspects) if ws.spec and not ws.spec.is_demo else [])
+            # model suspects carry over to a new victim; answers belong to the old query set and do not
+            keep = [s for s in ws.suspects if not s.answers] if ws.spec and not ws.spec.is_demo else []
+            new = Workspace(spec=spec, suspects=keep)
             new.cards = {"victim": {**v.card(), "accuracy": None}}
             set_workspace(new)
             st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
@@ -107,7 +113,7 @@ if ws.suspects:
         c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {'a theft' if s.kind == 'stolen' else 'innocent'}]"
                                       if s.kind else ""))
         c2.code(s.source, language=None)
-        if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:"):
+        if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:", disabled=busy):
             ws.remove_suspect(s.name)
             st.rerun()
 else:
@@ -120,17 +126,21 @@ with tab_model:
         src = c1.text_input("Suspect model", placeholder="hf-hub:someone/suspicious-model  or  /path/suspect.safetensors")
         rev = c2.text_input("Revision", placeholder="main")
         name = c3.text_input("Name (optional)")
-        add = st.form_submit_button("Check and add suspect")
+        add = st.form_submit_button("Check and add suspect", disabled=busy)
     if add:
         try:
             if not src.strip():
                 raise ForensicsError("give the suspect's source: hf-hub:ORG/NAME, local-dir:PATH or a weights file")
+            card = None
             if not src.startswith("demo:"):
                 with st.spinner("Loading the suspect to check it…"):
                     k = len(load_image_folder(ws.spec.data).classes) if not ws.spec.is_demo else 10
-                    m = load_model(src.strip(), arch=ws.spec.arch, num_classes=k, revision=rev.strip() or None)
-                ws.cards[name.strip() or src.strip()] = m.card()
+                    arch = ws.spec.arch or (ws.cards.get("victim") or {}).get("arch") or (
+                        "tf_efficientnet_lite0" if ws.spec.is_demo else None)
+                    card = load_model(src.strip(), arch=arch, num_classes=k, revision=rev.strip() or None).card()
             ws.add_suspect(SuspectEntry(name.strip() or src.strip(), src.strip(), revision=rev.strip() or None))
+            if card is not None:
+                ws.cards[name.strip() or src.strip()] = card
             ws.session = None  # the verdicts must be recomputed
             st.rerun()
         except Exception as e:  # noqa: BLE001
@@ -153,7 +163,7 @@ with tab_answers:
     # file types are checked by the page (with a message that says what to do), not by the widget
     up = st.file_uploader("Suspect's answers (.csv or .npy)", key="answers_upload", max_upload_size=MAX_ANSWERS_MB)
     aname = st.text_input("Name of this suspect", key="answers_name")
-    if st.button("Add these answers", disabled=up is None):
+    if st.button("Add these answers", disabled=up is None or busy):
         try:
             if up.size > MAX_ANSWERS_MB * 1024 ** 2:
                 raise ForensicsError(f"the answers file is {up.size / 1e6:.0f} MB; the limit is {MAX_ANSWERS_MB} MB")

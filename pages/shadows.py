@@ -12,7 +12,7 @@ from forensics.data import Trigger
 from forensics.engine import TrainProgress
 from forensics.jobs import get_job, start_job
 from forensics.plots import LAYOUT, loss_order_figure, training_curves_figure, trigger_examples
-from forensics.workspace import run_workspace
+from forensics.workspace import Workspace, run_workspace
 from pages.common import get_store, show_error, workspace
 
 STAGES = [("loss_order", "Loss order of the victim"), ("poisoned_shadow", "Poisoned shadow"),
@@ -73,13 +73,15 @@ if start:
     try:
         tb = None if mode == "full" else int(blocks)
         train = replace(cfg.train, epochs=int(epochs), lr=float(lr), trainable_blocks=tb)
-        ws.spec.config = replace(cfg, gamma=float(gamma), lam=float(lam), target_class=int(target),
-                                 trigger=Trigger(size=float(trig), value=cfg.trigger.value, position=cfg.trigger.position),
-                                 train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb))
-        ws.spec.device = device
+        new_cfg = replace(cfg, gamma=float(gamma), lam=float(lam), target_class=int(target),
+                          trigger=Trigger(size=float(trig), value=cfg.trigger.value, position=cfg.trigger.position),
+                          train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb))
         from forensics.engine import resolve_device
         resolve_device(device)
-        job = start_job("audit", run_workspace, ws, get_store())
+        # the job works on a copy: the current results stay consistent with their settings until it succeeds
+        run_ws = Workspace(spec=replace(ws.spec, config=new_cfg, device=device), suspects=list(ws.suspects))
+        st.session_state.pop("queries_zip", None)
+        job = start_job("audit", run_workspace, run_ws, get_store())
         st.session_state.job_id = job.id
         busy = True
     except Exception as e:  # noqa: BLE001
