@@ -19,8 +19,15 @@ def get_store() -> ArtifactStore:
 
 
 def workspace() -> Workspace:
+    """This session's workspace; a finished background audit's result is applied here, on any page."""
     if "ws" not in st.session_state:
         st.session_state.ws = Workspace()
+    from forensics.jobs import get_job
+
+    job = get_job(st.session_state.get("job_id"))
+    if job is not None and job.status == "done" and st.session_state.get("job_applied") != job.id:
+        st.session_state.ws = job.result
+        st.session_state.job_applied = job.id
     return st.session_state.ws
 
 

@@ -127,9 +127,7 @@ def live_progress(job_id: str) -> None:
                           yaxis_title="mean training loss so far [nats]", height=280, **{**LAYOUT, "margin": dict(t=50)})
         st.plotly_chart(fig, width="stretch")
     if not job.running:
-        if job.status == "done":
-            st.session_state.ws = job.result
-        st.rerun()
+        st.rerun()  # the whole page: workspace() applies the result
 
 
 if busy and job is not None:
