@@ -19,7 +19,7 @@ PALETTE = {"victim": "#c0392b", "benign shadow": "#2e86c1", "poisoned shadow": "
 SUSPECT_COLORS = ["#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
                   "#1f77b4", "#d62728"]
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), font=dict(size=13),
-              legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
+              legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02))
 
 
 def _color(i: int) -> str:
