@@ -153,6 +153,7 @@ class Audit:
             "members": int(len(self.member_rows)),
             "controls": int(len(self.control_rows)),
             "queries": int(len(self.queries)),
+            "queries_fingerprint": self.queries.fingerprint,
             "histories": self.histories,
         }
 

@@ -195,13 +195,16 @@ def cmd_audit(args) -> int:
 
     store = ArtifactStore(args.store) if args.store else ArtifactStore()
     ws = Workspace(spec=spec_from_args(args))
+    # answers to an exported query set must meet the same query set: the record names it
+    query_set = read_record(args.record)[1].get("audit", {}).get("queries_fingerprint") if args.record else None
     for src in args.suspect or []:
         ws.add_suspect(SuspectEntry(src, src, kind=demo_kind(src)))
     for path in args.logits or []:
         p = Path(path)
         if not p.is_file():
             raise ForensicsError(f"logits file {str(p)!r} does not exist")
-        ws.add_suspect(SuspectEntry(p.name, f"answers:{p.name}", answers=store_answers(store, p.read_bytes(), p.name)))
+        ws.add_suspect(SuspectEntry(p.name, f"answers:{p.name}", answers=store_answers(store, p.read_bytes(), p.name),
+                                    query_set=query_set))
     run_workspace(ws, store, ConsoleProgress(args.quiet))
     for name, err in ws.errors.items():
         print(f"error: suspect {name}: {err}", file=sys.stderr)
@@ -238,7 +241,7 @@ def cmd_reverify(args) -> int:
         if not r.get("source"):
             raise ForensicsError(f"suspect {r.get('name')!r} in the record has no source; it cannot be re-verified")
         ws.add_suspect(SuspectEntry(r["name"], r["source"], kind=r.get("kind"), revision=r.get("revision"),
-                                    answers=r.get("answers")))
+                                    answers=r.get("answers"), query_set=r.get("query_set")))
     run_workspace(ws, ArtifactStore(args.store) if args.store else ArtifactStore(), ConsoleProgress(args.quiet))
     same = True
     print(f"{'suspect':32s} {'recorded p':>12s} {'recomputed p':>13s}  match")

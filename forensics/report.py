@@ -57,8 +57,8 @@ def workspace_report(ws) -> dict[str, Any]:
     """The audit record of a :class:`~forensics.workspace.Workspace` that has run."""
     pairs = ws.ordered_verdicts()
     return build_report(ws.session.audit, [(s.name, s.kind, v) for s, v in pairs], spec=ws.spec.to_dict(),
-                        sources={s.name: {"source": s.source, "revision": s.revision, "answers": s.answers}
-                                 for s, _ in pairs})
+                        sources={s.name: {"source": s.source, "revision": s.revision, "answers": s.answers,
+                                          "query_set": s.query_set} for s, _ in pairs})
 
 
 def audit_figures(audit: Audit, verdicts: Sequence[Verdict]) -> list:

@@ -32,10 +32,11 @@ class SuspectEntry:
     kind: str | None = None           # "stolen" / "innocent" when known (demo), else None
     revision: str | None = None
     answers: str | None = None        # path of a stored answers file (.npy / .csv)
+    query_set: str | None = None      # fingerprint of the query set the answers respond to, when known
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "kind": self.kind, "revision": self.revision,
-                "answers": self.answers}
+                "answers": self.answers, "query_set": self.query_set}
 
 
 @dataclass
@@ -126,6 +127,10 @@ def run_workspace(ws: Workspace, store: ArtifactStore, progress=None) -> Workspa
     for s in ws.suspects:
         try:  # one bad suspect does not cost the others their verdicts
             if s.answers:
+                if s.query_set and s.query_set != a.queries.fingerprint:
+                    raise LogitsFileError(
+                        "these answers respond to another query set (the audit's victim, data or settings changed "
+                        "since the query set was exported); export the new query set and query the suspect again")
                 out = read_outputs(s.answers, len(a.queries), a.num_classes)
                 verdicts[s.name] = verify_outputs(a, out, s.name)
                 cards[s.name] = {"source": s.source, "answers": Path(s.answers).name,

@@ -168,10 +168,13 @@ with tab_answers:
             if up.size > MAX_ANSWERS_MB * 1024 ** 2:
                 raise ForensicsError(f"the answers file is {up.size / 1e6:.0f} MB; the limit is {MAX_ANSWERS_MB} MB")
             path = store_answers(get_store(), up.getvalue(), up.name)
+            query_set = None
             if ws.session is not None:  # check shape and values now, not after the next run
                 from forensics.io import read_outputs
                 read_outputs(path, len(ws.session.audit.queries), ws.session.audit.num_classes)
-            ws.add_suspect(SuspectEntry(aname.strip() or up.name, f"answers:{up.name}", answers=path))
+                query_set = ws.session.audit.queries.fingerprint
+            ws.add_suspect(SuspectEntry(aname.strip() or up.name, f"answers:{up.name}", answers=path,
+                                        query_set=query_set))
             ws.session = None
             st.rerun()
         except Exception as e:  # noqa: BLE001

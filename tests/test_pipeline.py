@@ -163,3 +163,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and "does not exist" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_answers_for_another_query_set_are_refused(quick_demo, store_root, tmp_path):
+    from forensics.workspace import SuspectEntry, Workspace, run_workspace, store_answers
+
+    a = quick_demo.audit
+    logits = quick_demo.session.engine.logits(a.victim, a.queries)
+    np.save(tmp_path / "answers.npy", logits)
+    store = ArtifactStore(store_root)
+    path = store_answers(store, (tmp_path / "answers.npy").read_bytes(), "answers.npy")
+    ws = Workspace(spec=AuditSpec.demo(0, quick=True), suspects=[
+        SuspectEntry("right", "answers:answers.npy", answers=path, query_set=a.queries.fingerprint),
+        SuspectEntry("stale", "answers:answers.npy", answers=path, query_set="0" * 64)])
+    run_workspace(ws, store)
+    assert ws.verdicts["right"].p_value < 1e-6
+    assert "another query set" in ws.errors["stale"] and "stale" not in ws.verdicts
