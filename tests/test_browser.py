@@ -83,8 +83,16 @@ def shot(pg, name: str) -> Path:
     return path
 
 
-def nav(pg, label: str) -> None:
-    pg.get_by_role("link", name=label).first.click()
+def nav(pg, label: str, title: str) -> None:
+    """Click a sidebar link until the page's title shows (a click during a rerun can be swallowed)."""
+    for _ in range(5):
+        pg.get_by_role("link", name=label).first.click()
+        try:
+            pg.get_by_role("heading", name=title).first.wait_for(timeout=10_000)
+            return
+        except Exception:  # noqa: BLE001 - retried, then the last wait fails the test
+            pg.wait_for_timeout(1000)
+    pg.get_by_role("heading", name=title).first.wait_for(timeout=10_000)
 
 
 def test_click_through_the_demo_audit(page):
@@ -95,27 +103,27 @@ def test_click_through_the_demo_audit(page):
     pg.get_by_text("direct copy").first.wait_for(timeout=60_000)
     shot(pg, "02-load-demo.png")
 
-    nav(pg, "2 · Shadow models")
+    nav(pg, "2 · Shadow models", "Shadow models")
     pg.get_by_role("button", name="Build shadow models and verify suspects").click()
     pg.get_by_text("Trigger success on the poisoned shadow").wait_for(timeout=600_000)
     pg.get_by_text("Loss order of the victim on its private data").first.wait_for(timeout=60_000)
     shot(pg, "03-shadow-models.png")
 
-    nav(pg, "3 · Feature differences")
+    nav(pg, "3 · Feature differences", "Feature differences")
     pg.get_by_text("How much better each suspect fits").first.wait_for(timeout=60_000)
     shot(pg, "04-feature-differences.png")
     pg.get_by_role("tab", name="2-D projection").click()
     pg.get_by_text("principal components").first.wait_for(timeout=60_000)
     shot(pg, "05-projection.png")
 
-    nav(pg, "4 · Verdict")
+    nav(pg, "4 · Verdict", "Verdict")
     pg.get_by_text("All suspects").wait_for(timeout=60_000)
     shot(pg, "06-verdict.png")
     # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
     assert pg.get_by_text(re.compile(r"no evidence of theft$")).count() == 4  # the badges
     assert pg.get_by_text("2 stolen of 6").count() == 1
 
-    nav(pg, "5 · Report")
+    nav(pg, "5 · Report", "Report")
     pg.get_by_role("button", name="Download report.html").wait_for(timeout=120_000)
     with pg.expect_download() as dl:
         pg.get_by_role("button", name="Download report.html").click()
