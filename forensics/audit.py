@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from .data import ImageSet, Trigger, concat
-from .engine import Engine, TrainConfig, per_sample_loss, train_stored
+from .engine import Engine, TrainConfig, per_sample_loss, targets_fingerprint, train_stored
 from .errors import ClassCountMismatchError, ConfigError, DatasetTooSmallError, LogitsFileError
 from .meta import BENIGN, STOLEN, MetaClassifier, MetaConfig, output_difference
 from .models import LoadedModel
@@ -130,10 +131,13 @@ class Audit:
     def num_classes(self) -> int:
         return self.victim.num_classes
 
+    @cached_property
+    def _query_lookup(self) -> dict[tuple[int, int], int]:
+        return {(int(s), int(r)): i for i, (s, r) in enumerate(zip(self.query_source, self.query_row))}
+
     def query_positions(self, source: int, rows: np.ndarray) -> np.ndarray:
         """Positions in the query set of the given rows of private (0) or heldout (1)."""
-        lookup = {(int(s), int(r)): i for i, (s, r) in enumerate(zip(self.query_source, self.query_row))}
-        return np.array([lookup[(source, int(r))] for r in rows], dtype=np.int64)
+        return np.array([self._query_lookup[(source, int(r))] for r in rows], dtype=np.int64)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -282,7 +286,7 @@ def prepare_audit(victim: LoadedModel, foundation: LoadedModel, private: ImageSe
         return np.concatenate([o_v[rows], o_b[rows]]), np.r_[np.full(len(rows), STOLEN), np.full(len(rows), BENIGN)]
 
     meta_inputs = {"victim": victim.fingerprint, "poisoned": poisoned.fingerprint, "benign": benign.fingerprint,
-                   "ds": ds_set.fingerprint, "features": fingerprint_arrays(o_v, o_b)}
+                   "ds": ds_set.fingerprint, "features": targets_fingerprint(np.stack([o_v, o_b]))}
 
     def fit_meta(tmp: Path):
         x_tr, y_tr = xy(split["train"])
@@ -464,14 +468,6 @@ def effective_strata(requested: int, n_members: int, n_controls: int) -> int:
     """Fewer strata when data are scarce: every stratum keeps about 30+ members and controls, so the
     normal approximation of the rank test holds."""
     return int(max(1, min(requested, min(n_members, n_controls) // MIN_PER_STRATUM)))
-
-
-def fingerprint_arrays(*arrays: np.ndarray) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-    return h.hexdigest()[:24]
 
 
 def _acc(out: np.ndarray, y: np.ndarray) -> float:

@@ -145,14 +145,10 @@ def split_model(model: nn.Module, trainable_blocks: int | None) -> Split:
         has_conv_head_bn2 = hasattr(model, "bn2") and hasattr(model, "conv_head") and cls == "EfficientNet"
 
         def prefix(x):
-            x = model.bn1(model.conv_stem(x))
-            for b in blocks[:k]:
-                x = b(x)
-            return x
+            return blocks[:k](model.bn1(model.conv_stem(x)))
 
         def tail(h):
-            for b in blocks[k:]:
-                h = b(h)
+            h = blocks[k:](h)
             if has_conv_head_bn2:
                 h = model.bn2(model.conv_head(h))
             return model.forward_head(h)
@@ -164,15 +160,10 @@ def split_model(model: nn.Module, trainable_blocks: int | None) -> Split:
         pre_mods = [model.patch_embed, *blocks[:k]]
 
         def prefix(x):
-            x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
-            for b in blocks[:k]:
-                x = b(x)
-            return x
+            return blocks[:k](model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x)))))
 
         def tail(h):
-            for b in blocks[k:]:
-                h = b(h)
-            return model.forward_head(model.norm(h))
+            return model.forward_head(model.norm(blocks[k:](h)))
 
         if k == 0:
             raise ConfigError("for a ViT, trainable_blocks must be smaller than its depth (the patch and "

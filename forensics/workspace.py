@@ -147,16 +147,6 @@ def run_workspace(ws: Workspace, store: ArtifactStore, progress=None) -> Workspa
     return ws
 
 
-def answers_template(ws: Workspace) -> bytes:
-    """queries.csv for a black-box suspect (the order answers must come back in)."""
-    a = ws.session.audit
-    buf = io.StringIO()
-    buf.write("query_index,file\n")
-    for i in range(len(a.queries)):
-        buf.write(f"{i},images/q{i:06d}.png\n")
-    return buf.getvalue().encode()
-
-
 def queries_zip(ws: Workspace) -> bytes:
     """The query images and queries.csv as one zip (what the suspect's API must answer)."""
     import tempfile
