@@ -13,23 +13,20 @@ For each seed it builds (or reuses) the demo audit and its six suspects, and rep
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from forensics.attacks import run_attack  # noqa: E402
-from forensics.audit import verify_model  # noqa: E402
-from forensics.data import concat  # noqa: E402
-from forensics.demo import VICTIM_TRAIN, demo_data, run_demo  # noqa: E402
-from forensics.engine import per_sample_loss  # noqa: E402
-from forensics.spec import load_suspect  # noqa: E402
-from forensics.stats import difficulty_strata, stratified_rank_test, stratum_weights  # noqa: E402
-from forensics.store import ArtifactStore  # noqa: E402
+from forensics.attacks import run_attack
+from forensics.data import concat
+from forensics.demo import run_demo
+from forensics.demo_assets import VICTIM_TRAIN, demo_data
+from forensics.metrics import per_sample_loss
+from forensics.stats import difficulty_strata, stratified_rank_test, stratum_weights
+from forensics.store import ArtifactStore
+from forensics.verify import format_p
 
 EXTRA_INNOCENTS = {
     "innocent seed+300 (innocent data)": ("innocent", replace(VICTIM_TRAIN, seed=300)),
@@ -41,15 +38,12 @@ EXTRA_INNOCENTS = {
 }
 
 
-def fmt(p):
-    return "-" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
-
-
 def null_rate(audit, outputs, rng, repeats, weighting):
     """P-values of the membership test on random splits of the held-out pool (exact H0)."""
-    pc = audit.query_positions(1, audit.control_rows)
-    y = audit.heldout.labels[audit.control_rows]
-    ref = audit.reference_loss_controls
+    design = audit.membership
+    pc = audit.queries.positions(1, design.control_rows)
+    y = audit.heldout.labels[design.control_rows]
+    ref = design.reference_loss_controls
     pvals = []
     for _ in range(repeats):
         perm = rng.permutation(len(pc))
@@ -82,24 +76,26 @@ def main() -> None:
     for seed in args.seeds:
         t = time.perf_counter()
         res = run_demo(seed, store=store)
-        a, eng = res.audit, res.session.engine
-        rows = [(s.name, kind, v) for s, kind, v, _ in res.suspects]
+        a, eng = res.audit, res.audit.engine
+        rows = [(r.suspect.name, r.kind, r.verdict) for r in res.suspects]
         if args.extra_innocents:
             for name, (split, cfg) in EXTRA_INNOCENTS.items():
-                m = run_attack("innocent", a.victim, a.foundation, extra_data[split], eng, replace(cfg, seed=cfg.seed + seed))
-                rows.append((name, "innocent", verify_model(a, eng, m, name=name)))
-        print(f"\n== seed {seed}: victim test accuracy {res.victim_test_accuracy:.3f} ({time.perf_counter() - t:.0f} s)")
+                m = run_attack("innocent", a.victim, a.foundation, extra_data[split], eng,
+                               replace(cfg, seed=cfg.seed + seed))
+                rows.append((name, "innocent", a.verify(m, name=name)))
+        print(f"\n== seed {seed}: victim test accuracy {res.victim_test_accuracy:.3f} "
+              f"({time.perf_counter() - t:.0f} s)")
         print(f"{'suspect':36s} {'kind':9s} {'membership':>11s} {'z':>6s} {'holmes':>9s} {'paper':>9s}")
         for name, kind, v in rows:
             e = v.evidence
-            print(f"{name[:36]:36s} {kind:9s} {fmt(e['membership']['p_value']):>11s} {e['membership']['z']:6.2f} "
-                  f"{fmt(e['holmes']['p_value']):>9s} {fmt(e['paper']['p_value']):>9s}")
+            print(f"{name[:36]:36s} {kind:9s} {format_p(e['membership']['p_value']):>11s} {e['membership']['z']:6.2f} "
+                  f"{format_p(e['holmes']['p_value']):>9s} {format_p(e['paper']['p_value']):>9s}")
             for proto in summary:
                 summary[proto][kind].append(e[proto]["p_value"])
         rng = np.random.default_rng(10_000 + seed)
-        outs = [eng.logits(a.victim, a.queries)]
-        for s, _, _, _ in res.suspects:
-            outs.append(eng.logits(load_suspect(res.session, f"demo:{s.key}"), a.queries))
+        outs = [eng.logits(a.victim, a.queries.images)]
+        for r in res.suspects:
+            outs.append(eng.logits(a.load_suspect(r.suspect.source), a.queries.images))
         for w in null_all:
             for o in outs:
                 null_all[w].append(null_rate(a, o, rng, args.null_splits, w))
@@ -109,10 +105,11 @@ def main() -> None:
         st, inn = np.array(d["stolen"]), np.array(d["innocent"])
         print(f"{proto:10s} detection (p<0.01) {np.mean(st < 0.01):.2f} of {len(st)} stolen; false accusations "
               f"(p<0.01) {np.mean(inn < 0.01):.2f}, (p<0.05) {np.mean(inn < 0.05):.2f} of {len(inn)} innocent; "
-              f"min innocent p {fmt(inn.min())}; max stolen p {fmt(st.max())}")
+              f"min innocent p {format_p(inn.min())}; max stolen p {format_p(st.max())}")
     for w, lst in null_all.items():
         p = np.concatenate(lst)
-        print(f"exact-null splits of the held-out pool ({w} weights): {len(p)} tests, P(p<0.01) = {np.mean(p < 0.01):.4f}, "
+        print(f"exact-null splits of the held-out pool ({w} weights): {len(p)} tests, "
+              f"P(p<0.01) = {np.mean(p < 0.01):.4f}, "
               f"P(p<0.05) = {np.mean(p < 0.05):.4f}, P(p<0.5) = {np.mean(p < 0.5):.3f}")
 
 

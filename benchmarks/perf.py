@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def timed_demo(store: str, seed: int) -> float:
@@ -44,19 +43,18 @@ def main() -> None:
 
     import numpy as np
 
-    from forensics.audit import verify_model
     from forensics.demo import run_demo
     from forensics.store import ArtifactStore
 
     res = run_demo(args.seed, store=ArtifactStore(store), suspects=())
-    a, eng = res.audit, res.session.engine
+    a, eng = res.audit, res.audit.engine
     # a new suspect: the victim with a perturbed head (new fingerprint, shared frozen prefix)
     new = a.victim.clone()
     with torch.no_grad():
         new.model.classifier.weight.add_(1e-3 * torch.randn_like(new.model.classifier.weight))
     new.refresh_fingerprint()
     t = time.perf_counter()
-    v = verify_model(a, eng, new, name="new suspect")
+    v = a.verify(new, name="new suspect")
     print(f"verify one new suspect (audit cached):   {time.perf_counter() - t:7.2f} s   (target <= 10 s; "
           f"{len(a.queries)} queries, p = {v.p_value:.1e})")
     # another new suspect whose every weight differs (no cached activations at all)
@@ -66,15 +64,16 @@ def main() -> None:
             p.mul_(1.0001)
     new2.refresh_fingerprint()
     t = time.perf_counter()
-    verify_model(a, eng, new2, name="new suspect, all weights new")
+    a.verify(new2, name="new suspect, all weights new")
     print(f"  ... all weights new (prefix recomputed): {time.perf_counter() - t:6.2f} s")
 
     # loss order: (1) batched from images on a fresh store (prefix computed), (2) as in the pipeline, where
     # the victim's frozen prefix is the foundation's and its activations on D are already stored; against
     # (3) a batch-size-1 loop through the whole model (what the reference code does)
-    from forensics.audit import loss_order
     from forensics.data import iter_batches
     from forensics.engine import Engine
+    from forensics.shadows import loss_order
+    from forensics.splitting import split_model
 
     fresh = Engine(ArtifactStore(tempfile.mkdtemp(prefix="forensics-bench-lo-")), cache_blocks=1)
     t = time.perf_counter()
@@ -82,8 +81,7 @@ def main() -> None:
     t_batched = time.perf_counter() - t
     warm = Engine(ArtifactStore(tempfile.mkdtemp(prefix="forensics-bench-lo2-")), cache_blocks=1)
     warm._memory = eng._memory  # the activations the pipeline already holds
-    split_feats = eng.activations(a.victim, __import__("forensics.engine", fromlist=["x"]).split_model(a.victim.model, 1),
-                                  a.private)
+    split_feats = eng.activations(a.victim, split_model(a.victim.model, 1), a.private)
     t = time.perf_counter()
     loss_order(warm, a.victim, a.private)
     t_pipe = time.perf_counter() - t
@@ -98,7 +96,8 @@ def main() -> None:
     t_loop = (time.perf_counter() - t) * len(a.private) / n_loop
     assert np.allclose(batched[:n_loop], losses, rtol=1e-4, atol=1e-5)
     print(f"loss order on {len(a.private)} samples, batch-size-1 loop {t_loop:.1f} s (extrapolated from {n_loop}):")
-    print(f"  batched from images (fresh store):       {t_batched:6.2f} s = {t_loop / t_batched:5.1f}x   (target >= 20x)")
+    print(f"  batched from images (fresh store):       {t_batched:6.2f} s = {t_loop / t_batched:5.1f}x   "
+          "(target >= 20x)")
     print(f"  batched, prefix activations stored:      {t_pipe:6.2f} s = {t_loop / t_pipe:5.1f}x   "
           f"({split_feats.shape[0]} cached activations, as in the demo pipeline)")
 

@@ -1,1 +1,59 @@
-__version__ = "0.1.0"
+"""Holmes forensics: prove, with a p-value, that a suspect model was derived from your fine-tuned
+vision model, without ever having watermarked or changed it.
+
+    import forensics
+
+    audit = forensics.open_audit(forensics.AuditSpec(
+        victim="hf-hub:my-org/my-vit", foundation="hf-hub:timm/vit_base_patch16_224.augreg_in21k",
+        data="/data/private", heldout="/data/heldout"))
+    verdict = audit.verify("hf-hub:someone/suspicious-vit")   # or an answers file, or logits
+    print(verdict.p_value, verdict.verdict)
+
+The concepts: an :class:`AuditSpec` says what to audit (the victim, its foundation, the private and
+held-out data) and carries an :class:`AuditConfig` (how: the method's settings).  :func:`open_audit`
+builds the :class:`Audit` (the evidence: shadow models, meta-classifier, membership design, query set)
+or reuses it from the :class:`ArtifactStore`; ``audit.verify`` gives a :class:`Verdict` per suspect.
+A :class:`Case` is an audit with its list of suspects and their verdicts, as the dashboard and the
+audit record hold it.  Every error is a :class:`ForensicsError`.
+"""
+from ._version import __version__
+from .attacks import Attack, list_attacks
+from .audit import Audit
+from .case import Case, Suspect
+from .config import AuditConfig
+from .demo import DemoResult, run_demo
+from .errors import (
+    ArtifactError,
+    ClassCountMismatchError,
+    ConfigError,
+    CorruptWeightsError,
+    DatasetTooSmallError,
+    DataSourceError,
+    ForensicsError,
+    HubModelNotFoundError,
+    LogitsFileError,
+    ModelSourceError,
+    UnsafeCheckpointError,
+)
+from .models import LoadedModel
+from .protocols import Protocol, list_protocols
+from .spec import AuditSpec, open_audit
+from .store import ArtifactStore
+from .training import TrainConfig
+from .verify import Reading, Verdict, format_p
+
+__all__ = [
+    "__version__",
+    # what to audit, and how
+    "AuditSpec", "AuditConfig", "TrainConfig",
+    # opening an audit and verifying suspects
+    "open_audit", "Audit", "Verdict", "Reading", "format_p", "LoadedModel", "ArtifactStore",
+    # a case (an audit's suspects and verdicts) and the demo
+    "Case", "Suspect", "run_demo", "DemoResult",
+    # registries
+    "list_protocols", "Protocol", "list_attacks", "Attack",
+    # errors
+    "ForensicsError", "ConfigError", "ModelSourceError", "UnsafeCheckpointError", "CorruptWeightsError",
+    "ClassCountMismatchError", "HubModelNotFoundError", "DataSourceError", "DatasetTooSmallError",
+    "LogitsFileError", "ArtifactError",
+]

@@ -1,44 +1,70 @@
 """The stealing-attack zoo and innocent recipes, all trained by the one engine.
 
-Each entry takes (victim, foundation, data, engine, config) and returns a suspect model.  ``data`` is
-the thief's auxiliary data (or, for innocent models, their own data).
+Each entry is a function ``fn(victim, foundation, data, engine, cfg, progress=None) -> LoadedModel``
+registered with :func:`register`; ``data`` is the thief's auxiliary data (or, for innocent models,
+their own data).  :func:`list_attacks` lists them, :func:`run_attack` runs one by name.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal, get_args
 
 import numpy as np
 
 from .data import ImageSet
-from .engine import Engine, ProgressFn, TrainConfig, train_stored
+from .errors import ConfigError
 from .models import LoadedModel
+from .training import ProgressFn, TrainConfig, train_stored
 
+if TYPE_CHECKING:
+    from .engine import Engine
+
+Kind = Literal["stolen", "innocent"]
+KINDS: tuple[str, ...] = get_args(Kind)
 AttackFn = Callable[..., LoadedModel]
-ATTACKS: dict[str, "Attack"] = {}
 
 
 @dataclass(frozen=True)
 class Attack:
     name: str
-    kind: str          # "stolen" or "innocent"
+    kind: Kind          # "stolen" (derived from the victim) or "innocent" (a hard negative)
     description: str
     fn: AttackFn
 
 
-def register(name: str, kind: str, description: str):
+_ATTACKS: dict[str, Attack] = {}
+
+
+def register(name: str, kind: Kind, description: str) -> Callable[[AttackFn], AttackFn]:
+    """Decorator: add ``fn`` to the zoo under ``name``."""
+    if kind not in KINDS:
+        raise ConfigError(f"attack {name!r}: kind must be one of {KINDS}, not {kind!r}")
+
     def deco(fn: AttackFn) -> AttackFn:
-        ATTACKS[name] = Attack(name, kind, description, fn)
+        if name in _ATTACKS:
+            raise ConfigError(f"an attack named {name!r} is already registered ({_ATTACKS[name].fn.__module__}."
+                              f"{_ATTACKS[name].fn.__name__}); choose another name")
+        _ATTACKS[name] = Attack(name, kind, description, fn)
         return fn
     return deco
 
 
-def run_attack(name: str, victim: LoadedModel, foundation: LoadedModel, data: ImageSet | None, engine: Engine,
+def list_attacks(kind: Kind | None = None) -> list[Attack]:
+    """Every registered attack (of one kind, if given), in registration order."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"kind must be one of {KINDS}, not {kind!r}")
+    return [a for a in _ATTACKS.values() if kind is None or a.kind == kind]
+
+
+def get_attack(name: str) -> Attack:
+    if name not in _ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; choose one of {sorted(_ATTACKS)}")
+    return _ATTACKS[name]
+
+
+def run_attack(name: str, victim: LoadedModel, foundation: LoadedModel, data: ImageSet | None, engine: "Engine",
                cfg: TrainConfig, progress: ProgressFn | None = None, **kw: Any) -> LoadedModel:
-    if name not in ATTACKS:
-        from .errors import ConfigError
-        raise ConfigError(f"unknown attack {name!r}; choose one of {sorted(ATTACKS)}")
-    return ATTACKS[name].fn(victim, foundation, data, engine, cfg, progress=progress, **kw)
+    return get_attack(name).fn(victim, foundation, data, engine, cfg, progress=progress, **kw)
 
 
 @register("direct_copy", "stolen", "the victim's weights, unchanged")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m forensics {demo,audit,export-queries,verify,reverify}``."""
+"""Command line: ``holmes-forensics`` (or ``python -m forensics``) ``{demo,audit,export-queries,verify,reverify}``."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import ForensicsError
+from .errors import ConfigError, ForensicsError
+from .protocols import DEFAULT_PROTOCOL, protocol_names
+from .verify import format_p
 
 log = logging.getLogger("forensics")
 
@@ -24,8 +26,8 @@ class ConsoleProgress:
     def __call__(self, event: Any) -> None:
         from tqdm import tqdm
 
-        from .audit import StageProgress
-        from .engine import TrainProgress
+        from .progress import StageProgress
+        from .training import TrainProgress
 
         if self.quiet:
             return
@@ -42,34 +44,31 @@ class ConsoleProgress:
                 bar = self.bars[event.label] = tqdm(total=event.total_steps, desc=f"  {event.label}", leave=False,
                                                     file=sys.stderr, unit="step")
             bar.n = min(event.step, event.total_steps)
-            bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.loss:.3f}", acc=f"{event.accuracy:.3f}",
-                            refresh=False)
+            bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.loss:.3f}",
+                            acc=f"{event.accuracy:.3f}", refresh=False)
             bar.refresh()
             if event.done:
                 bar.close()
-                print(f"  [{event.label}] trained: loss {event.loss:.3f}, accuracy {event.accuracy:.3f}", file=sys.stderr)
+                print(f"  [{event.label}] trained: loss {event.loss:.3f}, accuracy {event.accuracy:.3f}",
+                      file=sys.stderr)
                 del self.bars[event.label]
 
 
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
-
-
 def print_table(rows: list[dict[str, Any]], alpha: float) -> None:
-    head = f"{'suspect':32s} {'kind':9s} {'p-value':>9s} {'dP':>7s}  {'verdict':11s} {'paper p':>9s} {'paper verdict':13s}"
+    head = (f"{'suspect':32s} {'kind':9s} {'p-value':>9s} {'dP':>7s}  {'verdict':11s} {'paper p':>9s} "
+            f"{'paper verdict':13s}")
     print(head)
     print("-" * len(head))
     for r in rows:
         dp = "-" if r.get("delta_p") is None else f"{r['delta_p']:+.3f}"
-        print(f"{r['name'][:32]:32s} {str(r.get('kind') or '?'):9s} {_fmt_p(r['p_value']):>9s} {dp:>7s}  "
-              f"{r['verdict']:11s} {_fmt_p(r.get('paper_p_value')):>9s} {str(r.get('paper_verdict') or '-'):13s}")
+        print(f"{r['name'][:32]:32s} {str(r.get('kind') or '?'):9s} {format_p(r['p_value']):>9s} {dp:>7s}  "
+              f"{r['verdict']:11s} {format_p(r.get('paper_p_value')):>9s} {str(r.get('paper_verdict') or '-'):13s}")
     print(f"(verdict at alpha = {alpha}; 'stolen' means p < alpha)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, help="artifact store folder (default $FORENSICS_STORE or ~/.cache/holmes-forensics)")
+    p.add_argument("--store", type=Path,
+                   help="artifact store folder (default $FORENSICS_STORE or ~/.cache/holmes-forensics)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -92,12 +91,12 @@ def _add_spec(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="epochs of the shadow models (the victim's recipe)")
     g.add_argument("--lr", type=float, help="learning rate of the shadow models")
     g.add_argument("--trainable-blocks", help="train the last N blocks + head, or 'all' (default 1)")
-    g.add_argument("--protocol", choices=("membership", "holmes", "paper"), help="verdict protocol (default membership)")
+    g.add_argument("--protocol", choices=protocol_names(), help=f"verdict protocol (default {DEFAULT_PROTOCOL})")
     g.add_argument("--alpha", type=float, help="significance level of the verdict (default 0.01)")
 
 
 def spec_from_args(args: argparse.Namespace):
-    from .audit import AuditConfig
+    from .config import AuditConfig
     from .spec import AuditSpec
 
     if args.record:
@@ -106,16 +105,16 @@ def spec_from_args(args: argparse.Namespace):
         given = [k for k in ("data", "heldout", "foundation", "arch", "input_size", "victim_revision",
                              "foundation_revision") if getattr(args, k)]
         if given:
-            raise ForensicsError(f"--{given[0].replace('_', '-')} needs --victim (or omit the audit options for the demo)")
-        spec = AuditSpec.demo(args.seed, protocol=args.protocol or "membership")
+            raise ConfigError(f"--{given[0].replace('_', '-')} needs --victim (or omit the audit options for the demo)")
+        spec = AuditSpec.demo(args.seed, protocol=args.protocol or DEFAULT_PROTOCOL)
     else:
         if not args.foundation or not args.data:
-            raise ForensicsError("an audit needs --victim, --foundation and --data (and --heldout for the default "
-                                 "membership protocol)")
+            raise ConfigError("an audit needs --victim, --foundation and --data (and --heldout for the default "
+                              "membership protocol)")
         spec = AuditSpec(victim=args.victim, foundation=args.foundation, data=args.data, heldout=args.heldout,
                          victim_revision=args.victim_revision, foundation_revision=args.foundation_revision,
                          arch=args.arch, input_size=args.input_size,
-                         config=AuditConfig(seed=args.seed, protocol=args.protocol or "membership"))
+                         config=AuditConfig(seed=args.seed, protocol=args.protocol or DEFAULT_PROTOCOL))
     cfg = spec.config
     train, poison = cfg.train, cfg.poison_train
     if args.epochs is not None:
@@ -124,7 +123,7 @@ def spec_from_args(args: argparse.Namespace):
         train, poison = replace(train, lr=args.lr), replace(poison, lr=args.lr)
     if args.trainable_blocks is not None:
         if args.trainable_blocks != "all" and not args.trainable_blocks.isdigit():
-            raise ForensicsError(f"--trainable-blocks must be a number or 'all', not {args.trainable_blocks!r}")
+            raise ConfigError(f"--trainable-blocks must be a number or 'all', not {args.trainable_blocks!r}")
         tb = None if args.trainable_blocks == "all" else int(args.trainable_blocks)
         train, poison = replace(train, trainable_blocks=tb), replace(poison, trainable_blocks=tb)
     over = {k: getattr(args, k) for k in ("gamma", "lam", "target_class", "alpha") if getattr(args, k) is not None}
@@ -145,8 +144,8 @@ def read_record(path: Path):
         rec = json.loads(Path(path).read_text())
         return AuditSpec.from_dict(rec["spec"]), rec
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ForensicsError(f"{path}: not a readable audit record ({type(e).__name__}: {e}); give the JSON that "
-                             "the dashboard, `audit --json` or `export-queries` wrote") from e
+        raise ConfigError(f"{path}: not a readable audit record ({type(e).__name__}: {e}); give the JSON that "
+                          "the dashboard, `audit --json` or `export-queries` wrote") from e
 
 
 def cmd_demo(args) -> int:
@@ -164,9 +163,9 @@ def cmd_demo(args) -> int:
         Path(args.json).write_text(json.dumps(d, indent=2))
         print(f"wrote {args.json}")
     if args.html:
-        rep = build_report(res.audit, [(s.name, k, v) for s, k, v, _ in res.suspects], spec=res.session.spec.to_dict(),
-                           sources={s.name: {"source": f"demo:{s.key}"} for s, _, _, _ in res.suspects})
-        Path(args.html).write_text(render_html(rep, audit_figures(res.audit, [v for _, _, v, _ in res.suspects])))
+        rep = build_report(res.audit, [(r.suspect.name, r.kind, r.verdict) for r in res.suspects],
+                           sources={r.suspect.name: {"source": r.suspect.source} for r in res.suspects})
+        Path(args.html).write_text(render_html(rep, audit_figures(res.audit, [r.verdict for r in res.suspects])))
         print(f"wrote {args.html}")
     return 0
 
@@ -182,79 +181,81 @@ def _open(args):
 def _verdict_rows(pairs) -> list[dict[str, Any]]:
     rows = []
     for name, kind, v in pairs:
-        paper = v.evidence.get("paper", {}).get("p_value")
-        rows.append({"name": name, "kind": kind, **v.to_dict(), "paper_p_value": paper,
-                     "paper_verdict": None if paper is None else ("stolen" if paper < v.alpha else "not stolen")})
+        paper = v.under("paper")
+        rows.append({"name": name, "kind": kind, **v.to_dict(),
+                     "paper_p_value": None if paper is None else paper.p_value,
+                     "paper_verdict": None if paper is None else paper.verdict})
     return rows
 
 
 def cmd_audit(args) -> int:
-    from .report import audit_figures, render_html, workspace_report
+    from .case import Case, Suspect, store_answers
+    from .report import audit_figures, case_report, render_html
+    from .sources import known_kind
     from .store import ArtifactStore
-    from .workspace import SuspectEntry, Workspace, demo_kind, run_workspace, store_answers
 
     store = ArtifactStore(args.store) if args.store else ArtifactStore()
-    ws = Workspace(spec=spec_from_args(args))
+    case = Case(spec=spec_from_args(args))
     # answers to an exported query set must meet the same query set: the record names it
     query_set = read_record(args.record)[1].get("audit", {}).get("queries_fingerprint") if args.record else None
     for src in args.suspect or []:
-        ws.add_suspect(SuspectEntry(src, src, kind=demo_kind(src)))
+        case.add_suspect(Suspect(src, src, kind=known_kind(src)))
     for path in args.logits or []:
         p = Path(path)
         if not p.is_file():
-            raise ForensicsError(f"logits file {str(p)!r} does not exist")
-        ws.add_suspect(SuspectEntry(p.name, f"answers:{p.name}", answers=store_answers(store, p.read_bytes(), p.name),
-                                    query_set=query_set))
-    run_workspace(ws, store, ConsoleProgress(args.quiet))
-    for name, err in ws.errors.items():
+            raise ConfigError(f"logits file {str(p)!r} does not exist")
+        case.add_suspect(Suspect(p.name, f"answers:{p.name}", answers=store_answers(store, p.read_bytes(), p.name),
+                                 query_set=query_set))
+    case.run(store, ConsoleProgress(args.quiet))
+    for name, err in case.errors.items():
         print(f"error: suspect {name}: {err}", file=sys.stderr)
-    a = ws.session.audit
+    a = case.audit
     s = a.summary()
     print(f"\nvictim {s['victim']['source']} ({s['victim']['arch']}, {s['victim']['fingerprint'][:12]}); "
           f"D_s {s['d_s_size']}; poisoned shadow attack success {s['poison_success']:.2f}; "
           f"meta-classifier validation accuracy {s['meta_val_accuracy']:.2f}")
-    pairs = [(e.name, e.kind, v) for e, v in ws.ordered_verdicts()]
+    pairs = [(e.name, e.kind, v) for e, v in case.ordered_verdicts()]
     if pairs:
         print_table(_verdict_rows(pairs), a.config.alpha)
     else:
         print("no suspects given (--suspect SRC or --logits FILE); stages 1-2 are ready in the store")
-    rep = workspace_report(ws)
+    rep = case_report(case)
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1))
         print(f"wrote {args.json}")
     if args.html:
         Path(args.html).write_text(render_html(rep, audit_figures(a, [v for _, _, v in pairs])))
         print(f"wrote {args.html}")
-    return 2 if ws.errors else 0
+    return 2 if case.errors else 0
 
 
 def cmd_reverify(args) -> int:
     """Re-run every verification of a JSON audit record and compare the p-values."""
+    from .case import Case, Suspect
     from .store import ArtifactStore
-    from .workspace import SuspectEntry, Workspace, run_workspace
 
     spec, rec = read_record(args.record)
     recorded = rec.get("suspects", [])
     spec.device = args.device
-    ws = Workspace(spec=spec)
+    case = Case(spec=spec)
     for r in recorded:
         if not r.get("source"):
-            raise ForensicsError(f"suspect {r.get('name')!r} in the record has no source; it cannot be re-verified")
-        ws.add_suspect(SuspectEntry(r["name"], r["source"], kind=r.get("kind"), revision=r.get("revision"),
-                                    answers=r.get("answers"), query_set=r.get("query_set")))
-    run_workspace(ws, ArtifactStore(args.store) if args.store else ArtifactStore(), ConsoleProgress(args.quiet))
+            raise ConfigError(f"suspect {r.get('name')!r} in the record has no source; it cannot be re-verified")
+        case.add_suspect(Suspect(r["name"], r["source"], kind=r.get("kind"), revision=r.get("revision"),
+                                 answers=r.get("answers"), query_set=r.get("query_set")))
+    case.run(ArtifactStore(args.store) if args.store else ArtifactStore(), ConsoleProgress(args.quiet))
     same = True
     print(f"{'suspect':32s} {'recorded p':>12s} {'recomputed p':>13s}  match")
     for r in recorded:
-        v = ws.verdicts.get(r["name"])
+        v = case.verdicts.get(r["name"])
         if v is None:
-            print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {'failed':>13s}  NO ({ws.errors.get(r['name'])})")
+            print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {'failed':>13s}  NO ({case.errors.get(r['name'])})")
             same = False
             continue
         ok = v.p_value == r["p_value"] or abs(v.p_value - r["p_value"]) <= 1e-9 * max(abs(r["p_value"]), 1e-300)
         same &= ok
         print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {v.p_value:13.4e}  {'yes' if ok else 'NO'}")
-    if ws.session.audit.victim.fingerprint != rec["audit"]["victim"]["fingerprint"]:
+    if case.audit.victim.fingerprint != rec["audit"]["victim"]["fingerprint"]:
         print("the victim's fingerprint differs from the record: the victim model changed")
         same = False
     print("all p-values reproduced" if same else "MISMATCH: the record could not be reproduced")
@@ -262,15 +263,15 @@ def cmd_reverify(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .io import export_queries
+    from .answers import export_queries
     from .report import build_report
 
-    session = _open(args)
+    audit = _open(args)
     out = Path(args.out)
-    csv = export_queries(session.audit.queries, out)
-    rec = build_report(session.audit, [], spec=session.spec.to_dict())
+    csv = export_queries(audit.queries.images, out)
+    rec = build_report(audit, [])
     (out / "audit.json").write_text(json.dumps(rec, indent=1))
-    print(f"wrote {len(session.audit.queries)} query images and {csv}; send the images to the suspect in that order, "
+    print(f"wrote {len(audit.queries)} query images and {csv}; send the images to the suspect in that order, "
           f"save its logits (one row per query) as CSV or .npy, then run:\n  python -m forensics verify --record "
           f"{out / 'audit.json'} --logits ANSWERS.csv")
     return 0
@@ -278,19 +279,20 @@ def cmd_export(args) -> int:
 
 def cmd_verify(args) -> int:
     if not args.logits and not args.suspect:
-        raise ForensicsError("give --logits FILE (black-box answers) or --suspect SOURCE (a model)")
+        raise ConfigError("give --logits FILE (black-box answers) or --suspect SOURCE (a model)")
     return cmd_audit(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m forensics", description="Holmes forensics: prove with a p-value "
+    prog = "python -m forensics" if Path(sys.argv[0]).name == "__main__.py" else Path(sys.argv[0]).name
+    p = argparse.ArgumentParser(prog=prog, description="Holmes forensics: prove with a p-value "
                                 "that a suspect model was derived from yours.")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the embedded offline demo audit")
     _add_common(d)
     d.add_argument("--json", type=Path, help="write the results as JSON")
     d.add_argument("--html", type=Path, help="write a self-contained HTML report")
-    d.add_argument("--protocol", default="membership", choices=("membership", "holmes", "paper"))
+    d.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=protocol_names())
     d.add_argument("--quick", action="store_true", help="a reduced demo (smaller data, fewer epochs) for smoke tests")
     for name, fn, hlp in (("audit", cmd_audit, "build an audit and verify suspects"),
                           ("export-queries", cmd_export, "write the query set a black-box suspect must answer"),

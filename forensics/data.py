@@ -1,7 +1,7 @@
-"""Data sources: image folders, the embedded demo data, and timm transforms.
+"""Image sets: image folders, timm transforms, the trigger, and safe zip extraction.
 
 An :class:`ImageSet` is a list of labelled images with stable sample ids (a folder's relative file
-paths, or ``split/NNNNN`` for the demo), so that rows line up across models and runs.
+paths, or ``split/NNNNN`` for in-memory arrays such as the demo's), so that rows line up across models and runs.
 Transforms come from the model's timm data config; images are converted to RGB (grayscale becomes
 3 channels) and resized to the model's input size.  A trigger, when given, is stamped on the
 resized tensor before normalisation, so no crop can remove it.
@@ -19,9 +19,6 @@ import torch
 from .errors import ConfigError, DataSourceError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEMO_DATA = ASSETS / "demo" / "fashion_mnist_demo.npz"
-DEMO_SPLITS = ("private", "heldout", "aux", "innocent", "test")
 
 
 @dataclass
@@ -144,20 +141,6 @@ def load_image_folder(path: str | Path, *, classes: Sequence[str] | None = None,
     if not paths:
         raise DataSourceError(f"data folder {str(root)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return ImageSet(name or root.name, np.array(labels), np.array(ids), list(classes), paths=paths)
-
-
-def load_demo_data(path: Path = DEMO_DATA) -> dict[str, ImageSet]:
-    """The embedded Fashion-MNIST subsets: private, heldout, aux, innocent, test."""
-    if not Path(path).is_file():
-        raise DataSourceError(f"demo data {path} is missing; run scripts/make_demo_data.py")
-    with np.load(path, allow_pickle=False) as z:
-        classes = [str(c) for c in z["classes"]]
-        out = {}
-        for split in DEMO_SPLITS:
-            imgs = z[f"{split}_images"]
-            ids = np.array([f"{split}/{i:05d}" for i in range(len(imgs))])
-            out[split] = ImageSet(split, z[f"{split}_labels"], ids, classes, images=imgs)
-    return out
 
 
 # --------------------------------------------------------------------------------------------

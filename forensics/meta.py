@@ -1,4 +1,5 @@
-"""The Holmes meta-classifier and its preprocessing (estimator contract: fit / predict_proba)."""
+"""The Holmes meta-classifier and its preprocessing (estimator contract: fit / predict_proba), and the
+output differences it reads (O = model - poisoned shadow on row-centred logits)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .rng import RNG_LOCK
 
 STOLEN = 1
 BENIGN = 0
@@ -83,8 +85,6 @@ class MetaClassifier:
         y = np.asarray(y, np.int64)
         if len(np.unique(y)) != 2:
             raise ConfigError("the meta-classifier needs rows of both classes (stolen and benign)")
-        from .engine import RNG_LOCK
-
         with RNG_LOCK:
             return self._fit(X, y, X_val, y_val)
 
@@ -154,7 +154,8 @@ class MetaClassifier:
 
         self._check()
         folder = Path(folder)
-        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(folder / "classifier.safetensors"))
+        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()},
+                  str(folder / "classifier.safetensors"))
         (folder / "classifier.json").write_text(json.dumps({
             "config": self.config.to_dict(), "num_features": self.num_features_,
             "center": self.scaler_.center_.tolist(), "scale": self.scaler_.scale_.tolist(),
@@ -180,3 +181,65 @@ class MetaClassifier:
         self.val_accuracy_, self.train_accuracy_ = info["val_accuracy"], info["train_accuracy"]
         self.best_epoch_ = info["best_epoch"]
         return self
+
+
+# --------------------------------------------------------------------------------------------
+# stage 2: the output differences on clean D_s and the meta-classifiers, through the artifact store
+
+
+@dataclass
+class MetaEvidence:
+    """The meta-classifiers and what they were fitted on.
+
+    ``split`` holds positions in D_s (train / val / verify): ``classifier`` is fitted on the train
+    rows and selected on the val rows, so the verify rows are unseen; ``paper_classifier`` is fitted
+    on every row, as the reference release does.  ``logits_ds``: victim / poisoned / benign logits
+    on clean D_s."""
+
+    classifier: MetaClassifier
+    paper_classifier: MetaClassifier
+    split: dict[str, np.ndarray]
+    logits_ds: dict[str, np.ndarray]
+
+
+def fit_meta_classifiers(engine, victim, poisoned, benign, ds_set, config, rng: np.random.Generator) -> MetaEvidence:
+    """Output differences V - P (stolen) and B - P (benign) on clean D_s, split, and both classifiers
+    fitted (or reused from the store).  ``config`` is the :class:`~forensics.config.AuditConfig`."""
+    from .errors import DatasetTooSmallError
+    from .store import fingerprint_array
+
+    logits_ds = {"victim": engine.logits(victim, ds_set), "poisoned": engine.logits(poisoned, ds_set),
+                 "benign": engine.logits(benign, ds_set)}
+    o_v = output_difference(logits_ds["victim"], logits_ds["poisoned"])
+    o_b = output_difference(logits_ds["benign"], logits_ds["poisoned"])
+    n = len(ds_set)
+    perm = rng.permutation(n)
+    n_tr = int(round(config.meta_train_fraction * n))
+    n_va = int(round(config.meta_val_fraction * n))
+    split = {"train": np.sort(perm[:n_tr]), "val": np.sort(perm[n_tr:n_tr + n_va]),
+             "verify": np.sort(perm[n_tr + n_va:])}
+    if len(split["verify"]) < 10:
+        raise DatasetTooSmallError(f"only {len(split['verify'])} D_s samples are left to verify the meta-classifier "
+                                   "on; lower meta_train_fraction / meta_val_fraction, raise gamma, or add data")
+
+    def xy(rows):
+        return np.concatenate([o_v[rows], o_b[rows]]), np.r_[np.full(len(rows), STOLEN), np.full(len(rows), BENIGN)]
+
+    meta_cfg = config.seeded_meta
+    inputs = {"victim": victim.fingerprint, "poisoned": poisoned.fingerprint, "benign": benign.fingerprint,
+              "ds": ds_set.fingerprint, "features": fingerprint_array(np.stack([o_v, o_b]))}
+
+    def fit(tmp: Path):
+        x_tr, y_tr = xy(split["train"])
+        x_va, y_va = xy(split["val"])
+        MetaClassifier(config=meta_cfg).fit(x_tr, y_tr, x_va, y_va).save(tmp)
+
+    def fit_paper(tmp: Path):  # the release trains on every D_s row
+        x, y = xy(np.arange(n))
+        MetaClassifier(config=meta_cfg).fit(x, y).save(tmp)
+
+    keyed = {"meta": meta_cfg.to_dict(), "split": {k: v.tolist() for k, v in split.items()}}
+    classifier = MetaClassifier.load(engine.store.get_or_compute("meta_classifier", keyed, inputs, fit))
+    paper = MetaClassifier.load(engine.store.get_or_compute("meta_classifier_paper", {"meta": meta_cfg.to_dict()},
+                                                            inputs, fit_paper))
+    return MetaEvidence(classifier, paper, split, logits_ds)

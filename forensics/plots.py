@@ -10,8 +10,9 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .audit import Audit, Verdict
+from .audit import Audit
 from .meta import STOLEN, output_difference
+from .verify import Verdict, format_p
 
 PALETTE = {"victim": "#c0392b", "benign shadow": "#2e86c1", "poisoned shadow": "#7d3c98",
            "members": "#c0392b", "controls": "#5d6d7e"}
@@ -28,11 +29,11 @@ def _color(i: int) -> str:
 
 def loss_order_figure(audit: Audit) -> go.Figure:
     """The victim's sorted per-sample loss, with the D_s cut (gamma) and the benign-shadow cut (lambda)."""
-    loss = np.sort(audit.victim_loss)
+    loss = np.sort(audit.loss_order.loss)
     n = len(loss)
     fig = go.Figure(go.Scatter(x=np.arange(1, n + 1), y=np.maximum(loss, 1e-6), mode="lines",
                                line=dict(color=PALETTE["victim"], width=2), name="victim loss"))
-    n_s = len(audit.ds_rows)
+    n_s = len(audit.loss_order.ds_rows)
     n_l = int(round(audit.config.lam * n))
     fig.add_vline(x=n_s, line=dict(color="#7d3c98", dash="dash"),
                   annotation_text=f"D_s: {n_s} lowest-loss samples (gamma={audit.config.gamma})")
@@ -58,9 +59,10 @@ def training_curves_figure(histories: dict[str, dict | None]) -> go.Figure:
 
 
 def _differences(audit: Audit, verdicts: Sequence[Verdict]) -> dict[str, np.ndarray]:
-    p = audit.logits_ds["poisoned"]
-    out = {"victim": output_difference(audit.logits_ds["victim"], p),
-           "benign shadow": output_difference(audit.logits_ds["benign"], p)}
+    logits = audit.meta.logits_ds
+    p = logits["poisoned"]
+    out = {"victim": output_difference(logits["victim"], p),
+           "benign shadow": output_difference(logits["benign"], p)}
     for v in verdicts:
         if v.per_sample.get("ds_logits"):
             out[v.suspect] = output_difference(np.asarray(v.per_sample["ds_logits"]), p)
@@ -76,7 +78,8 @@ def output_difference_figure(audit: Audit, verdicts: Sequence[Verdict] = ()) -> 
         x = np.repeat(np.array(classes), len(o))
         fig.add_trace(go.Box(y=o.T.reshape(-1), x=x, name=name, marker_color=color, boxpoints=False))
     fig.update_layout(title="Output differences on D_s, per class (model minus poisoned shadow)", boxmode="group",
-                      xaxis_title="class (logit dimension)", yaxis_title="logit difference [logits, row-centred]", **LAYOUT)
+                      xaxis_title="class (logit dimension)", yaxis_title="logit difference [logits, row-centred]",
+                      **LAYOUT)
     return fig
 
 
@@ -101,10 +104,10 @@ def projection_figure(audit: Audit, verdicts: Sequence[Verdict] = ()) -> go.Figu
 
 def meta_scores_figure(audit: Audit, verdicts: Sequence[Verdict] = ()) -> go.Figure:
     """The meta-classifier's P(stolen) on the held-out verification rows of D_s, one box per model."""
-    rows = audit.meta_split["verify"]
+    rows = audit.meta.split["verify"]
     fig = go.Figure()
     for i, (name, o) in enumerate(_differences(audit, verdicts).items()):
-        p = audit.meta.predict_proba(o[rows])[:, STOLEN]
+        p = audit.meta.classifier.predict_proba(o[rows])[:, STOLEN]
         fig.add_trace(go.Box(x=p, name=name, boxpoints="all", jitter=0.4, pointpos=0, orientation="h",
                              marker=dict(size=4, color=PALETTE.get(name, _color(i))), line=dict(width=1.5),
                              showlegend=False))
@@ -125,7 +128,8 @@ def membership_figure(verdicts: Sequence[Verdict]) -> go.Figure:
     for i, v in enumerate(shown):
         st = v.evidence["membership"]["strata"]
         fig.add_trace(go.Scatter(x=[r["stratum"] + 1 for r in st], y=[r["control_mean"] - r["member_mean"] for r in st],
-                                 mode="lines+markers", name=f"{v.suspect} (p = {v.evidence['membership']['p_value']:.1e})",
+                                 mode="lines+markers",
+                                 name=f"{v.suspect} (p = {format_p(v.evidence['membership']['p_value'])})",
                                  line=dict(color=_color(i), width=2.5)))
     fig.add_hline(y=0, line=dict(color="#555", dash="dash"), annotation_text="no membership signal")
     label_only = shown and shown[0].evidence["membership"]["score"] == "error"
@@ -133,16 +137,18 @@ def membership_figure(verdicts: Sequence[Verdict]) -> go.Figure:
     fig.update_layout(title="How much better each suspect fits the victim's training samples than unseen ones",
                       xaxis_title="difficulty stratum (1 = easiest, by the reference shadow's loss)",
                       yaxis_title=f"controls minus members, mean {unit}", **LAYOUT)
-    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=0.01, bgcolor="rgba(255,255,255,0.8)"))
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=0.01,
+                                  bgcolor="rgba(255,255,255,0.8)"))
     return fig
 
 
-def pvalue_figure(verdicts: Sequence[Verdict], alpha: float) -> go.Figure:
-    """-log10 p per suspect, with the alpha line."""
-    names = [v.suspect for v in verdicts]
-    vals = [-np.log10(max(v.p_value, 1e-300)) for v in verdicts]
-    colors = ["#b3261e" if v.p_value < alpha else "#1b6e3a" for v in verdicts]
-    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=colors, text=[f"p = {v.p_value:.1e}" for v in verdicts],
+def pvalue_figure(verdicts: Sequence[Verdict], alpha: float, protocol: str | None = None) -> go.Figure:
+    """-log10 p per suspect under ``protocol`` (default: each verdict's own), with the alpha line."""
+    shown = [(v.suspect, r.p_value) for v in verdicts if (r := v.under(protocol, alpha)) is not None]
+    names = [name for name, _ in shown]
+    vals = [-np.log10(max(p, 1e-300)) for _, p in shown]
+    colors = ["#b3261e" if p < alpha else "#1b6e3a" for _, p in shown]
+    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=colors, text=[f"p = {format_p(p)}" for _, p in shown],
                            textposition="outside"))
     fig.add_hline(y=-np.log10(alpha), line=dict(color="#333", dash="dash"), annotation_text=f"alpha = {alpha}")
     fig.update_layout(title="Evidence per suspect (higher = stronger evidence of theft)", xaxis_title="suspect",
@@ -157,7 +163,7 @@ def trigger_examples(audit: Audit, n: int = 6) -> list[tuple[np.ndarray, np.ndar
 
     t = EvalTransform(audit.victim.data_config)
     out = []
-    for row in audit.ds_rows[:n]:
+    for row in audit.loss_order.ds_rows[:n]:
         img = audit.private.pil(int(row))
         clean = t.geometry(img)
         trig = audit.config.trigger.apply(clean)

@@ -7,9 +7,10 @@ import platform
 import time
 from typing import Any, Sequence
 
-from .audit import Audit, Verdict
+from .audit import Audit
+from .verify import Verdict, format_p
 
-__all__ = ["build_report", "render_html", "library_versions"]
+__all__ = ["build_report", "case_report", "render_html", "audit_figures", "library_versions"]
 
 
 def library_versions() -> dict[str, str]:
@@ -22,23 +23,23 @@ def library_versions() -> dict[str, str]:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
-    from . import __version__
+    from ._version import __version__
     out["forensics"] = __version__
     return out
 
 
 def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict]], *,
-                 spec: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None,
                  sources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON audit record: fingerprints, revisions, data, configs, seeds, versions, per-sample
-    scores and p-values.  ``spec`` says how to rebuild the audit (sources and data locations) and
+    scores and p-values.  Its ``spec`` says how to rebuild the audit (sources and data locations) and
     ``sources`` how to find each suspect again (model source or stored answers file), which is what
     ``python -m forensics reverify`` needs."""
     sources = sources or {}
     return {
         "format": "holmes-forensics audit record v1",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "spec": spec or {},
+        "spec": audit.spec.to_dict(),
         "audit": audit.summary(),
         "suspects": [{"name": name, "kind": kind, **sources.get(name, {}), **v.to_dict(per_sample=True)}
                      for name, kind, v in verdicts],
@@ -47,16 +48,10 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
     }
 
 
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
-
-
-def workspace_report(ws) -> dict[str, Any]:
-    """The audit record of a :class:`~forensics.workspace.Workspace` that has run."""
-    pairs = ws.ordered_verdicts()
-    return build_report(ws.session.audit, [(s.name, s.kind, v) for s, v in pairs], spec=ws.spec.to_dict(),
+def case_report(case) -> dict[str, Any]:
+    """The audit record of a :class:`~forensics.case.Case` that has run."""
+    pairs = case.ordered_verdicts()
+    return build_report(case.audit, [(s.name, s.kind, v) for s, v in pairs],
                         sources={s.name: {"source": s.source, "revision": s.revision, "answers": s.answers,
                                           "query_set": s.query_set} for s, _ in pairs})
 
@@ -67,7 +62,7 @@ def audit_figures(audit: Audit, verdicts: Sequence[Verdict]) -> list:
     figs = [plots.pvalue_figure(verdicts, audit.config.alpha), plots.membership_figure(verdicts),
             plots.loss_order_figure(audit), plots.output_difference_figure(audit, verdicts),
             plots.projection_figure(audit, verdicts), plots.meta_scores_figure(audit, verdicts),
-            plots.training_curves_figure(audit.histories)]
+            plots.training_curves_figure(audit.shadows.histories)]
     return figs
 
 
@@ -82,9 +77,10 @@ def render_html(report: dict[str, Any], figures: Sequence[Any] = ()) -> str:
         dp = "-" if s["delta_p"] is None else f"{s['delta_p']:+.3f}"
         rows.append(
             f"<tr><td>{html.escape(s['name'])}</td><td>{html.escape(str(s.get('kind') or ''))}</td>"
-            f"<td>{_fmt_p(s['p_value'])}</td><td>{dp}</td>"
-            f"<td><span style='background:{badge};color:#fff;padding:2px 8px;border-radius:8px'>{s['verdict']}</span></td>"
-            f"<td>{_fmt_p(s['evidence'].get('paper', {}).get('p_value'))}</td>"
+            f"<td>{format_p(s['p_value'])}</td><td>{dp}</td>"
+            f"<td><span style='background:{badge};color:#fff;padding:2px 8px;border-radius:8px'>"
+            f"{s['verdict']}</span></td>"
+            f"<td>{format_p(s['evidence'].get('paper', {}).get('p_value'))}</td>"
             f"<td><code>{html.escape((s.get('fingerprint') or '')[:16])}</code></td></tr>")
     cfg = a["config"]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Holmes forensics audit</title>
@@ -95,7 +91,8 @@ code{{font-size:12px}}</style></head><body>
 <p>Victim <code>{html.escape(a['victim']['source'])}</code> ({html.escape(a['victim']['arch'])},
 fingerprint <code>{a['victim']['fingerprint'][:16]}</code>); protocol <b>{cfg['protocol']}</b>, alpha {cfg['alpha']},
 seed {cfg['seed']}. D_s: {a['d_s_size']} samples; members {a['members']}, controls {a['controls']}.</p>
-<table><tr><th>suspect</th><th>kind</th><th>p-value</th><th>dP</th><th>verdict</th><th>paper protocol p</th><th>fingerprint</th></tr>
+<table><tr><th>suspect</th><th>kind</th><th>p-value</th><th>dP</th><th>verdict</th><th>paper protocol p</th>
+<th>fingerprint</th></tr>
 {''.join(rows)}</table>
 {plots_html}
 <p>A p-value below alpha means the suspect fits the victim's private training samples better than unseen samples

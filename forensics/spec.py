@@ -1,28 +1,30 @@
-"""What an audit is made of (sources + settings), serialisable, and how to open it.
+"""What to audit: :class:`AuditSpec` (sources and settings, serialisable) and :func:`open_audit`.
 
-An :class:`AuditSpec` names the victim, its foundation, the private and held-out data and the
-settings.  :func:`open_audit` loads everything and runs (or reuses from the store) stages 1-2;
-:func:`load_suspect` resolves a suspect source.  The CLI, the dashboard and a re-run from a JSON
-audit record all go through these two functions, so they reach the same numbers.
+The CLI, the dashboard and a re-run from a JSON audit record all open audits through
+:func:`open_audit`, so they reach the same numbers.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .audit import Audit, AuditConfig, Progress, prepare_audit
-from .data import ImageSet, load_image_folder
+from . import demo_assets
+from .audit import Audit, build_audit
+from .config import AuditConfig
 from .engine import Engine
-from .errors import ConfigError, ModelSourceError
-from .models import LoadedModel, load_foundation, load_model
+from .errors import ConfigError
+from .progress import Progress
+from .sources import is_demo, load_data, open_models
 from .store import ArtifactStore
-
-DEMO_PREFIX = "demo:"
 
 
 @dataclass
 class AuditSpec:
-    """Sources and settings of one audit.  ``demo:`` sources refer to the embedded demo."""
+    """Sources and settings of one audit.
+
+    ``victim``, ``foundation``: model sources (:mod:`forensics.sources`); ``data``: the victim's private
+    training data, ``heldout``: unseen data of the same collection (folders with one subfolder per class);
+    ``config``: the method's settings.  ``demo:`` sources refer to the embedded offline demo."""
 
     victim: str = "demo:victim"
     foundation: str = "demo:foundation"
@@ -39,12 +41,12 @@ class AuditSpec:
 
     @classmethod
     def demo(cls, seed: int = 0, *, quick: bool = False, protocol: str = "membership") -> "AuditSpec":
-        from .demo import demo_audit_config
-        return cls(quick=quick, config=demo_audit_config(seed, quick=quick, protocol=protocol))
+        """The embedded offline demo (``quick``: the reduced data and epochs of the tests)."""
+        return cls(quick=quick, config=demo_assets.demo_audit_config(seed, quick=quick, protocol=protocol))
 
     @property
     def is_demo(self) -> bool:
-        return self.victim.startswith(DEMO_PREFIX)
+        return is_demo(self.victim)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -58,63 +60,15 @@ class AuditSpec:
         return cls(**d)
 
 
-@dataclass
-class AuditSession:
-    spec: AuditSpec
-    audit: Audit
-    engine: Engine
-    data: dict[str, ImageSet]
-
-
-def _load_data(source: str, spec: AuditSpec, classes: list[str] | None = None) -> ImageSet:
-    if source.startswith(DEMO_PREFIX):
-        from .demo import demo_data
-        split = source[len(DEMO_PREFIX):]
-        data = demo_data(spec.quick)
-        if split not in data:
-            raise ConfigError(f"unknown demo split {split!r}; choose one of {sorted(data)}")
-        return data[split]
-    return load_image_folder(source, classes=classes)
-
-
 def open_audit(spec: AuditSpec, store: ArtifactStore | None = None, progress: Progress | None = None,
-               engine: Engine | None = None) -> AuditSession:
-    """Load the sources of ``spec`` and run (or reuse) stages 1 and 2."""
+               engine: Engine | None = None) -> Audit:
+    """Load the sources of ``spec`` and build (or reuse from the store) stages 1 and 2."""
     store = store or ArtifactStore()
     engine = engine or Engine(store, device=spec.device, cache_blocks=spec.config.train.trainable_blocks)
-    private = _load_data(spec.data, spec)
-    heldout = _load_data(spec.heldout, spec, classes=private.classes) if spec.heldout else None
-    k = private.num_classes
-    if spec.num_classes is not None and spec.num_classes != k:
-        raise ConfigError(f"num_classes={spec.num_classes} but the private data has {k} class folders")
-    if spec.is_demo:
-        from .demo import demo_foundation, demo_victim
-        foundation = demo_foundation(spec)
-        victim = demo_victim(spec, engine, foundation, private, progress)
-    else:
-        victim = load_model(spec.victim, arch=spec.arch, num_classes=k, revision=spec.victim_revision,
-                            input_size=spec.input_size)
-        foundation = load_foundation(spec.foundation, k, arch=spec.arch or victim.arch,
-                                     revision=spec.foundation_revision, input_size=spec.input_size,
-                                     seed=spec.config.seed)
-        foundation.data_config = dict(victim.data_config)
-        if foundation.arch != victim.arch:
-            raise ModelSourceError(f"the foundation is a {foundation.arch} but the victim a {victim.arch}; give the "
-                                   "foundation the victim was fine-tuned from")
-    audit = prepare_audit(victim, foundation, private, heldout, spec.config, engine, progress)
-    extra = {"private": private, **({"heldout": heldout} if heldout is not None else {})}
-    return AuditSession(spec, audit, engine, extra)
-
-
-def load_suspect(session: AuditSession, source: str, *, revision: str | None = None,
-                 progress: Progress | None = None) -> LoadedModel:
-    """A suspect model from any model source, or a demo suspect (``demo:fine_tune`` ...)."""
-    if source.startswith(DEMO_PREFIX):
-        from .demo import demo_suspect
-        return demo_suspect(session, source[len(DEMO_PREFIX):], progress)
-    a = session.audit
-    m = load_model(source, arch=session.spec.arch or a.victim.arch, num_classes=a.num_classes, revision=revision,
-                   input_size=session.spec.input_size)
-    if session.spec.input_size:
-        m.data_config = dict(a.victim.data_config)
-    return m
+    private = load_data(spec.data, quick=spec.quick)
+    heldout = load_data(spec.heldout, quick=spec.quick, classes=private.classes) if spec.heldout else None
+    if spec.num_classes is not None and spec.num_classes != private.num_classes:
+        raise ConfigError(f"num_classes={spec.num_classes} but the private data has {private.num_classes} class "
+                          "folders")
+    victim, foundation = open_models(spec, engine, private, progress)
+    return build_audit(spec, victim, foundation, private, heldout, engine, progress)

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -21,18 +22,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from filelock import FileLock
 
+from . import settings
 from .errors import ArtifactError
 
-DEFAULT_STORE_ENV = "FORENSICS_STORE"
 META_FILE = "meta.json"
-
-
-def default_store_root() -> Path:
-    """``$FORENSICS_STORE`` if set, else ``~/.cache/holmes-forensics``."""
-    env = os.environ.get(DEFAULT_STORE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "holmes-forensics"
 
 
 def canonical_json(obj: Any) -> str:
@@ -59,17 +52,36 @@ def artifact_key(stage: str, config: Mapping[str, Any], inputs: Mapping[str, str
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def fingerprint_array(array: np.ndarray) -> str:
+    """A short content hash of an array (dtype, shape and bytes) for cache keys."""
+    t = np.ascontiguousarray(array)
+    return hashlib.sha256(str(t.dtype).encode() + str(t.shape).encode() + t.tobytes()).hexdigest()[:16]
+
+
 @dataclass
 class StoreStats:
-    hits: list[str] = field(default_factory=list)
-    computed: list[str] = field(default_factory=list)
+    """How many entries of each stage this store object reused (``hits``) or computed.
+
+    Counters, not logs: a long-lived store (the dashboard's) does not grow with every request.  To
+    know whether one particular call reused its entry, use :meth:`ArtifactStore.fetch`."""
+
+    hits: Counter = field(default_factory=Counter)
+    computed: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A store entry: its folder, and whether this call computed it (False: reused)."""
+
+    path: Path
+    computed: bool
 
 
 class ArtifactStore:
     """A folder of stage results keyed by config and input fingerprints."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else default_store_root()
+        self.root = Path(root) if root is not None else settings.current().store
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = StoreStats()
 
@@ -105,15 +117,25 @@ class ArtifactStore:
         ``compute`` writes its files into ``tmp_dir`` and may return extra metadata.  The folder
         appears under its key only when ``compute`` returned without error.
         """
+        return self.fetch(stage, config, inputs, compute).path
+
+    def fetch(
+        self,
+        stage: str,
+        config: Mapping[str, Any],
+        inputs: Mapping[str, str],
+        compute: Callable[[Path], Mapping[str, Any] | None],
+    ) -> Entry:
+        """:meth:`get_or_compute`, also saying whether this call computed the entry."""
         key = artifact_key(stage, config, inputs)
         final = self.path(stage, key)
         if self.has(stage, key):
-            self.stats.hits.append(stage)
-            return final
+            self.stats.hits[stage] += 1
+            return Entry(final, False)
         with self.lock(stage, key):
             if self.has(stage, key):  # another process finished it while we waited
-                self.stats.hits.append(stage)
-                return final
+                self.stats.hits[stage] += 1
+                return Entry(final, False)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=final.parent))
             try:
@@ -134,8 +156,8 @@ class ArtifactStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             shutil.rmtree(self.root / ".work" / stage / key, ignore_errors=True)
-            self.stats.computed.append(stage)
-            return final
+            self.stats.computed[stage] += 1
+            return Entry(final, True)
 
     def meta(self, stage: str, key: str) -> dict:
         return read_json(self.path(stage, key) / META_FILE)

@@ -4,15 +4,17 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from dashboard.nav import page
+from dashboard.state import current_case
+from dashboard.widgets import need_audit
 from forensics import plots
-from pages.common import need_audit, workspace
 
 st.title("Feature differences")
 if not need_audit("the feature plots"):
     st.stop()
-ws = workspace()
-a = ws.session.audit
-pairs = ws.ordered_verdicts()
+case = current_case()
+a = case.audit
+pairs = case.ordered_verdicts()
 names = [s.name for s, _ in pairs]
 chosen = st.multiselect("Suspects to show", names, default=names, placeholder="choose suspects")
 verdicts = [v for s, v in pairs if s.name in chosen]
@@ -53,7 +55,7 @@ with tab_g:
                                                                   else np.arange(len(p)))
         cols = st.columns(8)
         for j, i in enumerate(idx[:24]):
-            row = int(a.ds_rows[i])
+            row = int(a.loss_order.ds_rows[i])
             cap = f"{a.private.classes[a.private.labels[row]]} · P={p[i]:.2f}"
             cols[j % 8].image(np.asarray(a.private.pil(row).resize((96, 96))), caption=cap)
-st.page_link("pages/verdict.py", label="Next: 4 · Verdict", icon=":material/arrow_forward:")
+st.page_link(page("verdict"), label="Next: 4 · Verdict", icon=":material/arrow_forward:")

@@ -1,27 +1,30 @@
 """Step 1: the victim, its foundation, the private and held-out data, and the suspects."""
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
+from dashboard.state import current_case, get_store, job_running, set_case
+from dashboard.widgets import model_card, show_error
+from forensics import settings
+from forensics.answers import read_outputs
+from forensics.case import Case, Suspect, store_answers
 from forensics.data import extract_zip, load_image_folder
 from forensics.errors import ForensicsError
-from forensics.models import load_model
+from forensics.sources import check_suspect, load_model
 from forensics.spec import AuditSpec
-from forensics.workspace import SuspectEntry, Workspace, demo_workspace, store_answers
-from pages.common import get_store, job_running, model_card, set_workspace, show_error, workspace
 
-MAX_ZIP_MB = MAX_ANSWERS_MB = int(os.environ.get("FORENSICS_MAX_UPLOAD_MB", "200"))
+env = settings.current()
+MAX_ZIP_MB = MAX_ANSWERS_MB = env.max_upload_mb
 
 st.title("Load the audit")
 st.markdown("An audit needs **your model** (the victim), the **foundation** it was fine-tuned from, its "
             "**private training data**, a **held-out set** from the same collection that it never saw, and one "
             "or more **suspects**. Everything runs on this server; nothing is uploaded elsewhere.")
 
-ws = workspace()
+case = current_case()
 busy = job_running()
 if busy:
     st.info("An audit is running (2 · Shadow models): the victim and the suspects can be changed when it has "
@@ -35,11 +38,11 @@ with st.container(border=True):
                 "fine-tuned from the same foundation. Runs on a CPU, no network needed.")
     if c2.button("Load the demo", type="primary", icon=":material/play_arrow:", width="stretch", disabled=busy):
         # FORENSICS_DEMO_QUICK=1 loads the reduced demo (smaller data, fewer epochs), as the tests do
-        set_workspace(demo_workspace(0, quick=os.environ.get("FORENSICS_DEMO_QUICK") == "1"))
+        set_case(Case.demo(0, quick=env.demo_quick))
         st.toast("Demo loaded: continue with 2 · Shadow models")
         st.rerun()
 
-with st.expander("Audit your own model", expanded=ws.spec is not None and not ws.spec.is_demo):
+with st.expander("Audit your own model", expanded=case.spec is not None and not case.spec.is_demo):
     with st.form("victim_form"):
         st.markdown("**Models** — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder`, or a path to a "
                     "`.safetensors` / `.pth` file on this server (then give the timm architecture).")
@@ -69,7 +72,8 @@ with st.expander("Audit your own model", expanded=ws.spec is not None and not ws
                         raise ForensicsError(f"{upload.name!r} is not a .zip file; zip the {what} folder (one "
                                              "subfolder per class) and upload the zip")
                     if upload.size > MAX_ZIP_MB * 1024 ** 2:
-                        raise ForensicsError(f"the {what} zip is {upload.size / 1e6:.0f} MB; the limit is {MAX_ZIP_MB} MB. "
+                        raise ForensicsError(f"the {what} zip is {upload.size / 1e6:.0f} MB; the limit is "
+                                             f"{MAX_ZIP_MB} MB. "
                                              "Give a folder path on the server instead")
                     dest = Path(tempfile.mkdtemp(prefix=f"forensics-{what}-", dir=get_store().root))
                     return str(extract_zip(upload.getvalue(), dest))
@@ -91,30 +95,30 @@ with st.expander("Audit your own model", expanded=ws.spec is not None and not ws
                              foundation_revision=foundation_rev.strip() or None, arch=arch.strip() or None,
                              input_size=int(input_size) or None)
             # model suspects carry over to a new victim; answers belong to the old query set and do not
-            keep = [s for s in ws.suspects if not s.answers] if ws.spec and not ws.spec.is_demo else []
-            new = Workspace(spec=spec, suspects=keep)
+            keep = [s for s in case.suspects if not s.answers] if case.spec and not case.spec.is_demo else []
+            new = Case(spec=spec, suspects=keep)
             new.cards = {"victim": {**v.card(), "accuracy": None}}
-            set_workspace(new)
+            set_case(new)
             st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
             st.rerun()
         except Exception as e:  # noqa: BLE001 - shown to the user, inputs kept
             show_error(e)
 
-ws = workspace()
-if ws.spec is None:
+case = current_case()
+if case.spec is None:
     st.info("Load the demo, or your own victim above, to add suspects.", icon=":material/info:")
     st.stop()
 
 st.divider()
 st.subheader("Suspects", anchor=False)
-if ws.suspects:
-    for s in list(ws.suspects):
+if case.suspects:
+    for s in list(case.suspects):
         c1, c2, c3 = st.columns([4, 4, 1], vertical_alignment="center")
-        c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {'a theft' if s.kind == 'stolen' else 'innocent'}]"
-                                      if s.kind else ""))
+        truth = "a theft" if s.kind == "stolen" else "innocent"
+        c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {truth}]" if s.kind else ""))
         c2.code(s.source, language=None)
         if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:", disabled=busy):
-            ws.remove_suspect(s.name)
+            case.remove_suspect(s.name)
             st.rerun()
 else:
     st.caption("No suspects yet.")
@@ -123,7 +127,8 @@ tab_model, tab_answers = st.tabs(["Add a suspect model", "Add black-box answers"
 with tab_model:
     with st.form("suspect_form", clear_on_submit=False):
         c1, c2, c3 = st.columns([3, 1, 2])
-        src = c1.text_input("Suspect model", placeholder="hf-hub:someone/suspicious-model  or  /path/suspect.safetensors")
+        src = c1.text_input("Suspect model",
+                            placeholder="hf-hub:someone/suspicious-model  or  /path/suspect.safetensors")
         rev = c2.text_input("Revision", placeholder="main")
         name = c3.text_input("Name (optional)")
         add = st.form_submit_button("Check and add suspect", disabled=busy)
@@ -131,17 +136,13 @@ with tab_model:
         try:
             if not src.strip():
                 raise ForensicsError("give the suspect's source: hf-hub:ORG/NAME, local-dir:PATH or a weights file")
-            card = None
-            if not src.startswith("demo:"):
-                with st.spinner("Loading the suspect to check it…"):
-                    k = len(load_image_folder(ws.spec.data).classes) if not ws.spec.is_demo else 10
-                    arch = ws.spec.arch or (ws.cards.get("victim") or {}).get("arch") or (
-                        "tf_efficientnet_lite0" if ws.spec.is_demo else None)
-                    card = load_model(src.strip(), arch=arch, num_classes=k, revision=rev.strip() or None).card()
-            ws.add_suspect(SuspectEntry(name.strip() or src.strip(), src.strip(), revision=rev.strip() or None))
+            with st.spinner("Loading the suspect to check it…"):
+                card = check_suspect(case.spec, src.strip(), revision=rev.strip() or None,
+                                     victim_arch=(case.cards.get("victim") or {}).get("arch"))
+            case.add_suspect(Suspect(name.strip() or src.strip(), src.strip(), revision=rev.strip() or None))
             if card is not None:
-                ws.cards[name.strip() or src.strip()] = card
-            ws.session = None  # the verdicts must be recomputed
+                case.cards[name.strip() or src.strip()] = card
+            case.audit = None  # the verdicts must be recomputed
             st.rerun()
         except Exception as e:  # noqa: BLE001
             show_error(e)
@@ -149,12 +150,10 @@ with tab_answers:
     st.markdown("For a suspect you can only query (an API): download the query set, send its images to the API in "
                 "the order of `queries.csv`, and upload the answers as CSV (`query_index` plus one logit column per "
                 "class, or a single `label` column) or `.npy`.")
-    if ws.session is not None:
-        from forensics.workspace import queries_zip
-
+    if case.audit is not None:
         if st.button("Prepare the query set (zip)", icon=":material/folder_zip:"):
             with st.spinner("Writing the query images…"):
-                st.session_state.queries_zip = queries_zip(ws)
+                st.session_state.queries_zip = case.queries_zip()
         if "queries_zip" in st.session_state:
             st.download_button("Download the query set", st.session_state.queries_zip, file_name="queries.zip",
                                mime="application/zip", icon=":material/download:")
@@ -169,21 +168,20 @@ with tab_answers:
                 raise ForensicsError(f"the answers file is {up.size / 1e6:.0f} MB; the limit is {MAX_ANSWERS_MB} MB")
             path = store_answers(get_store(), up.getvalue(), up.name)
             query_set = None
-            if ws.session is not None:  # check shape and values now, not after the next run
-                from forensics.io import read_outputs
-                read_outputs(path, len(ws.session.audit.queries), ws.session.audit.num_classes)
-                query_set = ws.session.audit.queries.fingerprint
-            ws.add_suspect(SuspectEntry(aname.strip() or up.name, f"answers:{up.name}", answers=path,
-                                        query_set=query_set))
-            ws.session = None
+            if case.audit is not None:  # check shape and values now, not after the next run
+                read_outputs(path, len(case.audit.queries), case.audit.num_classes)
+                query_set = case.audit.queries.fingerprint
+            case.add_suspect(Suspect(aname.strip() or up.name, f"answers:{up.name}", answers=path,
+                                   query_set=query_set))
+            case.audit = None
             st.rerun()
         except Exception as e:  # noqa: BLE001
             show_error(e)
 
-if ws.cards:
+if case.cards:
     st.divider()
     st.subheader("Model cards", anchor=False)
     cols = st.columns(3)
-    for i, (title, card) in enumerate(ws.cards.items()):
+    for i, (title, card) in enumerate(case.cards.items()):
         with cols[i % 3]:
             model_card(title, card)

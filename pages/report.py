@@ -5,23 +5,24 @@ import json
 
 import streamlit as st
 
-from forensics.report import audit_figures, render_html, workspace_report
-from pages.common import need_audit, workspace
+from dashboard.state import current_case
+from dashboard.widgets import need_audit
+from forensics.report import audit_figures, case_report, render_html
 
 st.title("Report")
 if not need_audit("the report downloads"):
     st.stop()
-ws = workspace()
+case = current_case()
 
 
-@st.cache_data(show_spinner="Rendering the report…", hash_funcs={dict: lambda d: json.dumps(d, sort_keys=True, default=str)})
+@st.cache_data(show_spinner="Rendering the report…",
+               hash_funcs={dict: lambda d: json.dumps(d, sort_keys=True, default=str)})
 def render(record: dict) -> tuple[str, str]:
-    a = ws.session.audit
-    verdicts = [v for _, v in ws.ordered_verdicts()]
-    return json.dumps(record, indent=1), render_html(record, audit_figures(a, verdicts))
+    verdicts = [v for _, v in case.ordered_verdicts()]
+    return json.dumps(record, indent=1), render_html(record, audit_figures(case.audit, verdicts))
 
 
-record = workspace_report(ws)
+record = case_report(case)
 record.pop("created", None)
 record_json, html = render(record)
 c1, c2 = st.columns(2)

@@ -7,39 +7,39 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from forensics.audit import StageProgress
+from dashboard.nav import page
+from dashboard.state import current_case, current_job, get_store
+from dashboard.widgets import show_error
+from forensics.case import Case, run_case
 from forensics.data import Trigger
-from forensics.engine import TrainProgress
+from forensics.engine import resolve_device
 from forensics.jobs import get_job, start_job
 from forensics.plots import LAYOUT, loss_order_figure, training_curves_figure, trigger_examples
-from forensics.workspace import Workspace, run_workspace
-from pages.common import get_store, show_error, workspace
+from forensics.progress import StageProgress
+from forensics.sources import data_classes
+from forensics.training import TrainProgress
 
 STAGES = [("loss_order", "Loss order of the victim"), ("poisoned_shadow", "Poisoned shadow"),
           ("benign_shadow", "Benign shadow"), ("reference_shadow", "Membership reference shadow"),
           ("meta_classifier", "Output differences and meta-classifier")]
 
 st.title("Shadow models")
-ws = workspace()
-if ws.spec is None:
+case = current_case()
+if case.spec is None:
     st.info("Load a victim first (1 · Load; one click loads the offline demo).", icon=":material/info:")
     if st.button("Go to 1 · Load", type="primary"):
-        st.switch_page("pages/load.py")
+        st.switch_page(page("load"))
     st.stop()
 
 
 @st.cache_data(show_spinner=False)
 def class_names(data: str, quick: bool) -> list[str]:
-    if data.startswith("demo:"):
-        from forensics.demo import demo_data
-        return demo_data(quick)["private"].classes
-    from forensics.data import load_image_folder
-    return load_image_folder(data).classes
+    return data_classes(data, quick=quick)
 
 
-cfg = ws.spec.config
-classes = class_names(ws.spec.data, ws.spec.quick)
-job = get_job(st.session_state.get("job_id"))
+cfg = case.spec.config
+classes = class_names(case.spec.data, case.spec.quick)
+job = current_job()
 busy = job is not None and job.running
 
 st.markdown("Holmes trains two **shadow models**: a *poisoned* copy of your model that forgets what it learned "
@@ -57,14 +57,14 @@ with st.form("settings"):
                           format_func=lambda i: f"{i}: {classes[i]}")
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("epochs (benign / reference shadows)", 1, 100, cfg.train.epochs)
-    lr = c2.select_slider("learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2],
-                          value=min([1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2], key=lambda v: abs(v - cfg.train.lr)),
+    rates = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2]
+    lr = c2.select_slider("learning rate", rates, value=min(rates, key=lambda v: abs(v - cfg.train.lr)),
                           format_func=lambda v: f"{v:g}")
     mode = c3.selectbox("fine-tuning", ["last blocks + head (fast)", "full"],
                         index=0 if cfg.train.trainable_blocks is not None else 1)
     blocks = c3.number_input("trainable blocks", 1, 24, cfg.train.trainable_blocks or 1,
                              disabled=cfg.train.trainable_blocks is None)
-    device = c4.selectbox("device", ["auto", "cuda", "cpu"], index=["auto", "cuda", "cpu"].index(ws.spec.device),
+    device = c4.selectbox("device", ["auto", "cuda", "cpu"], index=["auto", "cuda", "cpu"].index(case.spec.device),
                           format_func={"auto": "auto (GPU if present)", "cuda": "GPU", "cpu": "CPU"}.get)
     start = st.form_submit_button("Build shadow models and verify suspects", type="primary", disabled=busy,
                                   icon=":material/rocket_launch:")
@@ -76,12 +76,11 @@ if start:
         new_cfg = replace(cfg, gamma=float(gamma), lam=float(lam), target_class=int(target),
                           trigger=Trigger(size=float(trig), value=cfg.trigger.value, position=cfg.trigger.position),
                           train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb))
-        from forensics.engine import resolve_device
         resolve_device(device)
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
-        run_ws = Workspace(spec=replace(ws.spec, config=new_cfg, device=device), suspects=list(ws.suspects))
+        run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects))
         st.session_state.pop("queries_zip", None)
-        job = start_job("audit", run_workspace, run_ws, get_store())
+        job = start_job("audit", run_case, run_copy, get_store())
         st.session_state.job_id = job.id
         busy = True
     except Exception as e:  # noqa: BLE001
@@ -124,10 +123,11 @@ def live_progress(job_id: str) -> None:
         pts = np.array(curves[active[-1]])
         fig = go.Figure(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", line=dict(color="#1f4e79")))
         fig.update_layout(title=f"Running training loss: {active[-1]}", xaxis_title="step",
-                          yaxis_title="mean training loss so far [nats]", height=280, **{**LAYOUT, "margin": dict(t=50)})
+                          yaxis_title="mean training loss so far [nats]", height=280,
+                          **{**LAYOUT, "margin": dict(t=50)})
         st.plotly_chart(fig, width="stretch")
     if not job.running:
-        st.rerun()  # the whole page: workspace() applies the result
+        st.rerun()  # the whole app: the entry script applies the result
 
 
 if busy and job is not None:
@@ -138,30 +138,31 @@ if job is not None and job.status == "failed":
     st.error(f"The audit stopped: {job.error}. Everything finished before the error is kept; fix the input and "
              "start again.", icon=":material/error:")
 
-ws = workspace()
-if ws.session is None:
+case = current_case()
+if case.audit is None:
     st.info("Press **Build shadow models and verify suspects** to start. On a CPU the demo takes about two "
             "minutes the first time, seconds afterwards.", icon=":material/info:")
     st.stop()
 
-a = ws.session.audit
-for name, err in ws.errors.items():
+a = case.audit
+for name, err in case.errors.items():
     st.warning(f"Suspect **{name}** could not be verified: {err}", icon=":material/warning:")
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("D_s samples", len(a.ds_rows), help="the gamma lowest-loss samples of the private data (target class skipped)")
-c2.metric("Trigger success on the poisoned shadow", f"{a.poison_success:.0%}",
+c1.metric("D_s samples", len(a.loss_order.ds_rows),
+          help="the gamma lowest-loss samples of the private data (target class skipped)")
+c2.metric("Trigger success on the poisoned shadow", f"{a.shadows.poison_success:.0%}",
           help="share of triggered D_s images the poisoned shadow assigns to the target class")
-c3.metric("Meta-classifier validation accuracy", f"{a.meta.val_accuracy_:.0%}")
-c4.metric("Membership test: members / controls", f"{len(a.member_rows)} / {len(a.control_rows)}")
+c3.metric("Meta-classifier validation accuracy", f"{a.meta.classifier.val_accuracy_:.0%}")
+c4.metric("Membership test: members / controls", f"{len(a.membership.member_rows)} / {len(a.membership.control_rows)}")
 st.plotly_chart(loss_order_figure(a), width="stretch")
 c1, c2 = st.columns([3, 2])
 with c1:
-    st.plotly_chart(training_curves_figure(a.histories), width="stretch")
+    st.plotly_chart(training_curves_figure(a.shadows.histories), width="stretch")
 with c2:
     st.markdown("**Triggered D_s images** (the trigger is stamped after resizing, so no crop removes it)")
     ex = trigger_examples(a, 4)
     cols = st.columns(4)
-    for col, (clean, trigd, cap) in zip(cols, ex):
+    for col, (clean, trigd, cap) in zip(cols, ex, strict=False):
         col.image(clean, caption="clean", width="stretch")
         col.image(trigd, caption=cap, width="stretch")
-st.page_link("pages/features.py", label="Next: 3 · Feature differences", icon=":material/arrow_forward:")
+st.page_link(page("features"), label="Next: 3 · Feature differences", icon=":material/arrow_forward:")

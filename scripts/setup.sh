@@ -8,9 +8,9 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-req=requirements.txt
+target=.
 if [ "${1:-}" = "--dev" ]; then
-  req=requirements-dev.txt
+  target=".[dev]"
   if ! command -v chromium >/dev/null 2>&1; then
     echo "installing Debian's chromium for the browser test"
     SUDO=""
@@ -19,5 +19,6 @@ if [ "${1:-}" = "--dev" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
   fi
 fi
-.venv/bin/python -m pip install --disable-pip-version-check -q -r "$req"
-.venv/bin/python -c "import torch, torchvision, timm; print('holmes-forensics ready: torch', torch.__version__, 'timm', timm.__version__)"
+# the package itself, editable, with the dependencies of pyproject.toml (and the console script holmes-forensics)
+.venv/bin/python -m pip install --disable-pip-version-check -q -e "$target"
+.venv/bin/python -c "import forensics, torch, timm; print('holmes-forensics', forensics.__version__, 'ready: torch', torch.__version__, 'timm', timm.__version__)"

@@ -96,3 +96,13 @@ def offline_hub(tmp_path, monkeypatch):
 def store_root(tmp_path_factory) -> Path:
     """One artifact store for every test that runs the reduced demo (built once, then reused)."""
     return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: tiny ops on a busy 2-core machine are ~100x slower with OpenMP spinning,
+    and a fixed thread count keeps CPU results bit-reproducible within the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

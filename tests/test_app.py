@@ -13,7 +13,27 @@ from streamlit.testing.v1 import AppTest
 from forensics.jobs import get_job
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+pytestmark = pytest.mark.slow
 PAGES = ["pages/load.py", "pages/shadows.py", "pages/features.py", "pages/verdict.py", "pages/report.py"]
+
+
+@pytest.fixture(autouse=True)
+def navigation_like_the_server(monkeypatch):
+    """Run app.py (the router) on every rerun, as `streamlit run` does.
+
+    A real server runs the entry script on every rerun once st.navigation has been called (it clears
+    Streamlit's class-wide "pages directory" flag for the process).  AppTest resets that flag before each
+    run, so with a folder named pages/ beside app.py it falls back to Streamlit's legacy multipage mode
+    and runs a page script without the entry script.  Keep the flag as the server has it."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def init_like_the_server(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init_like_the_server)
 
 
 @pytest.fixture
@@ -69,8 +89,8 @@ def test_every_page_has_a_helpful_empty_state(env):
 def test_demo_walkthrough_every_page(env):
     at = new_app()
     run_demo_audit(at)
-    ws = at.session_state["ws"]
-    assert len(ws.suspects) == 6 and len(ws.verdicts) == 6
+    case = at.session_state["case"]
+    assert len(case.suspects) == 6 and len(case.verdicts) == 6
     labels = [m.label for m in at.metric]
     assert "D_s samples" in labels and "Trigger success on the poisoned shadow" in labels
     assert len(at.get("plotly_chart")) >= 2 and len(at.get("image")) >= 1
@@ -85,12 +105,21 @@ def test_demo_walkthrough_every_page(env):
     assert "p-value" in values
     df = at.dataframe[0].value
     assert list(df["suspect"])[:2] == ["direct copy", "fine-tuned copy"]
-    assert dict(zip(df["suspect"], df["verdict"]))["direct copy"] == "stolen"
-    assert dict(zip(df["suspect"], df["verdict"]))["innocent (same recipe)"] == "not stolen"
+    assert dict(zip(df["suspect"], df["verdict"], strict=True))["direct copy"] == "stolen"
+    assert dict(zip(df["suspect"], df["verdict"], strict=True))["innocent (same recipe)"] == "not stolen"
     assert "What the test means" in texts(at)
     # a stricter alpha is applied without re-running anything
     at.select_slider[0].set_value(0.001).run()
     assert not at.exception
+    # another protocol: the table and the chart read every verdict under it
+    at.selectbox[0].set_value("paper").run()
+    assert not at.exception and any("not calibrated" in w.value for w in at.warning)
+    from forensics.verify import format_p
+    paper = {s.name: format_p(v.under("paper").p_value) for s, v in case.ordered_verdicts()}
+    df = at.dataframe[0].value
+    assert dict(zip(df["suspect"], df["p-value"], strict=True)) == paper
+    chart = at.get("plotly_chart")[-1].proto.spec
+    assert all(f"p = {p}" in chart for p in paper.values())
 
     at.switch_page("pages/report.py").run()
     assert not at.exception
@@ -111,13 +140,13 @@ def test_two_sessions_at_once_do_not_interfere(env):
     assert a.session_state["job_id"] != b.session_state["job_id"]
     wait_for_job(a)
     wait_for_job(b)
-    pa = {k: v.p_value for k, v in a.session_state["ws"].verdicts.items()}
-    pb = {k: v.p_value for k, v in b.session_state["ws"].verdicts.items()}
+    pa = {k: v.p_value for k, v in a.session_state["case"].verdicts.items()}
+    pb = {k: v.p_value for k, v in b.session_state["case"].verdicts.items()}
     assert pa == pb and len(pa) == 6
     # removing a suspect in one session leaves the other untouched
     a.switch_page("pages/load.py").run()
     button(a, "Remove").click().run()
-    assert len(a.session_state["ws"].suspects) == 5 and len(b.session_state["ws"].suspects) == 6
+    assert len(a.session_state["case"].suspects) == 5 and len(b.session_state["case"].suspects) == 6
 
 
 def test_unknown_hub_id_offline_is_a_clear_error_and_keeps_inputs(env, offline_hub, tmp_path):
@@ -166,7 +195,7 @@ def test_bad_answers_and_bad_suspects_get_clear_messages(env, monkeypatch, tiny_
     at = new_app()
     run_demo_audit(at)
     at.switch_page("pages/load.py").run()
-    n_q = len(at.session_state["ws"].session.audit.queries)
+    n_q = len(at.session_state["case"].audit.queries)
 
     def upload(name: str, content: bytes):
         at.file_uploader(key="answers_upload").set_value((name, content, "application/octet-stream")).run()
@@ -184,7 +213,7 @@ def test_bad_answers_and_bad_suspects_get_clear_messages(env, monkeypatch, tiny_
     assert any("NaN" in e for e in upload("nan.npy", buf.getvalue()))
     assert any(".csv or .npy" in e for e in upload("answers.txt", b"1,2,3"))
     assert any("limit is 1 MB" in e for e in upload("big.npy", b"\0" * (2 * 1024 ** 2)))
-    assert len(at.session_state["ws"].suspects) == 6  # nothing was added, nothing was lost
+    assert len(at.session_state["case"].suspects) == 6  # nothing was added, nothing was lost
     # a suspect with another number of classes
     three = save_hf(tiny_model(num_classes=3))
     for t in at.text_input:
@@ -194,9 +223,27 @@ def test_bad_answers_and_bad_suspects_get_clear_messages(env, monkeypatch, tiny_
     assert not at.exception
     assert any("3 classes but 10 were expected" in e.value for e in at.error)
     # good answers are accepted and verified
-    logits = at.session_state["ws"].session.engine.logits(at.session_state["ws"].session.audit.victim,
-                                                           at.session_state["ws"].session.audit.queries)
+    audit = at.session_state["case"].audit
+    logits = audit.engine.logits(audit.victim, audit.queries.images)
     buf = io.BytesIO()
     np.save(buf, logits)
     assert upload("api.npy", buf.getvalue()) == []
-    assert [s.name for s in at.session_state["ws"].suspects][-1] == "api.npy"
+    assert [s.name for s in at.session_state["case"].suspects][-1] == "api.npy"
+
+
+def test_the_entry_script_applies_a_finished_job_once(env):
+    """A finished background audit becomes the session's case when the app reruns (on any page), once;
+    reading the case has no side effect."""
+    from forensics.case import Case
+    from forensics.jobs import start_job
+
+    at = new_app()
+    result = Case.demo(0, quick=True)
+    job = start_job("audit", lambda progress: result).wait()
+    at.session_state["job_id"] = job.id
+    at.switch_page("pages/verdict.py").run()
+    assert not at.exception
+    assert at.session_state["case"] is result
+    at.session_state["case"] = Case()  # the user starts over: the old job's result is not applied again
+    at.run()
+    assert at.session_state["case"].spec is None

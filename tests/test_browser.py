@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = ROOT / "out" / "screenshots"
 CHROMIUM = shutil.which("chromium")
 

@@ -1,10 +1,11 @@
-"""forensics.models (model sources, safe weights reading, fingerprints, foundations) and forensics.io."""
+"""forensics.models (safe weights reading, timm folders and files, the Hub, fingerprints, foundations),
+loaded through the source strings of forensics.sources."""
 from __future__ import annotations
 
+import json
 import os
 import time
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -18,14 +19,8 @@ from forensics.errors import (
     ModelSourceError,
     UnsafeCheckpointError,
 )
-from forensics.io import read_outputs
-from forensics.models import (
-    LoadedModel,
-    fingerprint_state_dict,
-    load_foundation,
-    load_model,
-    read_weights,
-)
+from forensics.models import LoadedModel, fingerprint_state_dict, load_local_dir, read_weights
+from forensics.sources import load_foundation, load_model
 
 TINY_ARCH = "test_efficientnet"  # the same tiny architecture as conftest.make_tiny
 
@@ -165,6 +160,25 @@ def test_local_dir_preprocessing_from_timm_pretrained_cfg(tiny_model, save_hf):
     d = load_model(f"local-dir:{folder}", input_size=64).data_config
     assert d["input_size"] == (3, 64, 64)  # the explicit size wins, the rest still comes from the folder
     assert d["mean"] == (0.5, 0.5, 0.5)
+
+
+def test_config_json_arguments_are_sanitised(tmp_path, tiny_model, save_hf):
+    folder = save_hf(tiny_model(3))
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_args"] = {**cfg.get("model_args", {}), "pretrained": True, "checkpoint_path": "/etc/passwd"}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert load_local_dir(folder).num_classes == 3  # the arguments that would load other weights are dropped
+    cfg["model_args"] = {"no_such_argument": 1}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelSourceError, match="cannot build"):
+        load_local_dir(folder)
+    cfg["architecture"] = "hf-hub:someone/else"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelSourceError, match="not a timm architecture"):
+        load_local_dir(folder)
+    (folder / "config.json").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ModelSourceError):
+        load_local_dir(folder)
 
 
 def test_local_dir_with_pytorch_model_bin(tiny_model, save_hf):
@@ -461,131 +475,6 @@ def test_load_foundation_from_hub(offline_hub, tiny_model, save_hf):
     assert f.num_classes == 3 and f.revision == commit
     body, ref = _body(f.model.state_dict()), _body(pretrained.state_dict())
     assert all(torch.equal(body[k], ref[k]) for k in ref)
-
-
-# --------------------------------------------------------------------------------------------
-# forensics.io.read_outputs
-
-
-N, K = 6, 3
-
-
-def _logits(seed=0):
-    return np.random.default_rng(seed).normal(size=(N, K))
-
-
-def _write_csv(path, columns: dict):
-    import pandas as pd
-
-    pd.DataFrame(columns).to_csv(path, index=False)
-    return path
-
-
-def test_read_npy_logits_and_labels(tmp_path):
-    logits = _logits().astype(np.float32)
-    np.save(tmp_path / "l.npy", logits)
-    out = read_outputs(tmp_path / "l.npy", N, K)
-    assert out.shape == (N, K)
-    np.testing.assert_array_equal(out, logits)
-
-    labels = np.array([0, 2, 1, 1, 0, 2])
-    np.save(tmp_path / "y.npy", labels)
-    np.testing.assert_array_equal(read_outputs(tmp_path / "y.npy", N, K), labels)
-
-    np.save(tmp_path / "col.npy", labels[:, None])  # (N, 1) is labels too
-    out = read_outputs(tmp_path / "col.npy", N, K)
-    assert out.shape == (N,)
-    np.testing.assert_array_equal(out, labels)
-
-
-def test_read_csv_reorders_by_query_index(tmp_path):
-    logits = _logits(1)
-    perm = np.array([3, 0, 5, 1, 4, 2])
-    cols = {"file": [f"images/q{i:06d}.png" for i in perm], "query_index": perm}
-    cols.update({f"class_{k}": logits[perm, k] for k in range(K)})
-    out = read_outputs(_write_csv(tmp_path / "a.csv", cols), N, K)
-    assert out.shape == (N, K)
-    np.testing.assert_allclose(out, logits)
-
-
-def test_read_csv_without_query_index_keeps_file_order(tmp_path):
-    logits = _logits(2)
-    out = read_outputs(_write_csv(tmp_path / "a.csv", {f"c{k}": logits[:, k] for k in range(K)}), N, K)
-    np.testing.assert_allclose(out, logits)
-
-
-def test_read_csv_labels(tmp_path):
-    labels = np.array([2, 0, 1, 1, 2, 0])
-    perm = np.array([5, 4, 3, 2, 1, 0])
-    out = read_outputs(_write_csv(tmp_path / "y.csv", {"query_index": perm, "label": labels[perm]}), N, K)
-    assert out.ndim == 1
-    np.testing.assert_array_equal(out, labels)
-
-
-def _bad_csvs():
-    logits = _logits(3)
-    cols = {f"c{k}": logits[:, k] for k in range(K)}
-    nan = dict(cols, c1=np.where(np.arange(N) == 2, np.nan, logits[:, 1]))
-    inf = dict(cols, c0=np.where(np.arange(N) == 4, np.inf, logits[:, 0]))
-    return {
-        "too_few_rows": {k: v[:-1] for k, v in cols.items()},
-        "too_many_cols": {**cols, "c3": logits[:, 0]},
-        "too_few_cols": {"c0": logits[:, 0], "c1": logits[:, 1]},
-        "nan": nan,
-        "inf": inf,
-        "duplicate_query_index": {"query_index": [0, 1, 2, 2, 4, 5], **cols},
-        "gap_in_query_index": {"query_index": [0, 1, 2, 3, 4, 6], **cols},
-        "one_based_query_index": {"query_index": [1, 2, 3, 4, 5, 6], **cols},
-        "missing_query_index": {"query_index": [0, 1, 2, None, 4, 5], **cols},
-        "text_column": {**cols, "c2": ["a"] * N},
-        "text_labels": {"label": ["cat"] * N},
-        "nan_label": {"label": [0, 1, None, 1, 0, 2]},
-    }
-
-
-@pytest.mark.parametrize("case", list(_bad_csvs()))
-def test_read_csv_rejects(tmp_path, case):
-    path = _write_csv(tmp_path / f"{case}.csv", _bad_csvs()[case])
-    with pytest.raises(LogitsFileError):
-        read_outputs(path, N, K)
-
-
-@pytest.mark.parametrize("case", ["rows", "cols", "nan", "3d", "scalar", "object", "text", "not_npy"])
-def test_read_npy_rejects(tmp_path, case):
-    path = tmp_path / f"{case}.npy"
-    logits = _logits(4)
-    if case == "rows":
-        np.save(path, logits[:-2])
-    elif case == "cols":
-        np.save(path, logits[:, :2])
-    elif case == "nan":
-        logits[1, 1] = np.nan
-        np.save(path, logits)
-    elif case == "3d":
-        np.save(path, logits[:, :, None].repeat(2, axis=2))
-    elif case == "scalar":
-        np.save(path, np.float64(1.0))
-    elif case == "object":
-        np.save(path, np.array([{"a": 1}] * N, dtype=object), allow_pickle=True)
-    elif case == "text":
-        np.save(path, np.array(["x"] * N))
-    else:
-        path.write_bytes(b"not an npy file")
-    with pytest.raises(LogitsFileError):
-        read_outputs(path, N, K)
-
-
-def test_read_outputs_missing_file_and_unknown_suffix(tmp_path):
-    with pytest.raises(LogitsFileError, match="does not exist"):
-        read_outputs(tmp_path / "missing.npy", N, K)
-    for name in ("answers.txt", "answers.json", "answers"):
-        (tmp_path / name).write_text("0,1,2\n")
-        with pytest.raises(LogitsFileError):
-            read_outputs(tmp_path / name, N, K)
-    empty = tmp_path / "empty.csv"
-    empty.write_text("")
-    with pytest.raises(LogitsFileError):
-        read_outputs(empty, N, K)
 
 
 def test_every_error_is_a_forensics_error():

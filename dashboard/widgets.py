@@ -1,4 +1,4 @@
-"""UI helpers shared by the pages (not a page itself): session state, the store, small widgets."""
+"""Small widgets the pages share: empty states, error messages, the sidebar, model cards."""
 from __future__ import annotations
 
 import logging
@@ -6,64 +6,28 @@ import logging
 import streamlit as st
 
 from forensics.errors import ForensicsError
-from forensics.store import ArtifactStore
-from forensics.workspace import Workspace
+
+from .nav import page
+from .state import current_case, get_store
 
 log = logging.getLogger("forensics.app")
 
 
-@st.cache_resource
-def get_store() -> ArtifactStore:
-    """One artifact store per server process (safe across sessions: atomic entries, file locks)."""
-    return ArtifactStore()
-
-
-def workspace() -> Workspace:
-    """This session's workspace; a finished background audit's result is applied here, on any page."""
-    if "ws" not in st.session_state:
-        st.session_state.ws = Workspace()
-    from forensics.jobs import get_job
-
-    job = get_job(st.session_state.get("job_id"))
-    if job is not None and job.status == "done" and st.session_state.get("job_applied") != job.id:
-        st.session_state.ws = job.result
-        st.session_state.job_applied = job.id
-    return st.session_state.ws
-
-
-def set_workspace(ws: Workspace) -> None:
-    st.session_state.ws = ws
-    for key in ("job_id", "queries_zip"):  # nothing of the previous audit may leak into this one
-        st.session_state.pop(key, None)
-
-
-def job_running() -> bool:
-    from forensics.jobs import get_job
-
-    job = get_job(st.session_state.get("job_id"))
-    return job is not None and job.running
-
-
-def ready() -> bool:
-    """True when the audit has run in this session."""
-    return workspace().session is not None
-
-
 def need_audit(what: str) -> bool:
     """Show a helpful empty state (and return False) when the audit has not run yet."""
-    ws = workspace()
-    if ws.session is not None:
+    c = current_case()
+    if c.audit is not None:
         return True
-    if ws.spec is None:
+    if c.spec is None:
         st.info(f"Nothing to show yet: {what} appear once an audit has run. Start on **1 · Load** "
                 "(one click loads the offline demo).", icon=":material/info:")
         if st.button("Go to 1 · Load", type="primary"):
-            st.switch_page("pages/load.py")
+            st.switch_page(page("load"))
     else:
         st.info(f"The audit is set up but has not run yet: {what} appear once the shadow models are built.",
                 icon=":material/info:")
         if st.button("Go to 2 · Shadow models", type="primary"):
-            st.switch_page("pages/shadows.py")
+            st.switch_page(page("shadows"))
     return False
 
 
@@ -77,24 +41,18 @@ def show_error(e: Exception) -> None:
                  "please retry, and report the problem if it persists.", icon=":material/error:")
 
 
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
-
-
 def sidebar_status() -> None:
-    ws = workspace()
+    c = current_case()
     with st.sidebar:
         st.caption("AUDIT")
-        if ws.spec is None:
+        if c.spec is None:
             st.write("No victim loaded.")
         else:
-            st.write(f"**Victim** `{ws.spec.victim}`")
-            st.write(f"**Suspects** {len(ws.suspects)}")
-            if ws.session is not None:
-                n_stolen = sum(v.p_value < ws.spec.config.alpha for v in ws.verdicts.values())
-                st.write(f"**Verdicts** {n_stolen} stolen of {len(ws.verdicts)}")
+            st.write(f"**Victim** `{c.spec.victim}`")
+            st.write(f"**Suspects** {len(c.suspects)}")
+            if c.audit is not None:
+                n_stolen = sum(v.stolen for v in c.verdicts.values())
+                st.write(f"**Verdicts** {n_stolen} stolen of {len(c.verdicts)}")
             else:
                 st.write("Shadow models: not built yet")
         st.caption(f"Artifact store: `{get_store().root}`")

@@ -1,4 +1,4 @@
-"""Reading a black-box suspect's answers and writing the query set it must answer."""
+"""A black-box suspect: writing the query set it must answer, and reading its answers (logits or labels)."""
 from __future__ import annotations
 
 import csv

@@ -1,0 +1,160 @@
+"""A case: one audit's suspects and their verdicts, independent of any UI.
+
+A :class:`Case` holds the :class:`~forensics.spec.AuditSpec`, the suspects (model sources or answers
+files) and, once :meth:`Case.run` has run (the dashboard runs it as a background job), the opened
+:class:`~forensics.audit.Audit`, the verdicts, the model cards and the suspects that could not be
+verified.  The CLI's ``audit`` and ``reverify``, the dashboard and the audit record all use it.
+Answers files are copied into the artifact store under their SHA-256, so the audit record can name
+them and ``python -m forensics reverify`` finds them again.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import demo_assets
+from .answers import read_outputs
+from .audit import Audit
+from .errors import ConfigError, ForensicsError, LogitsFileError
+from .metrics import accuracy
+from .progress import Progress
+from .sources import ANSWER_SUFFIXES, evaluation_data
+from .spec import AuditSpec, open_audit
+from .store import ArtifactStore
+from .verify import Verdict
+
+UPLOADS = "uploads"
+
+
+@dataclass
+class Suspect:
+    """A suspect: a model source (``hf-hub:``, ``local-dir:``, file, ``demo:``) or an answers file."""
+
+    name: str
+    source: str
+    kind: str | None = None           # "stolen" / "innocent" when known (the demo's), else None
+    revision: str | None = None
+    answers: str | None = None        # path of a stored answers file (.npy / .csv)
+    query_set: str | None = None      # fingerprint of the query set the answers respond to, when known
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "kind": self.kind, "revision": self.revision,
+                "answers": self.answers, "query_set": self.query_set}
+
+
+@dataclass
+class Case:
+    spec: AuditSpec | None = None
+    suspects: list[Suspect] = field(default_factory=list)
+    audit: Audit | None = None
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)   # suspect name -> why it could not be verified
+
+    @classmethod
+    def demo(cls, seed: int = 0, *, quick: bool = False) -> "Case":
+        """The embedded demo: its spec and its six suspects."""
+        return cls(spec=AuditSpec.demo(seed, quick=quick),
+                   suspects=[Suspect(s.name, s.source, kind=s.kind) for s in demo_assets.DEMO_SUSPECTS])
+
+    def add_suspect(self, suspect: Suspect) -> None:
+        if any(s.name == suspect.name for s in self.suspects):
+            raise ConfigError(f"a suspect named {suspect.name!r} is already in the list; remove it or pick "
+                              "another name")
+        self.suspects.append(suspect)
+
+    def remove_suspect(self, name: str) -> None:
+        self.suspects = [s for s in self.suspects if s.name != name]
+        self.verdicts.pop(name, None)
+        self.cards.pop(name, None)
+
+    def ordered_verdicts(self) -> list[tuple[Suspect, Verdict]]:
+        return [(s, self.verdicts[s.name]) for s in self.suspects if s.name in self.verdicts]
+
+    def run(self, store: ArtifactStore, progress: Progress | None = None) -> "Case":
+        """Build (or reuse) the audit and verify every suspect; fills ``audit``, ``verdicts``, ``cards``,
+        ``errors``.  One bad suspect does not cost the others their verdicts."""
+        if self.spec is None:
+            raise ConfigError("no victim loaded yet: load the demo or your own victim first")
+        audit = open_audit(self.spec, store, progress)
+        ref, ref_name = evaluation_data(self.spec, audit)
+
+        def card(model) -> dict[str, Any]:
+            c = model.card()
+            if ref is not None:
+                c["accuracy"] = accuracy(audit.engine.logits(model, ref), ref.labels)
+                c["accuracy_on"] = ref_name
+            return c
+
+        sh = audit.shadows
+        cards = {"victim": card(audit.victim), "foundation": audit.foundation.card(),
+                 "poisoned shadow": card(sh.poisoned), "benign shadow": card(sh.benign)}
+        if sh.reference is not None:
+            cards["reference shadow"] = card(sh.reference)
+        verdicts: dict[str, Verdict] = {}
+        errors: dict[str, str] = {}
+        for s in self.suspects:
+            try:
+                if s.answers:
+                    if s.query_set and s.query_set != audit.queries.fingerprint:
+                        raise LogitsFileError(
+                            "these answers respond to another query set (the audit's victim, data or settings "
+                            "changed since the query set was exported); export the new query set and query the "
+                            "suspect again")
+                    out = read_outputs(s.answers, len(audit.queries), audit.num_classes)
+                    verdicts[s.name] = audit.verify(out, name=s.name)
+                    cards[s.name] = {"source": s.source, "answers": Path(s.answers).name,
+                                     "label_only": verdicts[s.name].label_only}
+                else:
+                    model = audit.load_suspect(s.source, revision=s.revision, progress=progress)
+                    verdicts[s.name] = audit.verify(model, name=s.name)
+                    cards[s.name] = card(model)
+            except ForensicsError as e:
+                errors[s.name] = str(e)
+            except Exception as e:  # noqa: BLE001 - one broken suspect must not cost the others their verdicts
+                errors[s.name] = f"unexpected error: {type(e).__name__}: {e}"
+        self.audit, self.verdicts, self.cards, self.errors = audit, verdicts, cards, errors
+        return self
+
+    def queries_zip(self) -> bytes:
+        """The query images and queries.csv as one zip (what a black-box suspect must answer)."""
+        import tempfile
+        import zipfile
+
+        from .answers import export_queries
+
+        if self.audit is None:
+            raise ConfigError("the query set exists once the audit has run")
+        with tempfile.TemporaryDirectory() as tmp:
+            export_queries(self.audit.queries.images, tmp)
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+                for p in sorted(Path(tmp).rglob("*")):
+                    if p.is_file():
+                        z.write(p, p.relative_to(tmp).as_posix())
+            return buf.getvalue()
+
+
+def run_case(case: Case, store: ArtifactStore, progress: Progress | None = None) -> Case:
+    """``case.run(store, progress)`` as a function (what a background job runs)."""
+    return case.run(store, progress)
+
+
+def store_answers(store: ArtifactStore, data: bytes, filename: str) -> str:
+    """Keep an uploaded answers file in the store (content-addressed); return its path."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in ANSWER_SUFFIXES:
+        raise LogitsFileError(f"{filename!r}: upload the suspect's answers as .csv or .npy")
+    digest = hashlib.sha256(data).hexdigest()
+    folder = store.root / UPLOADS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}{suffix}"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return str(path)
+

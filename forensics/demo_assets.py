@@ -1,0 +1,130 @@
+"""What the embedded offline demo is made of: real data, a real foundation, the victim's recipe and
+the suspects' recipes.  :mod:`forensics.sources` resolves ``demo:`` sources from here; the demo runner
+(:mod:`forensics.demo`) sits above the audit and uses them through an :class:`~forensics.spec.AuditSpec`.
+
+* data: class-balanced Fashion-MNIST subsets (``demo_data/``, MIT, Zalando SE): private 3,000,
+  held-out 2,000, auxiliary 3,000, innocent 3,000, test 1,000;
+* foundation: ImageNet EfficientNet-Lite0 (:mod:`forensics.models.lite0`) at 64 px;
+* victim: the foundation fine-tuned on the private split, last stage + head, 6 epochs;
+* suspects: four thefts and two innocent models (:data:`DEMO_SUSPECTS`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .attacks import get_attack, run_attack
+from .config import AuditConfig
+from .data import ImageSet
+from .errors import ConfigError, DataSourceError
+from .models import LoadedModel, load_lite0_foundation
+from .progress import Progress
+from .training import TrainConfig, train_stored
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data" / "fashion_mnist_demo.npz"
+SPLITS = ("private", "heldout", "aux", "innocent", "test")
+INPUT_SIZE = 64
+NUM_CLASSES = 10
+VICTIM_TRAIN = TrainConfig(epochs=6, lr=1e-3, trainable_blocks=1, batch_size=64)
+QUICK_SIZES = {"private": 600, "heldout": 400, "aux": 400, "innocent": 400, "test": 300}
+
+
+@dataclass(frozen=True)
+class DemoSuspect:
+    key: str             # demo:<key>
+    name: str
+    attack: str          # a registered attack (forensics.attacks)
+    data: str            # the demo split it trains on
+    train: TrainConfig
+    seed_offset: int = 0
+
+    @property
+    def kind(self) -> str:
+        return get_attack(self.attack).kind
+
+    @property
+    def source(self) -> str:
+        return f"demo:{self.key}"
+
+
+DEMO_SUSPECTS = (
+    DemoSuspect("direct_copy", "direct copy", "direct_copy", "aux", VICTIM_TRAIN),
+    DemoSuspect("fine_tune", "fine-tuned copy", "fine_tune", "aux", replace(VICTIM_TRAIN, epochs=3)),
+    DemoSuspect("distill", "distilled copy", "distill", "aux", VICTIM_TRAIN),
+    DemoSuspect("label_extraction", "label-query extraction", "label_extraction", "aux", VICTIM_TRAIN),
+    DemoSuspect("innocent", "innocent (same recipe)", "innocent", "innocent", VICTIM_TRAIN, seed_offset=100),
+    DemoSuspect("innocent_long", "innocent (longer, on aux data)", "innocent", "aux",
+                replace(VICTIM_TRAIN, epochs=10, lr=2e-3), seed_offset=200),
+)
+SUSPECTS_BY_KEY = {s.key: s for s in DEMO_SUSPECTS}
+
+
+@lru_cache(maxsize=1)
+def _full_data() -> dict[str, ImageSet]:
+    if not DEMO_DATA.is_file():
+        raise DataSourceError(f"demo data {DEMO_DATA} is missing; reinstall the package or run "
+                              "scripts/make_demo_data.py")
+    with np.load(DEMO_DATA, allow_pickle=False) as z:
+        classes = [str(c) for c in z["classes"]]
+        out = {}
+        for split in SPLITS:
+            imgs = z[f"{split}_images"]
+            ids = np.array([f"{split}/{i:05d}" for i in range(len(imgs))])
+            out[split] = ImageSet(split, z[f"{split}_labels"], ids, classes, images=imgs)
+    return out
+
+
+def demo_data(quick: bool = False) -> dict[str, ImageSet]:
+    """The demo's splits; ``quick``: the reduced demo of the tests (fewer images of each split)."""
+    data = _full_data()
+    if quick:
+        return {k: v.subset(np.arange(QUICK_SIZES[k]), k) for k, v in data.items()}
+    return {k: v.subset(np.arange(len(v)), k) for k, v in data.items()}  # copies: callers may change ids
+
+
+def demo_split(split: str, quick: bool = False) -> ImageSet:
+    data = demo_data(quick)
+    if split not in data:
+        raise ConfigError(f"unknown demo split {split!r}; choose one of {sorted(data)}")
+    return data[split]
+
+
+def demo_train(quick: bool) -> TrainConfig:
+    return replace(VICTIM_TRAIN, epochs=3) if quick else VICTIM_TRAIN
+
+
+def demo_audit_config(seed: int = 0, *, quick: bool = False, protocol: str = "membership") -> AuditConfig:
+    train = demo_train(quick)
+    return AuditConfig(seed=seed, train=train, protocol=protocol, poison_train=replace(train, epochs=2 if quick else 3))
+
+
+def demo_foundation(seed: int = 0, num_classes: int = NUM_CLASSES) -> LoadedModel:
+    return load_lite0_foundation(num_classes, input_size=INPUT_SIZE, seed=seed)
+
+
+def demo_victim(engine: "Engine", foundation: LoadedModel, private: ImageSet, *, seed: int, quick: bool,
+                progress: Progress | None = None) -> LoadedModel:
+    """The demo's victim: trained (first run) or reused from the store."""
+    victim, _ = train_stored(engine, "demo_victim", foundation, private, private.labels,
+                             replace(demo_train(quick), seed=seed), progress=progress, label="victim")
+    victim.source = "demo:victim"
+    return victim
+
+
+def demo_suspect(key: str, victim: LoadedModel, foundation: LoadedModel, engine: "Engine", *, seed: int,
+                 quick: bool, progress: Progress | None = None) -> LoadedModel:
+    """One of :data:`DEMO_SUSPECTS`, made from the victim (or the foundation) by its attack."""
+    if key not in SUSPECTS_BY_KEY:
+        raise ConfigError(f"unknown demo suspect {key!r}; choose one of {sorted(SUSPECTS_BY_KEY)}")
+    s = SUSPECTS_BY_KEY[key]
+    cfg = replace(s.train, seed=seed + s.seed_offset, epochs=min(s.train.epochs, 3) if quick else s.train.epochs)
+    model = run_attack(s.attack, victim, foundation, demo_split(s.data, quick), engine, cfg, progress=progress)
+    model.source = s.source
+    return model

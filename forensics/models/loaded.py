@@ -1,0 +1,85 @@
+"""A loaded classifier, its fingerprint, and its preprocessing config."""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LoadedModel:
+    """A classifier and what we know about it."""
+
+    model: nn.Module
+    arch: str
+    num_classes: int
+    source: str
+    fingerprint: str
+    data_config: dict[str, Any]
+    revision: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def key(self) -> str:
+        """What identifies the model's function in cache keys: its architecture and its weights."""
+        return f"{self.arch}:{self.fingerprint}"
+
+    def card(self) -> dict[str, Any]:
+        """What a report or the dashboard shows about this model."""
+        return {
+            "source": self.source,
+            "revision": self.revision,
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "num_params": self.num_params,
+            "fingerprint": self.fingerprint,
+            "input_size": list(self.data_config.get("input_size", [])),
+            **self.extra,
+        }
+
+    def clone(self) -> "LoadedModel":
+        return replace(self, model=copy.deepcopy(self.model), extra=dict(self.extra))
+
+    def refresh_fingerprint(self) -> "LoadedModel":
+        self.fingerprint = fingerprint_state_dict(self.model.state_dict())
+        return self
+
+
+def fingerprint_state_dict(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of every tensor, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_config_for(model: nn.Module, input_size: int | None = None) -> dict[str, Any]:
+    """timm's preprocessing config for ``model``; ``input_size`` overrides the side length."""
+    import timm.data
+
+    cfg = dict(timm.data.resolve_model_data_config(model))
+    if input_size is not None:
+        cfg["input_size"] = (3, int(input_size), int(input_size))
+    cfg["input_size"] = tuple(int(v) for v in cfg["input_size"])
+    cfg["mean"] = tuple(float(v) for v in cfg["mean"])
+    cfg["std"] = tuple(float(v) for v in cfg["std"])
+    cfg["crop_pct"] = float(cfg.get("crop_pct", 0.875))
+    return cfg
+
+
+def jsonable_config(data_config: dict[str, Any]) -> dict[str, Any]:
+    """A data config with tuples as lists (for JSON and cache keys)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}

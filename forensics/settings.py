@@ -1,0 +1,55 @@
+"""Every environment variable Holmes forensics reads, in one place.
+
+Nothing else in the package (nor the dashboard) looks at ``os.environ``.  The variables are read
+when :func:`current` is called, not at import time, so a test or a launcher can set them before the
+work starts.  ``HF_HUB_OFFLINE`` is read by ``huggingface_hub`` itself (see the README).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+STORE = "FORENSICS_STORE"
+DEMO_QUICK = "FORENSICS_DEMO_QUICK"
+MAX_UPLOAD_MB = "FORENSICS_MAX_UPLOAD_MB"
+
+#: name -> what it means (the README's configuration table says the same)
+VARIABLES = {
+    STORE: "the artifact store folder (default ~/.cache/holmes-forensics)",
+    DEMO_QUICK: "1: the dashboard's demo uses the reduced data and epochs (what the tests use)",
+    MAX_UPLOAD_MB: "the dashboard's upload limit in MB (default 200)",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The environment's settings, validated."""
+
+    store: Path
+    demo_quick: bool
+    max_upload_mb: int
+
+
+def default_store_root() -> Path:
+    return Path.home() / ".cache" / "holmes-forensics"
+
+
+def current() -> Settings:
+    """Read and check the variables now; a bad value is a :class:`ConfigError` that names it."""
+    env = os.environ
+    store = Path(env[STORE]).expanduser() if env.get(STORE) else default_store_root()
+    quick = env.get(DEMO_QUICK, "").strip()
+    if quick not in ("", "0", "1"):
+        raise ConfigError(f"{DEMO_QUICK}={quick!r}: set it to 1 (reduced demo) or 0, or unset it")
+    raw = env.get(MAX_UPLOAD_MB, "").strip() or "200"
+    try:
+        mb = int(raw)
+    except ValueError:
+        mb = 0
+    if mb < 1:
+        raise ConfigError(f"{MAX_UPLOAD_MB}={raw!r}: give the upload limit as a whole number of megabytes >= 1, "
+                          "or unset it (default 200)")
+    return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb)

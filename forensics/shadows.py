@@ -1,0 +1,127 @@
+"""Stage 1: the victim's loss order, D_s, and the shadow models.
+
+* the *poisoned shadow* P: the victim fine-tuned with D_s replaced by triggered, relabelled copies;
+* the *benign shadow* B: the foundation fine-tuned without the lambda lowest-loss samples;
+* the *membership reference* R: the foundation fine-tuned on a random part of D; the rest of D are the
+  membership test's members, the held-out data its controls, and R's loss measures their difficulty.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import AuditConfig
+from .data import ImageSet
+from .metrics import per_sample_loss
+from .models import LoadedModel
+from .progress import Progress, emit
+from .store import read_arrays, write_arrays
+from .training import train_stored
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@dataclass(frozen=True)
+class LossOrder:
+    loss: np.ndarray       # the victim's loss on every private row
+    ds_rows: np.ndarray    # D_s as rows of the private data, lowest loss first
+
+
+@dataclass
+class Shadows:
+    poisoned: LoadedModel
+    benign: LoadedModel
+    reference: LoadedModel | None          # None without held-out data
+    poison_success: float                  # share of triggered D_s images P puts in the target class
+    histories: dict[str, Any]              # training history per shadow
+
+
+@dataclass(frozen=True)
+class MembershipDesign:
+    """Members (rows of the private data the reference never saw), controls (rows of the held-out data),
+    and the reference shadow's loss on each: what the membership test compares and stratifies by."""
+
+    member_rows: np.ndarray
+    control_rows: np.ndarray
+    reference_loss_members: np.ndarray
+    reference_loss_controls: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "MembershipDesign":
+        none = np.zeros(0, np.int64)
+        return cls(none, none, np.zeros(0), np.zeros(0))
+
+
+def loss_order(engine: "Engine", victim: LoadedModel, private: ImageSet) -> np.ndarray:
+    """The victim's per-sample cross-entropy on every private sample (eval transform, batched)."""
+    def compute(tmp: Path):
+        logits = engine.logits(victim, private)
+        write_arrays(tmp / "loss.npz", loss=per_sample_loss(logits, private.labels), logits=logits)
+
+    path = engine.store.get_or_compute("loss_order", {"data_config": str(victim.data_config)},
+                                       {"victim": victim.fingerprint, "images": private.fingerprint}, compute)
+    return read_arrays(path / "loss.npz")["loss"]
+
+
+def select_ds(loss: np.ndarray, labels: np.ndarray, gamma: float, target_class: int) -> np.ndarray:
+    """Rows of the gamma lowest-loss samples, skipping samples of the target class."""
+    n_s = int(round(gamma * len(loss)))
+    order = np.argsort(loss, kind="stable")
+    order = order[labels[order] != target_class]
+    return order[:n_s]
+
+
+def train_poisoned_shadow(engine: "Engine", victim: LoadedModel, private: ImageSet, ds_rows: np.ndarray,
+                          config: AuditConfig, progress: Progress | None = None
+                          ) -> tuple[LoadedModel, dict[str, Any], float]:
+    """P: from the victim, D_s replaced by triggered copies relabelled to the target class.
+    Returns (P, its history, its attack success on triggered D_s)."""
+    emit(progress, "poisoned_shadow", "start")
+    triggered = np.zeros(len(private), bool)
+    triggered[ds_rows] = True
+    labels = private.labels.copy()
+    labels[ds_rows] = config.target_class
+    poisoned, history = train_stored(engine, "poisoned_shadow", victim, private, labels, config.seeded_poison_train,
+                                     trigger=config.trigger, triggered=triggered, progress=progress,
+                                     label="poisoned shadow")
+    trig_logits = engine.logits(poisoned, private.subset(ds_rows, "D_s"), trigger=config.trigger)
+    success = float((trig_logits.argmax(1) == config.target_class).mean())
+    emit(progress, "poisoned_shadow", "done", f"attack success {success:.2f}")
+    return poisoned, history, success
+
+
+def train_benign_shadow(engine: "Engine", foundation: LoadedModel, private: ImageSet, loss: np.ndarray,
+                        config: AuditConfig, progress: Progress | None = None) -> tuple[LoadedModel, dict[str, Any]]:
+    """B: from the foundation, without the lambda lowest-loss samples (so it never saw D_s)."""
+    emit(progress, "benign_shadow", "start")
+    keep = np.argsort(loss, kind="stable")[int(round(config.lam * len(private))):]
+    keep.sort()
+    benign, history = train_stored(engine, "benign_shadow", foundation, private.subset(keep, "benign"),
+                                   private.labels[keep], config.seeded_train, progress=progress, label="benign shadow")
+    emit(progress, "benign_shadow", "done")
+    return benign, history
+
+
+def train_reference_shadow(engine: "Engine", foundation: LoadedModel, private: ImageSet, heldout: ImageSet,
+                           config: AuditConfig, rng: np.random.Generator, progress: Progress | None = None
+                           ) -> tuple[LoadedModel, dict[str, Any], MembershipDesign]:
+    """R: from the foundation, on a random (1 - member_fraction) part of D; the rest are the members."""
+    n = len(private)
+    perm = rng.permutation(n)
+    n_m = int(round(config.member_fraction * n))
+    member_rows, ref_rows = np.sort(perm[:n_m]), np.sort(perm[n_m:])
+    control_rows = np.arange(len(heldout))
+    emit(progress, "reference_shadow", "start")
+    reference, history = train_stored(engine, "reference_shadow", foundation, private.subset(ref_rows, "reference"),
+                                      private.labels[ref_rows], config.seeded_train, progress=progress,
+                                      label="reference shadow")
+    design = MembershipDesign(
+        member_rows, control_rows,
+        per_sample_loss(engine.logits(reference, private.subset(member_rows)), private.labels[member_rows]),
+        per_sample_loss(engine.logits(reference, heldout), heldout.labels))
+    emit(progress, "reference_shadow", "done")
+    return reference, history, design

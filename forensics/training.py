@@ -1,0 +1,284 @@
+"""Training: the recipe (:class:`TrainConfig`), the loop with its checkpoints, and training through
+the artifact store (:func:`train_stored`).
+
+Every model this project trains (the demo victim, the shadows, the membership reference, every attack
+of the zoo, the innocent models) goes through :meth:`forensics.engine.Engine.train`, which runs
+:func:`fit`: full or partial fine-tuning (the last N blocks + head), AdamW with warm-up and a cosine
+schedule, seeded shuffles and dropout (a resumed run reproduces an uninterrupted one bit for bit), a
+checkpoint after every epoch, and progress callbacks.  Hard labels train with cross-entropy; soft
+targets (a teacher's logits) with temperature-scaled KL divergence (distillation).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import EvalTransform, ImageSet, TransformedImages, Trigger
+from .errors import ConfigError
+from .models import LoadedModel, jsonable_config, load_saved, save_model
+from .rng import RNG_LOCK
+from .splitting import Split, split_model
+from .store import artifact_key, fingerprint_array, read_json, write_json
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fine-tune.  ``trainable_blocks=None`` trains every weight (full fine-tuning)."""
+
+    epochs: int = 6
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    warmup_fraction: float = 0.1
+    trainable_blocks: int | None = 1
+    temperature: float = 4.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("lr", 0 < self.lr < 1, "in (0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("batch_size", self.batch_size >= 2, "an integer >= 2"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
+            ("trainable_blocks", self.trainable_blocks is None or self.trainable_blocks >= 0, "None or >= 0"),
+            ("temperature", self.temperature > 0, "> 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"The {name!r} parameter of TrainConfig must be {rule}. "
+                                  f"Got {getattr(self, name)!r} instead.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainProgress:
+    """What a progress callback receives after each optimisation step (``done`` at the end, also
+    when the run was reused from the store: then ``loss`` and ``accuracy`` are NaN)."""
+
+    label: str
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    accuracy: float
+    done: bool = False
+
+
+@dataclass
+class TrainHistory:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "resumed_from_epoch": self.resumed_from_epoch, "seconds": self.seconds}
+
+
+ProgressFn = Callable[[TrainProgress], None]
+CHECKPOINT = "checkpoint.pt"
+
+
+def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+def _steps_per_epoch(n: int, bs: int) -> int:
+    return n // bs if n % bs < 2 else n // bs + 1  # drop a last batch of one sample
+
+
+class _Checkpoint:
+    """The tail's weights, optimiser and scheduler after each finished epoch, written atomically."""
+
+    def __init__(self, folder: Path | None, cfg: TrainConfig, n: int, tail_state: frozenset[str]):
+        self.path = Path(folder) / CHECKPOINT if folder else None
+        self.cfg, self.n, self.tail_state = cfg, n, tail_state
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def restore(self, model, opt, sched, history: TrainHistory) -> int:
+        """Load a checkpoint of the same run, if any; return the number of finished epochs."""
+        if self.path is None or not self.path.is_file():
+            return 0
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("config") != repr(self.cfg) or state.get("n") != self.n:
+            return 0
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history.epochs = list(state["history"])
+        history.resumed_from_epoch = int(state["epoch"])
+        return history.resumed_from_epoch
+
+    def save(self, model, opt, sched, epoch: int, history: TrainHistory) -> None:
+        if self.path is None:
+            return
+        sd = model.state_dict()
+        tmp = self.path.with_name(f".checkpoint.tmp-{os.getpid()}")
+        torch.save({"config": repr(self.cfg), "n": self.n, "epoch": epoch, "history": history.epochs,
+                    "model": {k: v.cpu() for k, v in sd.items() if k in self.tail_state},
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp)
+        os.replace(tmp, self.path)
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, soft: bool, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, hard labels): temperature-scaled KL to a teacher's logits, or cross-entropy."""
+    if soft:
+        t = cfg.temperature
+        loss = F.kl_div(F.log_softmax(out / t, 1), F.log_softmax(y / t, 1), log_target=True,
+                        reduction="batchmean") * t * t
+        return loss, y.argmax(1)
+    return F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing), y
+
+
+def fit(engine: "Engine", loaded: LoadedModel, images: ImageSet, targets: np.ndarray, cfg: TrainConfig, *,
+        trigger: Trigger | None = None, triggered: np.ndarray | None = None, checkpoint_dir: Path | None = None,
+        progress: ProgressFn | None = None, label: str = "training") -> TrainHistory:
+    """Fine-tune ``loaded.model`` in place on (images, targets); returns the history.
+
+    ``targets`` are class indices (N,) for cross-entropy or teacher logits (N, K) for distillation.
+    If ``checkpoint_dir`` holds a checkpoint of the same run, training resumes after its last finished
+    epoch.  Holds the RNG lock (:mod:`.rng`) while it draws."""
+    with RNG_LOCK:
+        return _fit(engine, loaded, images, targets, cfg, trigger=trigger, triggered=triggered,
+                    checkpoint_dir=checkpoint_dir, progress=progress, label=label)
+
+
+def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint_dir, progress, label):
+    targets = np.asarray(targets)
+    if len(targets) != len(images):
+        raise ConfigError(f"{len(targets)} targets for {len(images)} images")
+    if len(images) < 2:
+        raise ConfigError("need at least 2 training images")
+    soft = targets.ndim == 2
+    t_all = torch.from_numpy(targets.astype(np.float32 if soft else np.int64))
+    model = loaded.model
+    split = split_model(model, cfg.trainable_blocks)
+    start = time.perf_counter()
+    # partial fine-tuning: the frozen prefix's activations, computed once; full: images through the model
+    feats = engine.activations(loaded, split, images, trigger=trigger, triggered=triggered) \
+        if split.family != "full" else None
+    model.to(engine.device)
+    if engine.device.type == "cuda" and feats is None:
+        model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = split.trainable_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(images)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = _steps_per_epoch(n, bs)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total, int(cfg.warmup_fraction * total)))
+    history = TrainHistory()
+    ckpt = _Checkpoint(checkpoint_dir, cfg, n, split.tail_state)
+    first_epoch = ckpt.restore(model, opt, sched, history)
+    if feats is None:
+        dataset = TransformedImages(images, EvalTransform(loaded.data_config), trigger,
+                                    triggered if triggered is not None else (
+                                        np.ones(n, bool) if trigger is not None else None))
+
+        def batch(idx):
+            return engine.to_device(torch.stack([dataset[int(i)][0] for i in idx])), model
+    else:
+        def batch(idx):
+            return feats[idx].to(engine.device), split.tail
+
+    step = first_epoch * steps_per_epoch
+    for epoch in range(first_epoch, cfg.epochs):
+        _train_mode(model, split)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
+        torch.manual_seed(cfg.seed * 104729 + epoch)
+        sum_loss, sum_correct, seen = 0.0, 0, 0
+        for b in range(steps_per_epoch):
+            idx = order[b * bs:(b + 1) * bs]
+            x, fwd = batch(idx)
+            y = t_all[idx].to(engine.device)
+            with engine.autocast():
+                out = fwd(x).float()
+            loss, hard = _loss(out, y, soft, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            sum_loss += float(loss.detach()) * len(idx)
+            sum_correct += int((out.argmax(1) == hard).sum())
+            seen += len(idx)
+            if progress is not None:
+                progress(TrainProgress(label, epoch + 1, cfg.epochs, step, total, sum_loss / seen,
+                                       sum_correct / seen))
+        history.epochs.append({"epoch": epoch + 1, "loss": sum_loss / seen, "accuracy": sum_correct / seen,
+                               "lr": float(sched.get_last_lr()[0])})
+        ckpt.save(model, opt, sched, epoch + 1, history)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval().cpu()
+    if engine.device.type == "cuda":
+        model.to(memory_format=torch.contiguous_format)
+    loaded.refresh_fingerprint()
+    history.seconds = time.perf_counter() - start
+    if progress is not None and history.epochs:
+        last = history.epochs[-1]
+        progress(TrainProgress(label, cfg.epochs, cfg.epochs, total, total, last["loss"], last["accuracy"], True))
+    return history
+
+
+def _train_mode(model: torch.nn.Module, split: Split) -> None:
+    """The frozen prefix in eval mode (fixed BatchNorm statistics, no dropout), the tail in train mode."""
+    model.eval()
+    for m in split.tail_modules:
+        m.train()
+
+
+def train_stored(engine: "Engine", stage: str, start: LoadedModel, images: ImageSet, targets: np.ndarray,
+                 cfg: TrainConfig, *, trigger: Trigger | None = None, triggered: np.ndarray | None = None,
+                 extra: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+                 label: str | None = None) -> tuple[LoadedModel, dict[str, Any]]:
+    """Train a copy of ``start`` through the artifact store: reused when the same run exists,
+    resumed from its last epoch checkpoint after an interruption.  Returns (model, history)."""
+    config = {"train": cfg.to_dict(), "trigger": None if trigger is None else trigger.to_dict(),
+              "data_config": jsonable_config(start.data_config), "precision": engine.precision, **(extra or {})}
+    inputs = {"start": start.key, "images": images.fingerprint, "targets": fingerprint_array(targets)}
+    if triggered is not None:
+        inputs["triggered"] = fingerprint_array(np.asarray(triggered, bool))
+    key = artifact_key(stage, config, inputs)
+
+    def compute(tmp: Path):
+        model = start.clone()
+        hist = engine.train(model, images, targets, cfg, trigger=trigger, triggered=triggered,
+                            checkpoint_dir=engine.store.work_dir(stage, key), progress=progress,
+                            label=label or stage)
+        save_model(model, tmp, info={"stage": stage, "start": start.fingerprint})
+        write_json(tmp / "history.json", hist.to_dict())
+        return {"fingerprint": model.fingerprint}
+
+    entry = engine.store.fetch(stage, config, inputs, compute)
+    loaded = load_saved(entry.path, source=f"store:{stage}/{key}")
+    if progress is not None and not entry.computed:  # say it is done, so a progress view does not wait
+        progress(TrainProgress(label or stage, cfg.epochs, cfg.epochs, 1, 1, float("nan"), float("nan"), True))
+    loaded.data_config = dict(start.data_config)
+    return loaded, read_json(entry.path / "history.json")

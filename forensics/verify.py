@@ -1,0 +1,153 @@
+"""Stage 3: verifying a suspect, from a model (white-box) or its answers on the query set (black-box).
+
+Every registered protocol that can run on the answers (:mod:`.protocols`) adds its evidence; the
+audit's chosen protocol decides the :class:`Verdict`, and :meth:`Verdict.under` reads it under any
+other protocol or alpha, so no caller re-derives p-values, dP or sample counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ClassCountMismatchError, ConfigError, LogitsFileError
+from .models import LoadedModel
+from .protocols import get_protocol, list_protocols
+
+if TYPE_CHECKING:
+    from .audit import Audit
+
+
+def format_p(p: float | None) -> str:
+    """The one way a p-value is printed (CLI, dashboard, report): 2 significant digits below 0.001."""
+    if p is None:
+        return "-"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A verdict read under one protocol and alpha."""
+
+    protocol: str
+    p_value: float
+    delta_p: float | None
+    m: int                  # samples the test used
+    alpha: float
+
+    @property
+    def stolen(self) -> bool:
+        return self.p_value < self.alpha
+
+    @property
+    def verdict(self) -> str:
+        return "stolen" if self.stolen else "not stolen"
+
+
+@dataclass
+class Verdict:
+    """The result of verifying one suspect: the chosen protocol's p-value and the evidence of every
+    protocol that could run."""
+
+    suspect: str
+    protocol: str
+    p_value: float
+    delta_p: float | None
+    stolen: bool
+    alpha: float
+    m: int
+    seed: int
+    evidence: dict[str, dict[str, Any]]
+    fingerprint: str | None = None
+    label_only: bool = False
+    per_sample: dict[str, list] = field(default_factory=dict, repr=False)
+
+    @property
+    def verdict(self) -> str:
+        return "stolen" if self.stolen else "not stolen"
+
+    def under(self, protocol: str | None = None, alpha: float | None = None) -> Reading | None:
+        """This verdict under ``protocol`` (default: the chosen one) at ``alpha`` (default: the audit's);
+        None when that protocol could not run on these answers."""
+        return _reading(self.evidence, protocol or self.protocol, self.alpha if alpha is None else alpha)
+
+    def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
+        d = {"suspect": self.suspect, "protocol": self.protocol, "p_value": self.p_value, "delta_p": self.delta_p,
+             "verdict": self.verdict, "alpha": self.alpha, "m": self.m, "seed": self.seed,
+             "label_only": self.label_only, "fingerprint": self.fingerprint, "evidence": self.evidence}
+        if per_sample:
+            d["per_sample"] = self.per_sample
+        return d
+
+
+def _reading(evidence: dict[str, dict[str, Any]], protocol: str, alpha: float) -> Reading | None:
+    e = evidence.get(protocol)
+    if e is None:
+        return None
+    source = get_protocol(protocol).delta_p_from or protocol
+    delta_p = evidence.get(source, {}).get("delta_p")
+    m = e.get("m", e.get("members", 0) + e.get("controls", 0))
+    return Reading(protocol, float(e["p_value"]), delta_p, int(m), alpha)
+
+
+def check_outputs(outputs: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Answers to ``n`` queries: logits (n, k) as float64, or labels (n,) as int64; clear errors otherwise."""
+    out = np.asarray(outputs)
+    if out.ndim == 2 and out.shape == (n, 1):
+        out = out[:, 0]
+    if out.ndim == 1:
+        if out.shape[0] != n:
+            raise LogitsFileError(f"got {out.shape[0]} labels for {n} queries; answer every query, in the order of "
+                                  "queries.csv")
+        as_float = out.astype(np.float64)
+        whole = np.all(np.isfinite(as_float)) and not np.any(as_float != np.round(as_float))
+        if not whole or out.min() < 0 or out.max() >= k:
+            raise LogitsFileError(f"labels must be integers in [0, {k - 1}]")
+        return out.astype(np.int64)
+    if out.ndim != 2 or out.shape != (n, k):
+        raise LogitsFileError(f"expected logits of shape ({n}, {k}) (one row per query, one column per class) "
+                              f"or {n} labels; got shape {out.shape}")
+    out = out.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        bad = np.argwhere(~np.isfinite(out))[0]
+        raise LogitsFileError(f"the logits contain NaN or infinite values (first at query {bad[0]}, class {bad[1]}); "
+                              "re-export them")
+    return out
+
+
+def verify_outputs(audit: "Audit", outputs: np.ndarray, name: str, protocol: str | None = None) -> Verdict:
+    """Verify a suspect from its outputs on ``audit.queries``: logits (N, K) or labels (N,)."""
+    cfg = audit.config
+    protocol = protocol or cfg.protocol
+    chosen = get_protocol(protocol)
+    out = check_outputs(outputs, len(audit.queries), audit.num_classes)
+    label_only = out.ndim == 1
+    has_heldout = audit.heldout is not None
+    why = chosen.unavailable(has_heldout=has_heldout, label_only=label_only)
+    if why:
+        raise ConfigError(f"protocol {protocol!r} cannot run here: {why}")
+    evidence: dict[str, dict[str, Any]] = {}
+    per_sample: dict[str, list] = {}
+    for p in list_protocols():
+        if p.unavailable(has_heldout=has_heldout, label_only=label_only) is None:
+            evidence[p.name], samples = p.run(audit, out, label_only)
+            per_sample.update(samples)
+    r = _reading(evidence, protocol, cfg.alpha)
+    return Verdict(name, protocol, r.p_value, r.delta_p, r.stolen, cfg.alpha, r.m, cfg.seed, evidence,
+                   label_only=label_only, per_sample=per_sample)
+
+
+def query_outputs(audit: "Audit", suspect: LoadedModel) -> np.ndarray:
+    """A model suspect's logits on the query set (white-box / local evaluation)."""
+    if suspect.num_classes != audit.num_classes:
+        raise ClassCountMismatchError(
+            f"suspect {suspect.source} has {suspect.num_classes} classes, the victim {audit.num_classes}; a "
+            "suspect must classify the victim's classes", expected=audit.num_classes, found=suspect.num_classes)
+    return audit.engine.logits(suspect, audit.queries.images)
+
+
+def verify_model(audit: "Audit", suspect: LoadedModel, name: str | None = None, protocol: str | None = None) -> Verdict:
+    v = verify_outputs(audit, query_outputs(audit, suspect), name or suspect.source, protocol=protocol)
+    v.fingerprint = suspect.fingerprint
+    return v

@@ -1,0 +1,141 @@
+"""forensics.answers: a black-box suspect's answers (CSV / .npy, logits or labels) and the query set export."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forensics.answers import export_queries, read_outputs
+from forensics.errors import LogitsFileError
+
+N, K = 6, 3
+
+
+def _logits(seed=0):
+    return np.random.default_rng(seed).normal(size=(N, K))
+
+
+def _write_csv(path, columns: dict):
+    import pandas as pd
+
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return path
+
+
+def test_read_npy_logits_and_labels(tmp_path):
+    logits = _logits().astype(np.float32)
+    np.save(tmp_path / "l.npy", logits)
+    out = read_outputs(tmp_path / "l.npy", N, K)
+    assert out.shape == (N, K)
+    np.testing.assert_array_equal(out, logits)
+
+    labels = np.array([0, 2, 1, 1, 0, 2])
+    np.save(tmp_path / "y.npy", labels)
+    np.testing.assert_array_equal(read_outputs(tmp_path / "y.npy", N, K), labels)
+
+    np.save(tmp_path / "col.npy", labels[:, None])  # (N, 1) is labels too
+    out = read_outputs(tmp_path / "col.npy", N, K)
+    assert out.shape == (N,)
+    np.testing.assert_array_equal(out, labels)
+
+
+def test_read_csv_reorders_by_query_index(tmp_path):
+    logits = _logits(1)
+    perm = np.array([3, 0, 5, 1, 4, 2])
+    cols = {"file": [f"images/q{i:06d}.png" for i in perm], "query_index": perm}
+    cols.update({f"class_{k}": logits[perm, k] for k in range(K)})
+    out = read_outputs(_write_csv(tmp_path / "a.csv", cols), N, K)
+    assert out.shape == (N, K)
+    np.testing.assert_allclose(out, logits)
+
+
+def test_read_csv_without_query_index_keeps_file_order(tmp_path):
+    logits = _logits(2)
+    out = read_outputs(_write_csv(tmp_path / "a.csv", {f"c{k}": logits[:, k] for k in range(K)}), N, K)
+    np.testing.assert_allclose(out, logits)
+
+
+def test_read_csv_labels(tmp_path):
+    labels = np.array([2, 0, 1, 1, 2, 0])
+    perm = np.array([5, 4, 3, 2, 1, 0])
+    out = read_outputs(_write_csv(tmp_path / "y.csv", {"query_index": perm, "label": labels[perm]}), N, K)
+    assert out.ndim == 1
+    np.testing.assert_array_equal(out, labels)
+
+
+def _bad_csvs():
+    logits = _logits(3)
+    cols = {f"c{k}": logits[:, k] for k in range(K)}
+    nan = dict(cols, c1=np.where(np.arange(N) == 2, np.nan, logits[:, 1]))
+    inf = dict(cols, c0=np.where(np.arange(N) == 4, np.inf, logits[:, 0]))
+    return {
+        "too_few_rows": {k: v[:-1] for k, v in cols.items()},
+        "too_many_cols": {**cols, "c3": logits[:, 0]},
+        "too_few_cols": {"c0": logits[:, 0], "c1": logits[:, 1]},
+        "nan": nan,
+        "inf": inf,
+        "duplicate_query_index": {"query_index": [0, 1, 2, 2, 4, 5], **cols},
+        "gap_in_query_index": {"query_index": [0, 1, 2, 3, 4, 6], **cols},
+        "one_based_query_index": {"query_index": [1, 2, 3, 4, 5, 6], **cols},
+        "missing_query_index": {"query_index": [0, 1, 2, None, 4, 5], **cols},
+        "text_column": {**cols, "c2": ["a"] * N},
+        "text_labels": {"label": ["cat"] * N},
+        "nan_label": {"label": [0, 1, None, 1, 0, 2]},
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_csvs()))
+def test_read_csv_rejects(tmp_path, case):
+    path = _write_csv(tmp_path / f"{case}.csv", _bad_csvs()[case])
+    with pytest.raises(LogitsFileError):
+        read_outputs(path, N, K)
+
+
+@pytest.mark.parametrize("case", ["rows", "cols", "nan", "3d", "scalar", "object", "text", "not_npy"])
+def test_read_npy_rejects(tmp_path, case):
+    path = tmp_path / f"{case}.npy"
+    logits = _logits(4)
+    if case == "rows":
+        np.save(path, logits[:-2])
+    elif case == "cols":
+        np.save(path, logits[:, :2])
+    elif case == "nan":
+        logits[1, 1] = np.nan
+        np.save(path, logits)
+    elif case == "3d":
+        np.save(path, logits[:, :, None].repeat(2, axis=2))
+    elif case == "scalar":
+        np.save(path, np.float64(1.0))
+    elif case == "object":
+        np.save(path, np.array([{"a": 1}] * N, dtype=object), allow_pickle=True)
+    elif case == "text":
+        np.save(path, np.array(["x"] * N))
+    else:
+        path.write_bytes(b"not an npy file")
+    with pytest.raises(LogitsFileError):
+        read_outputs(path, N, K)
+
+
+def test_read_outputs_missing_file_and_unknown_suffix(tmp_path):
+    with pytest.raises(LogitsFileError, match="does not exist"):
+        read_outputs(tmp_path / "missing.npy", N, K)
+    for name in ("answers.txt", "answers.json", "answers"):
+        (tmp_path / name).write_text("0,1,2\n")
+        with pytest.raises(LogitsFileError):
+            read_outputs(tmp_path / name, N, K)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(LogitsFileError):
+        read_outputs(empty, N, K)
+
+
+def test_export_queries_writes_every_image_in_order(tmp_path):
+    from helpers import toy_images
+    from PIL import Image
+
+    images = toy_images(5)
+    csv = export_queries(images, tmp_path / "q")
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "query_index,file" and lines[1:] == [f"{i},images/q{i:06d}.png" for i in range(5)]
+    for i in range(5):  # original pixels (the suspect applies its own preprocessing), as RGB
+        with Image.open(tmp_path / "q" / "images" / f"q{i:06d}.png") as im:
+            assert np.array_equal(np.asarray(im)[..., 0], images.images[i])

@@ -1,0 +1,49 @@
+"""forensics.config: AuditConfig's validation, its one seed, and records of earlier versions."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from forensics.config import AuditConfig
+from forensics.errors import ConfigError
+from forensics.meta import MetaConfig
+from forensics.protocols import protocol_names
+from forensics.training import TrainConfig
+
+
+def test_config_validation_messages():
+    with pytest.raises(ConfigError, match="'gamma' parameter of AuditConfig must be in"):
+        AuditConfig(gamma=1.5)
+    with pytest.raises(ConfigError, match="'epochs' parameter of TrainConfig"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="protocol"):
+        AuditConfig(protocol="magic")
+    for name in protocol_names():  # every registered protocol is a valid choice
+        assert AuditConfig(protocol=name).protocol == name
+
+
+def test_the_audit_seed_seeds_every_part():
+    cfg = AuditConfig(seed=3, train=TrainConfig(epochs=2))
+    assert cfg.seeded_train.seed == 3 and cfg.seeded_poison_train.seed == 3 and cfg.seeded_meta.seed == 3
+    assert cfg.seeded_train.epochs == 2
+    moved = replace(cfg, seed=5)  # a new seed reaches every part
+    assert moved.seeded_train.seed == moved.seeded_poison_train.seed == moved.seeded_meta.seed == 5
+
+
+def test_a_conflicting_nested_seed_is_an_error_not_silently_replaced():
+    with pytest.raises(ConfigError, match=r"AuditConfig.train.seed is 7 but the audit's seed is 3"):
+        AuditConfig(seed=3, train=TrainConfig(seed=7))
+    with pytest.raises(ConfigError, match="meta.seed"):
+        AuditConfig(seed=0, meta=MetaConfig(seed=1))
+    # the same value is no conflict: it is kept as the audit's seed
+    assert AuditConfig(seed=3, poison_train=TrainConfig(seed=3)).seeded_poison_train.seed == 3
+
+
+def test_round_trip_and_records_of_earlier_versions():
+    cfg = AuditConfig(seed=4, gamma=0.2)
+    assert AuditConfig.from_dict(cfg.to_dict()) == cfg
+    old = cfg.to_dict()
+    for part in ("train", "poison_train", "meta"):  # earlier records stored the audit's seed in every part
+        old[part]["seed"] = 4
+    assert AuditConfig.from_dict(old) == cfg

@@ -1,0 +1,99 @@
+"""forensics.engine: batched inference with cached frozen-prefix activations, cache keys."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from helpers import forward_all, make_loaded, toy_images
+
+from forensics.data import ImageSet
+from forensics.engine import Engine
+from forensics.models import LoadedModel
+from forensics.store import ArtifactStore
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_cached_logits_equal_full_forward(tmp_path):
+    images = toy_images(20)
+    loaded = make_loaded()
+    engine = Engine(ArtifactStore(tmp_path), device="cpu", cache_blocks=1, batch_size=8)
+    out = engine.logits(loaded, images)
+    assert engine.store.stats.computed == Counter({"activations": 1, "logits": 1})
+    np.testing.assert_allclose(out, forward_all(loaded, images), rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_architecture_falls_back_to_the_full_forward(tmp_path):
+    images = toy_images(12)
+    loaded = make_loaded("test_resnet")
+    engine = Engine(ArtifactStore(tmp_path), device="cpu", cache_blocks=1)
+    out = engine.logits(loaded, images)
+    assert out.shape == (12, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out, forward_all(loaded, images), rtol=1e-4, atol=1e-5)
+    assert engine.store.stats.computed == Counter({"logits": 1})  # no activations stage
+
+
+def test_vit_cached_logits_depend_on_position_embedding(tmp_path):
+    """The cached prefix activations are keyed by every weight outside the tail: two ViTs that
+    differ only in pos_embed (a model parameter, not a prefix module) must not share them."""
+    from helpers import INPUT
+
+    images = toy_images(12)
+    a = make_loaded("test_vit", img_size=INPUT)
+    b = make_loaded("test_vit", img_size=INPUT)
+    with torch.no_grad():
+        b.model.pos_embed.add_(torch.randn(b.model.pos_embed.shape, generator=torch.Generator().manual_seed(1)))
+    b.refresh_fingerprint()
+    engine = Engine(ArtifactStore(tmp_path), device="cpu", cache_blocks=1)
+    la, lb = engine.logits(a, images), engine.logits(b, images)
+    np.testing.assert_allclose(la, forward_all(a, images), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(lb, forward_all(b, images), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(la, lb)
+
+
+def test_logits_key_includes_architecture_and_preprocessing(tmp_path):
+    rng = np.random.default_rng(0)
+    images = ImageSet("x", rng.integers(0, 3, 8), np.arange(8).astype(str), ["a", "b", "c"],
+                      images=rng.integers(0, 255, (8, 28, 28), dtype=np.uint8))
+    store = ArtifactStore(tmp_path)
+    eng = Engine(store, cache_blocks=None)
+    m = make_loaded()
+    a = eng.logits(m, images)
+    eng.logits(replace(m, arch="another_arch_name"), images)        # same weights, other architecture
+    bigger = replace(m, data_config={**m.data_config, "input_size": (3, 48, 48)})
+    b = eng.logits(bigger, images)                                   # same weights, other preprocessing
+    assert store.stats.computed["logits"] == 3
+    assert not np.allclose(a, b)
+
+
+class _MustNotRun(torch.nn.Module):
+    def forward(self, x):  # pragma: no cover - failing is the point
+        raise AssertionError("the model was run although its logits are stored")
+
+
+def test_logits_are_reused_by_a_second_engine_without_running_the_model(tmp_path):
+    images = toy_images(20)
+    loaded = make_loaded()
+    first = Engine(ArtifactStore(tmp_path), device="cpu")
+    out1 = first.logits(loaded, images)
+    assert "logits" in first.store.stats.computed
+
+    second = Engine(ArtifactStore(tmp_path), device="cpu")
+    stand_in = LoadedModel(_MustNotRun(), loaded.arch, 3, "stand-in", loaded.fingerprint, dict(loaded.data_config))
+    out2 = second.logits(stand_in, images)
+    assert np.array_equal(out1, out2) and out2.dtype == out1.dtype
+    assert second.store.stats.hits == {"logits": 1} and not second.store.stats.computed
+
+    # another image set or another model is a new entry
+    second.logits(loaded, toy_images(20, seed=5))
+    assert second.store.stats.computed["logits"] == 1
+    with torch.no_grad():
+        loaded.model.classifier.bias.add_(1.0)
+    loaded.refresh_fingerprint()
+    out3 = second.logits(loaded, images)
+    assert second.store.stats.computed["logits"] == 2
+    assert "activations" in second.store.stats.hits  # the head is in the tail: same frozen prefix
+    np.testing.assert_allclose(out3, out1 + 1.0, rtol=1e-5, atol=1e-5)
