@@ -21,7 +21,7 @@ from .attacks import get_attack, run_attack
 from .config import AuditConfig
 from .data import ImageSet
 from .errors import ConfigError, DataSourceError
-from .models import LoadedModel, load_lite0_foundation
+from .models import LoadedModel, lite0, load_lite0_foundation
 from .progress import Progress
 from .training import TrainConfig, train_stored
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data" / "fashion_mnist_demo.npz"
 SPLITS = ("private", "heldout", "aux", "innocent", "test")
+ARCH = lite0.ARCH          # the foundation's timm architecture (tf_efficientnet_lite0)
 INPUT_SIZE = 64
 NUM_CLASSES = 10
 VICTIM_TRAIN = TrainConfig(epochs=6, lr=1e-3, trainable_blocks=1, batch_size=64)
