@@ -50,7 +50,6 @@ class Audit:
     engine that runs suspects.  Built by :func:`forensics.open_audit`; verify suspects with :meth:`verify`."""
 
     spec: "AuditSpec"
-    config: AuditConfig
     engine: Engine
     victim: LoadedModel
     foundation: LoadedModel
@@ -61,6 +60,11 @@ class Audit:
     membership: MembershipDesign
     meta: MetaEvidence
     queries: QuerySet
+
+    @property
+    def config(self) -> AuditConfig:
+        """The method's settings (the spec's)."""
+        return self.spec.config
 
     @property
     def num_classes(self) -> int:
@@ -173,6 +177,6 @@ def build_audit(spec: "AuditSpec", victim: LoadedModel, foundation: LoadedModel,
                               config.seed + 1)
     shadows = Shadows(poisoned, benign, reference, success,
                       {"poisoned_shadow": h_p, "benign_shadow": h_b, "reference_shadow": h_r})
-    return Audit(spec=spec, config=config, engine=engine, victim=victim, foundation=foundation, private=private,
+    return Audit(spec=spec, engine=engine, victim=victim, foundation=foundation, private=private,
                  heldout=heldout, loss_order=LossOrder(loss, ds_rows), shadows=shadows, membership=design,
                  meta=meta, queries=queries)
