@@ -24,6 +24,7 @@ from forensics.data import concat
 from forensics.demo import run_demo
 from forensics.demo_assets import VICTIM_TRAIN, demo_data
 from forensics.metrics import per_sample_loss
+from forensics.protocols import effective_strata
 from forensics.stats import difficulty_strata, stratified_rank_test, stratum_weights
 from forensics.store import ArtifactStore
 from forensics.verify import format_p
@@ -48,13 +49,14 @@ def null_rate(audit, outputs, rng, repeats, weighting):
     for _ in range(repeats):
         perm = rng.permutation(len(pc))
         a, b = perm[: len(pc) // 2], perm[len(pc) // 2:]
-        strata = difficulty_strata(np.r_[ref[a], ref[b]], audit.config.strata)
+        n_strata = effective_strata(audit.config.strata, len(a), len(b))  # as the membership protocol does
+        strata = difficulty_strata(np.r_[ref[a], ref[b]], n_strata)
         if outputs.ndim == 1:
             s = (outputs[pc] != y).astype(float)
         else:
             s = per_sample_loss(outputs[pc], y)
         r = stratified_rank_test(s[a], s[b], strata[: len(a)], strata[len(a):],
-                                 stratum_weights(audit.config.strata, weighting))
+                                 stratum_weights(n_strata, weighting))
         pvals.append(r.p_value)
     return np.array(pvals)
 

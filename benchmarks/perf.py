@@ -17,26 +17,28 @@ import tempfile
 import time
 from pathlib import Path
 
+from forensics import settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed_demo(store: str, seed: int) -> float:
-    env = dict(os.environ, FORENSICS_STORE=store)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "forensics", "demo", "--quiet", "--seed", str(seed)], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "forensics", "demo", "--quiet", "--seed", str(seed), "--store", store],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-cold", action="store_true", help="reuse $FORENSICS_STORE instead of a fresh store")
+    ap.add_argument("--skip-cold", action="store_true",
+                    help="reuse the artifact store ($FORENSICS_STORE or the default) instead of a fresh one")
     args = ap.parse_args()
     import torch
 
     print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
-    store = os.environ.get("FORENSICS_STORE") if args.skip_cold else tempfile.mkdtemp(prefix="forensics-bench-")
+    store = str(settings.current().store) if args.skip_cold else tempfile.mkdtemp(prefix="forensics-bench-")
     if not args.skip_cold:
         print(f"demo cold (fresh store, whole process):  {timed_demo(store, args.seed):7.1f} s   (target <= 180 s)")
     print(f"demo warm (same store, whole process):   {timed_demo(store, args.seed):7.1f} s   (target <= 20 s)")

@@ -21,6 +21,7 @@ from .attacks import Attack, list_attacks
 from .audit import Audit
 from .case import Case, Suspect
 from .config import AuditConfig
+from .data import Trigger
 from .demo import DemoResult, run_demo
 from .errors import (
     ArtifactError,
@@ -35,19 +36,22 @@ from .errors import (
     ModelSourceError,
     UnsafeCheckpointError,
 )
+from .meta import MetaConfig
 from .models import LoadedModel
+from .progress import StageProgress
 from .protocols import Protocol, list_protocols
 from .spec import AuditSpec, open_audit
 from .store import ArtifactStore
-from .training import TrainConfig
+from .training import TrainConfig, TrainProgress
 from .verify import Reading, Verdict, format_p
 
 __all__ = [
     "__version__",
     # what to audit, and how
-    "AuditSpec", "AuditConfig", "TrainConfig",
+    "AuditSpec", "AuditConfig", "TrainConfig", "MetaConfig", "Trigger",
     # opening an audit and verifying suspects
     "open_audit", "Audit", "Verdict", "Reading", "format_p", "LoadedModel", "ArtifactStore",
+    "StageProgress", "TrainProgress",
     # a case (an audit's suspects and verdicts) and the demo
     "Case", "Suspect", "run_demo", "DemoResult",
     # registries

@@ -37,13 +37,14 @@ def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarr
     path = Path(path)
     if not path.is_file():
         raise LogitsFileError(f"logits file {str(path)!r} does not exist")
-    if path.suffix == ".npy":
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
             raise LogitsFileError(f"{path} is not a readable .npy array of numbers ({e}); save it with "
                                   "numpy.save(path, logits)") from e
-    elif path.suffix == ".csv":
+    elif suffix == ".csv":
         import pandas as pd
 
         try:

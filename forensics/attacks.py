@@ -7,7 +7,7 @@ their own data).  :func:`list_attacks` lists them, :func:`run_attack` runs one b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, get_args
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, get_args
 
 import numpy as np
 
@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
 Kind = Literal["stolen", "innocent"]
 KINDS: tuple[str, ...] = get_args(Kind)
-AttackFn = Callable[..., LoadedModel]
+
+
+class AttackFn(Protocol):
+    """What an attack is: the victim (or, for innocent models, only the foundation) and data in, a model out."""
+
+    def __call__(self, victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: "Engine",
+                 cfg: TrainConfig, progress: ProgressFn | None = None) -> LoadedModel: ...
 
 
 @dataclass(frozen=True)
@@ -68,19 +74,22 @@ def run_attack(name: str, victim: LoadedModel, foundation: LoadedModel, data: Im
 
 
 @register("direct_copy", "stolen", "the victim's weights, unchanged")
-def direct_copy(victim, foundation, data, engine, cfg, progress=None):
+def direct_copy(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: "Engine", cfg: TrainConfig,
+                progress: ProgressFn | None = None) -> LoadedModel:
     return victim.clone()
 
 
 @register("fine_tune", "stolen", "the victim fine-tuned on the thief's auxiliary data")
-def fine_tune(victim, foundation, data, engine, cfg, progress=None):
+def fine_tune(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: "Engine", cfg: TrainConfig,
+              progress: ProgressFn | None = None) -> LoadedModel:
     model, _ = train_stored(engine, "attack_fine_tune", victim, data, data.labels, cfg, progress=progress,
                             label="fine-tuned copy")
     return model
 
 
 @register("distill", "stolen", "a student of the foundation trained on the victim's logits over auxiliary data")
-def distill(victim, foundation, data, engine, cfg, progress=None):
+def distill(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: "Engine", cfg: TrainConfig,
+            progress: ProgressFn | None = None) -> LoadedModel:
     teacher = engine.logits(victim, data)
     model, _ = train_stored(engine, "attack_distill", foundation, data, teacher, cfg, progress=progress,
                             label="distilled copy")
@@ -89,7 +98,8 @@ def distill(victim, foundation, data, engine, cfg, progress=None):
 
 @register("label_extraction", "stolen",
           "a student of the foundation trained on the victim's top-1 answers over auxiliary data")
-def label_extraction(victim, foundation, data, engine, cfg, progress=None):
+def label_extraction(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: "Engine",
+                     cfg: TrainConfig, progress: ProgressFn | None = None) -> LoadedModel:
     labels = engine.logits(victim, data).argmax(1).astype(np.int64)
     model, _ = train_stored(engine, "attack_label_extraction", foundation, data, labels, cfg, progress=progress,
                             label="label-query extraction")
@@ -97,7 +107,8 @@ def label_extraction(victim, foundation, data, engine, cfg, progress=None):
 
 
 @register("innocent", "innocent", "fine-tuned from the same foundation on data disjoint from the victim's")
-def innocent(victim, foundation, data, engine, cfg, progress=None):
+def innocent(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: "Engine", cfg: TrainConfig,
+             progress: ProgressFn | None = None) -> LoadedModel:
     model, _ = train_stored(engine, "innocent", foundation, data, data.labels, cfg, progress=progress,
                             label="innocent model")
     return model

@@ -9,7 +9,7 @@ Every stage's result is kept in the artifact store, so opening the same audit ag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from .engine import Engine
 from .errors import ClassCountMismatchError, ConfigError, DatasetTooSmallError
 from .meta import MetaEvidence, fit_meta_classifiers
 from .models import LoadedModel
-from .progress import Progress, StageProgress, emit
+from .progress import Progress, emit
 from .protocols import get_protocol, list_protocols
 from .queries import QuerySet, build_query_set
 from .shadows import (
@@ -41,13 +41,14 @@ from .verify import Verdict, verify_model, verify_outputs
 if TYPE_CHECKING:
     from .spec import AuditSpec
 
-__all__ = ["Audit", "StageProgress", "build_audit"]
+__all__ = ["Audit", "build_audit"]
 
 
 @dataclass
 class Audit:
     """Everything stages 1 and 2 produced from a spec, the query set a suspect must answer, and the
-    engine that runs suspects.  Built by :func:`forensics.open_audit`; verify suspects with :meth:`verify`."""
+    engine that runs suspects.  Built by :func:`forensics.open_audit`; verify suspects with :meth:`verify`.
+    ``spec`` is a snapshot taken when the audit was built: changing the caller's spec later changes nothing."""
 
     spec: "AuditSpec"
     engine: Engine
@@ -125,6 +126,8 @@ class Audit:
 def _check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSet, heldout: ImageSet | None,
                   config: AuditConfig) -> None:
     k = victim.num_classes
+    if not 0 <= config.target_class < k:
+        raise ConfigError(f"target_class must be a class index in [0, {k - 1}]. Got {config.target_class} instead.")
     if foundation.num_classes != k:
         raise ClassCountMismatchError(f"the foundation was loaded with {foundation.num_classes} classes, the "
                                       f"victim has {k}; load the foundation with num_classes={k}",
@@ -177,6 +180,6 @@ def build_audit(spec: "AuditSpec", victim: LoadedModel, foundation: LoadedModel,
                               config.seed + 1)
     shadows = Shadows(poisoned, benign, reference, success,
                       {"poisoned_shadow": h_p, "benign_shadow": h_b, "reference_shadow": h_r})
-    return Audit(spec=spec, engine=engine, victim=victim, foundation=foundation, private=private,
+    return Audit(spec=replace(spec), engine=engine, victim=victim, foundation=foundation, private=private,
                  heldout=heldout, loss_order=LossOrder(loss, ds_rows), shadows=shadows, membership=design,
                  meta=meta, queries=queries)

@@ -5,7 +5,7 @@ files) and, once :meth:`Case.run` has run (the dashboard runs it as a background
 :class:`~forensics.audit.Audit`, the verdicts, the model cards and the suspects that could not be
 verified.  The CLI's ``audit`` and ``reverify``, the dashboard and the audit record all use it.
 Answers files are copied into the artifact store under their SHA-256, so the audit record can name
-them and ``python -m forensics reverify`` finds them again.
+them and ``holmes-forensics reverify`` finds them again.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 
 from . import demo_assets
 from .answers import read_outputs
+from .attacks import Kind
 from .audit import Audit
 from .errors import ConfigError, ForensicsError, LogitsFileError
 from .metrics import accuracy
@@ -35,7 +36,7 @@ class Suspect:
 
     name: str
     source: str
-    kind: str | None = None           # "stolen" / "innocent" when known (the demo's), else None
+    kind: Kind | None = None          # "stolen" / "innocent" when known (the demo's), else None
     revision: str | None = None
     answers: str | None = None        # path of a stored answers file (.npy / .csv)
     query_set: str | None = None      # fingerprint of the query set the answers respond to, when known
@@ -136,11 +137,6 @@ class Case:
                     if p.is_file():
                         z.write(p, p.relative_to(tmp).as_posix())
             return buf.getvalue()
-
-
-def run_case(case: Case, store: ArtifactStore, progress: Progress | None = None) -> Case:
-    """``case.run(store, progress)`` as a function (what a background job runs)."""
-    return case.run(store, progress)
 
 
 def store_answers(store: ArtifactStore, data: bytes, filename: str) -> str:

@@ -66,10 +66,11 @@ def print_table(rows: list[dict[str, Any]], alpha: float) -> None:
     print(f"(verdict at alpha = {alpha}; 'stolen' means p < alpha)")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     p.add_argument("--store", type=Path,
                    help="artifact store folder (default $FORENSICS_STORE or ~/.cache/holmes-forensics)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    if seed:
+        p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -106,7 +107,7 @@ def spec_from_args(args: argparse.Namespace):
                              "foundation_revision") if getattr(args, k)]
         if given:
             raise ConfigError(f"--{given[0].replace('_', '-')} needs --victim (or omit the audit options for the demo)")
-        spec = AuditSpec.demo(args.seed, protocol=args.protocol or DEFAULT_PROTOCOL)
+        spec = AuditSpec.demo(args.seed or 0, protocol=args.protocol or DEFAULT_PROTOCOL)
     else:
         if not args.foundation or not args.data:
             raise ConfigError("an audit needs --victim, --foundation and --data (and --heldout for the default "
@@ -114,7 +115,7 @@ def spec_from_args(args: argparse.Namespace):
         spec = AuditSpec(victim=args.victim, foundation=args.foundation, data=args.data, heldout=args.heldout,
                          victim_revision=args.victim_revision, foundation_revision=args.foundation_revision,
                          arch=args.arch, input_size=args.input_size,
-                         config=AuditConfig(seed=args.seed, protocol=args.protocol or DEFAULT_PROTOCOL))
+                         config=AuditConfig(seed=args.seed or 0, protocol=args.protocol or DEFAULT_PROTOCOL))
     cfg = spec.config
     train, poison = cfg.train, cfg.poison_train
     if args.epochs is not None:
@@ -129,8 +130,9 @@ def spec_from_args(args: argparse.Namespace):
     over = {k: getattr(args, k) for k in ("gamma", "lam", "target_class", "alpha") if getattr(args, k) is not None}
     if args.protocol:
         over["protocol"] = args.protocol
-    if args.seed != cfg.seed and not args.record:
-        over["seed"] = args.seed
+    if args.record and args.seed is not None and args.seed != cfg.seed:
+        raise ConfigError(f"--seed {args.seed}: the record's audit has seed {cfg.seed}, and its query set depends on "
+                          "it; drop --seed to verify against the recorded audit, or build a new audit without --record")
     spec.config = replace(cfg, train=train, poison_train=poison, **over)
     spec.device = args.device
     return spec
@@ -153,10 +155,11 @@ def cmd_demo(args) -> int:
     from .report import audit_figures, build_report, render_html
     from .store import ArtifactStore
 
-    res = run_demo(args.seed, store=ArtifactStore(args.store) if args.store else None,
+    seed = args.seed or 0
+    res = run_demo(seed, store=ArtifactStore(args.store) if args.store else None,
                    progress=ConsoleProgress(args.quiet), protocol=args.protocol, device=args.device, quick=args.quick)
     d = res.to_dict()
-    print(f"\nHolmes forensics demo (seed {args.seed}): victim test accuracy {res.victim_test_accuracy:.3f}, "
+    print(f"\nHolmes forensics demo (seed {seed}): victim test accuracy {res.victim_test_accuracy:.3f}, "
           f"protocol {res.audit.config.protocol}")
     print_table(d["suspects"], res.audit.config.alpha)
     if args.json:
@@ -244,6 +247,8 @@ def cmd_reverify(args) -> int:
         case.add_suspect(Suspect(r["name"], r["source"], kind=r.get("kind"), revision=r.get("revision"),
                                  answers=r.get("answers"), query_set=r.get("query_set")))
     case.run(ArtifactStore(args.store) if args.store else ArtifactStore(), ConsoleProgress(args.quiet))
+    if not recorded:
+        print("the record holds no suspects: the audit was rebuilt, there is nothing to re-verify")
     same = True
     print(f"{'suspect':32s} {'recorded p':>12s} {'recomputed p':>13s}  match")
     for r in recorded:
@@ -258,7 +263,10 @@ def cmd_reverify(args) -> int:
     if case.audit.victim.fingerprint != rec["audit"]["victim"]["fingerprint"]:
         print("the victim's fingerprint differs from the record: the victim model changed")
         same = False
-    print("all p-values reproduced" if same else "MISMATCH: the record could not be reproduced")
+    if recorded:
+        print("all p-values reproduced" if same else "MISMATCH: the record could not be reproduced")
+    elif not same:
+        print("MISMATCH: the record could not be reproduced")
     return 0 if same else 1
 
 
@@ -272,7 +280,7 @@ def cmd_export(args) -> int:
     rec = build_report(audit, [])
     (out / "audit.json").write_text(json.dumps(rec, indent=1))
     print(f"wrote {len(audit.queries)} query images and {csv}; send the images to the suspect in that order, "
-          f"save its logits (one row per query) as CSV or .npy, then run:\n  python -m forensics verify --record "
+          f"save its logits (one row per query) as CSV or .npy, then run:\n  holmes-forensics verify --record "
           f"{out / 'audit.json'} --logits ANSWERS.csv")
     return 0
 
@@ -311,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_demo)
     r = sub.add_parser("reverify", help="re-run the verifications of a JSON audit record and compare p-values")
     r.add_argument("record", type=Path, help="the JSON audit record (dashboard download or audit --json)")
-    _add_common(r)
+    _add_common(r, seed=False)
     r.set_defaults(fn=cmd_reverify)
     return p
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .attacks import Kind
 from .audit import Audit
 from .demo_assets import DEMO_SUSPECTS, DemoSuspect, demo_split
 from .metrics import accuracy
 from .progress import Progress
+from .protocols import DEFAULT_PROTOCOL
 from .spec import AuditSpec, open_audit
 from .store import ArtifactStore
 from .verify import Verdict
@@ -25,7 +27,7 @@ class DemoSuspectResult:
     test_accuracy: float
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Kind:
         return self.suspect.kind
 
 
@@ -59,7 +61,7 @@ def _suspect_row(r: DemoSuspectResult) -> dict[str, Any]:
 
 def run_demo(seed: int = 0, *, store: ArtifactStore | None = None, quick: bool = False,
              progress: Progress | None = None, suspects: tuple[DemoSuspect, ...] = DEMO_SUSPECTS,
-             protocol: str = "membership", device: str = "auto") -> DemoResult:
+             protocol: str = DEFAULT_PROTOCOL, device: str = "auto") -> DemoResult:
     """Build or reuse every demo model and verify every demo suspect."""
     spec = AuditSpec.demo(seed, quick=quick, protocol=protocol)
     spec.device = device

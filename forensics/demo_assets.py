@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .attacks import get_attack, run_attack
+from .attacks import Kind, get_attack, run_attack
 from .config import AuditConfig
 from .data import ImageSet
 from .errors import ConfigError, DataSourceError
 from .models import LoadedModel, lite0, load_lite0_foundation
 from .progress import Progress
+from .protocols import DEFAULT_PROTOCOL
 from .training import TrainConfig, train_stored
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class DemoSuspect:
     seed_offset: int = 0
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Kind:
         return get_attack(self.attack).kind
 
     @property
@@ -101,13 +102,15 @@ def demo_train(quick: bool) -> TrainConfig:
     return replace(VICTIM_TRAIN, epochs=3) if quick else VICTIM_TRAIN
 
 
-def demo_audit_config(seed: int = 0, *, quick: bool = False, protocol: str = "membership") -> AuditConfig:
+def demo_audit_config(seed: int = 0, *, quick: bool = False, protocol: str = DEFAULT_PROTOCOL) -> AuditConfig:
     train = demo_train(quick)
     return AuditConfig(seed=seed, train=train, protocol=protocol, poison_train=replace(train, epochs=2 if quick else 3))
 
 
-def demo_foundation(seed: int = 0, num_classes: int = NUM_CLASSES) -> LoadedModel:
-    return load_lite0_foundation(num_classes, input_size=INPUT_SIZE, seed=seed)
+def demo_foundation(num_classes: int = NUM_CLASSES, *, input_size: int | None = INPUT_SIZE,
+                    seed: int = 0) -> LoadedModel:
+    """``demo:foundation``: ImageNet EfficientNet-Lite0 with a fresh, seeded ``num_classes`` head."""
+    return load_lite0_foundation(num_classes, input_size=input_size, seed=seed)
 
 
 def demo_victim(engine: "Engine", foundation: LoadedModel, private: ImageSet, *, seed: int, quick: bool,

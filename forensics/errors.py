@@ -2,7 +2,7 @@
 
 Every error is a :class:`ForensicsError` and also inherits the built-in type a caller
 already catches (``ValueError``, ``LookupError``, ...).  Messages name the bad value and
-say what to do about it.  ``python -m forensics`` prints one line per error and exits 2.
+say what to do about it.  The command line (``holmes-forensics``) prints one line per error and exits 2.
 """
 from __future__ import annotations
 

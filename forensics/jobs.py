@@ -82,7 +82,7 @@ def start_job(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> J
     with _lock:
         _jobs[job.id] = job
         finished = [j for j in _jobs.values() if not j.running]
-        for old in finished[:-MAX_FINISHED]:  # finished jobs hold whole workspaces: keep the last few
+        for old in finished[:-MAX_FINISHED]:  # finished jobs hold whole cases (models included): keep the last few
             _jobs.pop(old.id, None)
     job._thread.start()
     return job

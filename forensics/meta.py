@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .data import ImageSet
+from .errors import ConfigError, DatasetTooSmallError
+from .models import LoadedModel
 from .rng import RNG_LOCK
+from .store import fingerprint_array
+
+if TYPE_CHECKING:
+    from .config import AuditConfig
+    from .engine import Engine
 
 STOLEN = 1
 BENIGN = 0
@@ -202,12 +209,10 @@ class MetaEvidence:
     logits_ds: dict[str, np.ndarray]
 
 
-def fit_meta_classifiers(engine, victim, poisoned, benign, ds_set, config, rng: np.random.Generator) -> MetaEvidence:
+def fit_meta_classifiers(engine: "Engine", victim: LoadedModel, poisoned: LoadedModel, benign: LoadedModel,
+                         ds_set: ImageSet, config: "AuditConfig", rng: np.random.Generator) -> MetaEvidence:
     """Output differences V - P (stolen) and B - P (benign) on clean D_s, split, and both classifiers
-    fitted (or reused from the store).  ``config`` is the :class:`~forensics.config.AuditConfig`."""
-    from .errors import DatasetTooSmallError
-    from .store import fingerprint_array
-
+    fitted (or reused from the store)."""
     logits_ds = {"victim": engine.logits(victim, ds_set), "poisoned": engine.logits(poisoned, ds_set),
                  "benign": engine.logits(benign, ds_set)}
     o_v = output_difference(logits_ds["victim"], logits_ds["poisoned"])

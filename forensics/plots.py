@@ -144,12 +144,12 @@ def membership_figure(verdicts: Sequence[Verdict]) -> go.Figure:
 
 def pvalue_figure(verdicts: Sequence[Verdict], alpha: float, protocol: str | None = None) -> go.Figure:
     """-log10 p per suspect under ``protocol`` (default: each verdict's own), with the alpha line."""
-    shown = [(v.suspect, r.p_value) for v in verdicts if (r := v.under(protocol, alpha)) is not None]
+    shown = [(v.suspect, r) for v in verdicts if (r := v.under(protocol, alpha)) is not None]
     names = [name for name, _ in shown]
-    vals = [-np.log10(max(p, 1e-300)) for _, p in shown]
-    colors = ["#b3261e" if p < alpha else "#1b6e3a" for _, p in shown]
-    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=colors, text=[f"p = {format_p(p)}" for _, p in shown],
-                           textposition="outside"))
+    vals = [-np.log10(max(r.p_value, 1e-300)) for _, r in shown]
+    colors = ["#b3261e" if r.stolen else "#1b6e3a" for _, r in shown]
+    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=colors,
+                           text=[f"p = {format_p(r.p_value)}" for _, r in shown], textposition="outside"))
     fig.add_hline(y=-np.log10(alpha), line=dict(color="#333", dash="dash"), annotation_text=f"alpha = {alpha}")
     fig.update_layout(title="Evidence per suspect (higher = stronger evidence of theft)", xaxis_title="suspect",
                       yaxis_title="-log10 p-value", yaxis_type="log" if max(vals, default=1) > 50 else "linear",

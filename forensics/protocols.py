@@ -41,6 +41,7 @@ class Protocol:
     needs_logits: bool          # False: labels-only answers are enough
     calibrated: bool            # the p-value is valid under H0 (measured: see the README)
     delta_p_from: str = ""      # the protocol whose dP is reported beside this one ("" = its own)
+    samples: Callable[[Evidence], int] = lambda evidence: int(evidence["m"])  # how many samples the test used
 
     def unavailable(self, *, has_heldout: bool, label_only: bool) -> str | None:
         """Why this protocol cannot run on an audit / an answer type, or None."""
@@ -138,7 +139,8 @@ MEMBERSHIP = register_protocol(Protocol(
     "membership", "Membership test (default, calibrated)",
     "does the suspect fit the victim's training samples better than unseen samples of the same collection, "
     "among samples of equal difficulty? (stratified weighted rank test)",
-    _membership, needs_heldout=True, needs_logits=False, calibrated=True, delta_p_from="holmes"))
+    _membership, needs_heldout=True, needs_logits=False, calibrated=True, delta_p_from="holmes",
+    samples=lambda evidence: int(evidence["members"] + evidence["controls"])))
 HOLMES = register_protocol(Protocol(
     "holmes", "Holmes meta-classifier (held-out rows)",
     "the meta-classifier's P(stolen) on D_s rows it never trained on, one-sample t-test against 0.5",

@@ -34,7 +34,7 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
     """The JSON audit record: fingerprints, revisions, data, configs, seeds, versions, per-sample
     scores and p-values.  Its ``spec`` says how to rebuild the audit (sources and data locations) and
     ``sources`` how to find each suspect again (model source or stored answers file), which is what
-    ``python -m forensics reverify`` needs."""
+    ``holmes-forensics reverify`` needs."""
     sources = sources or {}
     return {
         "format": "holmes-forensics audit record v1",

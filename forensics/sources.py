@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from . import demo_assets
+from .attacks import Kind
 from .data import ImageSet, load_image_folder
 from .errors import ConfigError, ModelSourceError
 from .models import (
@@ -92,7 +93,7 @@ def is_answers_file(text: str | Path) -> bool:
     return Path(str(text)).suffix.lower() in ANSWER_SUFFIXES and not str(text).startswith((HUB, LOCAL_DIR, DEMO))
 
 
-def known_kind(source: str) -> str | None:
+def known_kind(source: str) -> Kind | None:
     """'stolen' / 'innocent' when the source is a demo suspect (its ground truth is known), else None."""
     if not is_demo(source):
         return None
@@ -118,7 +119,7 @@ def load_model(source: str, *, arch: str | None = None, num_classes: int | None 
         return load_weights_file(Path(src.target), arch=arch, num_classes=num_classes, input_size=input_size)
     _demo_only(src, "foundation", "the demo's victim and suspects are trained by an audit: open the demo audit "
                                   "(AuditSpec.demo()) and verify demo:<suspect> against it")
-    return demo_assets.load_lite0_foundation(num_classes or demo_assets.NUM_CLASSES, input_size=input_size, seed=seed)
+    return demo_assets.demo_foundation(num_classes or demo_assets.NUM_CLASSES, input_size=input_size, seed=seed)
 
 
 def load_foundation(source: str, num_classes: int, *, arch: str | None = None, revision: str | None = None,
@@ -130,7 +131,7 @@ def load_foundation(source: str, num_classes: int, *, arch: str | None = None, r
     src = parse_model_source(source, revision)
     if src.kind == "demo":
         _demo_only(src, "foundation", "the only demo foundation is demo:foundation")
-        return demo_assets.load_lite0_foundation(num_classes, input_size=input_size, seed=seed)
+        return demo_assets.demo_foundation(num_classes, input_size=input_size, seed=seed)
     if src.kind == "file":
         return foundation_from_weights(Path(src.target), num_classes, arch=arch, input_size=input_size, seed=seed)
     return _as_foundation(load_model(source, revision=revision, input_size=input_size), num_classes, seed=seed)

@@ -14,6 +14,7 @@ from .config import AuditConfig
 from .engine import Engine
 from .errors import ConfigError
 from .progress import Progress
+from .protocols import DEFAULT_PROTOCOL
 from .sources import is_demo, load_data, open_models
 from .store import ArtifactStore
 
@@ -40,7 +41,7 @@ class AuditSpec:
     config: AuditConfig = field(default_factory=AuditConfig)
 
     @classmethod
-    def demo(cls, seed: int = 0, *, quick: bool = False, protocol: str = "membership") -> "AuditSpec":
+    def demo(cls, seed: int = 0, *, quick: bool = False, protocol: str = DEFAULT_PROTOCOL) -> "AuditSpec":
         """The embedded offline demo (``quick``: the reduced data and epochs of the tests)."""
         return cls(quick=quick, config=demo_assets.demo_audit_config(seed, quick=quick, protocol=protocol))
 

@@ -59,15 +59,21 @@ def _state_groups(model: nn.Module) -> dict[str, int]:
 
 
 def _tail_state(model: nn.Module, k: int, n_blocks: int) -> frozenset[str]:
-    """State names in block group ``k`` and after it (the head included)."""
+    """State names from block ``k`` on: its layer group and every later one (the head included).
+
+    With no trainable block (``k == n_blocks``) the tail is what follows the last block: timm merges the
+    layers after it (EfficientNet's conv_head/bn2, a ViT's final norm) into the last block's group, and
+    they stay trainable with the head, as the forward split has them after the cached prefix."""
     group = _state_groups(model)
-    first = f"blocks.{k}." if k < n_blocks else f"blocks.{n_blocks - 1}."
-    in_block = [g for n, g in group.items() if n.startswith(first)]
+    last = min(k, n_blocks - 1)
+    in_block = [g for n, g in group.items() if n.startswith(f"blocks.{last}.")]
     if not in_block:
-        raise ConfigError(f"timm's group matcher of {type(model).__name__} does not list block {k}; use full "
+        raise ConfigError(f"timm's group matcher of {type(model).__name__} does not list block {last}; use full "
                           "fine-tuning (trainable_blocks=None)")
-    threshold = min(in_block) if k < n_blocks else max(in_block) + 1
-    return frozenset(n for n, g in group.items() if g >= threshold)
+    tail = {n for n, g in group.items() if g >= min(in_block)}
+    if k == n_blocks:
+        tail = {n for n in tail if not n.startswith(f"blocks.{last}.")}
+    return frozenset(tail)
 
 
 def _tail_modules(model: nn.Module, tail_state: frozenset[str]) -> list[nn.Module]:
@@ -130,10 +136,6 @@ def _families() -> dict[type, tuple[str, Callable[[nn.Module, int], tuple[Forwar
 
     return {EfficientNet: ("convnet", _convnet), MobileNetV3: ("convnet", _convnet),
             VisionTransformer: ("vit", _vit)}
-
-
-def supports_partial(model: nn.Module) -> bool:
-    return any(isinstance(model, cls) for cls in _families())
 
 
 def split_model(model: nn.Module, trainable_blocks: int | None) -> Split:

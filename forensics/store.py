@@ -65,8 +65,8 @@ class StoreStats:
     Counters, not logs: a long-lived store (the dashboard's) does not grow with every request.  To
     know whether one particular call reused its entry, use :meth:`ArtifactStore.fetch`."""
 
-    hits: Counter = field(default_factory=Counter)
-    computed: Counter = field(default_factory=Counter)
+    hits: Counter[str] = field(default_factory=Counter)
+    computed: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Entry:
 class ArtifactStore:
     """A folder of stage results keyed by config and input fingerprints."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else settings.current().store
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = StoreStats()

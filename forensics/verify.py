@@ -82,13 +82,12 @@ class Verdict:
 
 
 def _reading(evidence: dict[str, dict[str, Any]], protocol: str, alpha: float) -> Reading | None:
+    spec = get_protocol(protocol)  # an unknown name is an error, not "could not run"
     e = evidence.get(protocol)
     if e is None:
         return None
-    source = get_protocol(protocol).delta_p_from or protocol
-    delta_p = evidence.get(source, {}).get("delta_p")
-    m = e.get("m", e.get("members", 0) + e.get("controls", 0))
-    return Reading(protocol, float(e["p_value"]), delta_p, int(m), alpha)
+    delta_p = evidence.get(spec.delta_p_from or protocol, {}).get("delta_p")
+    return Reading(protocol, float(e["p_value"]), delta_p, spec.samples(e), alpha)
 
 
 def check_outputs(outputs: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -134,6 +133,8 @@ def verify_outputs(audit: "Audit", outputs: np.ndarray, name: str, protocol: str
             evidence[p.name], samples = p.run(audit, out, label_only)
             per_sample.update(samples)
     r = _reading(evidence, protocol, cfg.alpha)
+    if r is None:  # cannot happen: the chosen protocol was available
+        raise ConfigError(f"protocol {protocol!r} produced no evidence")
     return Verdict(name, protocol, r.p_value, r.delta_p, r.stolen, cfg.alpha, r.m, cfg.seed, evidence,
                    label_only=label_only, per_sample=per_sample)
 

@@ -37,7 +37,7 @@ with c2.container(border=True):
                        icon=":material/download:")
 st.markdown("Anyone with the same models and data can re-run every verification from the record and must get the "
             "same p-values:")
-st.code("python -m forensics reverify holmes-audit.json", language="bash")
+st.code("holmes-forensics reverify holmes-audit.json", language="bash")
 with st.expander("Preview the record"):
     st.json({k: record[k] for k in ("spec", "versions")}, expanded=False)
     st.dataframe([{k: s[k] for k in ("name", "source", "p_value", "verdict", "protocol", "m", "seed")}

@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard.nav import page
 from dashboard.state import current_case, current_job, get_store
 from dashboard.widgets import show_error
-from forensics.case import Case, run_case
+from forensics.case import Case
 from forensics.data import Trigger
 from forensics.engine import resolve_device
 from forensics.jobs import get_job, start_job
@@ -80,7 +80,7 @@ if start:
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
         run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects))
         st.session_state.pop("queries_zip", None)
-        job = start_job("audit", run_case, run_copy, get_store())
+        job = start_job("audit", run_copy.run, get_store())
         st.session_state.job_id = job.id
         busy = True
     except Exception as e:  # noqa: BLE001

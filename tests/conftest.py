@@ -106,3 +106,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(store_root):
+    """The reduced demo (real EfficientNet-Lite0, real data), built once per test session."""
+    from forensics import ArtifactStore, run_demo
+
+    return run_demo(0, store=ArtifactStore(store_root), quick=True)

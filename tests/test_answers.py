@@ -139,3 +139,10 @@ def test_export_queries_writes_every_image_in_order(tmp_path):
     for i in range(5):  # original pixels (the suspect applies its own preprocessing), as RGB
         with Image.open(tmp_path / "q" / "images" / f"q{i:06d}.png") as im:
             assert np.array_equal(np.asarray(im)[..., 0], images.images[i])
+
+
+def test_suffixes_are_case_insensitive(tmp_path):
+    logits = _logits()
+    with open(tmp_path / "UPPER.NPY", "wb") as f:  # np.save would add ".npy" to the name
+        np.save(f, logits)
+    np.testing.assert_array_equal(read_outputs(tmp_path / "UPPER.NPY", N, K), logits)

@@ -23,11 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def quick_demo(store_root):
-    return run_demo(0, store=ArtifactStore(store_root), quick=True)
-
-
 def test_quick_demo_verdicts(quick_demo):
     res = {r.suspect.key: (r.kind, r.verdict) for r in quick_demo.suspects}
     assert quick_demo.victim_test_accuracy > 0.75
@@ -112,6 +107,20 @@ def test_black_box_logits_file_gives_the_same_verdict(quick_demo, tmp_path):
     assert v_lab.evidence["membership"]["score"] == "error"
     with pytest.raises(ConfigError):
         verify_outputs(a, logits.argmax(1), "labels", protocol="paper")
+
+
+def test_target_class_outside_the_classes_is_a_clear_error(quick_demo, store_root):
+    spec = AuditSpec.demo(0, quick=True)
+    spec.config = replace(spec.config, target_class=10)
+    with pytest.raises(ConfigError, match=r"target_class must be a class index in \[0, 9\]"):
+        open_audit(spec, ArtifactStore(store_root))
+
+
+def test_the_audit_keeps_a_snapshot_of_its_spec(quick_demo):
+    spec = AuditSpec.demo(0, quick=True)
+    audit = open_audit(spec, ArtifactStore(quick_demo.audit.engine.store.root))
+    spec.config = replace(spec.config, alpha=0.5)  # the caller's spec: the opened audit does not change
+    assert audit.config.alpha == 0.01 and audit.spec is not spec
 
 
 def test_dataset_too_small_for_gamma(tmp_path):

@@ -50,6 +50,8 @@ def test_under_reads_any_protocol_at_any_alpha():
     assert v.under("holmes").verdict == "not stolen"
     labels_only = _verdict({"membership": ev["membership"]})
     assert labels_only.under("paper") is None and labels_only.under().delta_p is None
+    with pytest.raises(ConfigError, match="unknown protocol 'papr'"):  # a typo is an error, not "could not run"
+        v.under("papr")
 
 
 def test_format_p_is_the_one_formatter():

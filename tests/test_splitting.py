@@ -42,14 +42,16 @@ def test_efficientnet_tail_of_prefix_equals_forward(trainable_blocks):
             assert name in split.tail_state
 
 
-def test_zero_trainable_blocks_trains_the_head_only():
-    """timm groups EfficientNet's conv_head/bn2 with the last stage and a ViT's final norm with the last
-    block: with no trainable block, only the classifier trains (a linear probe)."""
-    model = make_loaded().model
+def test_zero_trainable_blocks_trains_what_follows_the_blocks():
+    """No trainable block: the layers after the last block train with the head (EfficientNet's
+    conv_head/bn2, a ViT's final norm), although timm's group matcher puts them in the last block's group."""
+    model = make_loaded("tf_efficientnet_lite0").model
     split = split_model(model, 0)
-    assert split.tail_state == {"classifier.weight", "classifier.bias"}
+    assert {n.split(".")[0] for n in split.tail_state} == {"conv_head", "bn2", "classifier"}
     vit = make_loaded("test_vit", img_size=INPUT).model
-    assert split_model(vit, 0).tail_state == {"head.weight", "head.bias"}
+    split = split_model(vit, 0)
+    assert {n.split(".")[0] for n in split.tail_state} == {"norm", "head"}
+    _partition(vit, split)
 
 
 def test_full_split_is_the_whole_model():
