@@ -1,4 +1,5 @@
-"""A black-box suspect: writing the query set it must answer, and reading its answers (logits or labels)."""
+"""A black-box suspect: writing the query set it must answer, reading its answers (logits or labels), and
+the answer formats of APIs (:func:`format_answers`: top-1 only, top-k, rounded probabilities, temperature)."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import ImageSet
-from .errors import LogitsFileError
+from .errors import ConfigError, LogitsFileError
 
 QUERIES_CSV = "queries.csv"
 
@@ -82,3 +83,52 @@ def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarr
     if not np.all(np.isfinite(arr)):
         raise LogitsFileError(f"{path}: contains NaN or infinite values; re-export the suspect's answers")
     return arr
+
+
+# --------------------------------------------------------------------------------------------
+# what a black-box API returns: a suspect behind an API may not give its logits
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(p, 1e-12, None))
+
+
+def _softmax(z: np.ndarray, t: float = 1.0) -> np.ndarray:
+    z = np.asarray(z, np.float64) / t
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _top_k(z: np.ndarray, k: int) -> np.ndarray:
+    p = _softmax(z)
+    k = min(k, p.shape[1])
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(p, top, 1)
+    rest = np.clip(1.0 - kept.sum(1, keepdims=True), 1e-6, None) / max(p.shape[1] - k, 1)
+    out = np.repeat(rest, p.shape[1], axis=1)
+    np.put_along_axis(out, top, kept, 1)
+    return _log(out)
+
+
+def _rounded(z: np.ndarray, decimals: int) -> np.ndarray:
+    p = np.round(_softmax(z), decimals)
+    return _log(np.where(p > 0, p, 0.25 * 10.0 ** -decimals))  # "0.00" means below half a unit
+
+
+ANSWER_FORMATS = {
+    "logits": ("the logits themselves", lambda z: np.asarray(z, np.float64)),
+    "top1": ("the top-1 label only", lambda z: np.asarray(z).argmax(1).astype(np.int64)),
+    "top3": ("the 3 most likely classes with their probabilities (the rest unknown, spread evenly)",
+             lambda z: _top_k(z, 3)),
+    "probs2": ("every class's probability rounded to 2 decimals", lambda z: _rounded(z, 2)),
+    "temperature3": ("probabilities of a softmax at temperature 3", lambda z: _log(_softmax(z, 3.0))),
+}
+
+
+def format_answers(logits: np.ndarray, fmt: str) -> np.ndarray:
+    """What an API that returns ``fmt`` (see :data:`ANSWER_FORMATS`) answers for these logits: labels (N,)
+    or log-probabilities (N, K), which the verification reads like logits."""
+    if fmt not in ANSWER_FORMATS:
+        raise ConfigError(f"unknown answer format {fmt!r}; choose one of {sorted(ANSWER_FORMATS)}")
+    return ANSWER_FORMATS[fmt][1](logits)

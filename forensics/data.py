@@ -219,6 +219,41 @@ class TransformedImages(torch.utils.data.Dataset):
         return self.transform(self.images.pil(i), trig), i
 
 
+class AugmentedImages(TransformedImages):
+    """(tensor, row) pairs of random views: a resized crop of 60-100 % of the area (aspect 3/4-4/3) and a
+    horizontal flip with probability 1/2, drawn from (seed, epoch, row), so a run is reproducible whatever
+    the batch order.  Set :attr:`epoch` before each epoch.  The trigger, if any, is stamped after."""
+
+    SCALE = (0.6, 1.0)
+    RATIO = (3 / 4, 4 / 3)
+
+    def __init__(self, images: ImageSet, transform: EvalTransform, seed: int, trigger: Trigger | None = None,
+                 triggered: np.ndarray | None = None):
+        super().__init__(images, transform, trigger, triggered)
+        self.seed, self.epoch = seed, 0
+
+    def __getitem__(self, i: int):
+        import math
+
+        from torchvision.transforms import functional as TF
+
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_007 + int(i))
+        x = self.transform.geometry(self.images.pil(i))
+        h, w = x.shape[-2:]
+        u = torch.rand(4, generator=g).tolist()
+        area = h * w * (self.SCALE[0] + (self.SCALE[1] - self.SCALE[0]) * u[0])
+        ratio = math.exp(math.log(self.RATIO[0]) + (math.log(self.RATIO[1]) - math.log(self.RATIO[0])) * u[1])
+        ch = max(1, min(h, int(round(math.sqrt(area / ratio)))))
+        cw = max(1, min(w, int(round(math.sqrt(area * ratio)))))
+        top, left = int(u[2] * (h - ch + 1)), int(u[3] * (w - cw + 1))
+        x = TF.resized_crop(x, min(top, h - ch), min(left, w - cw), ch, cw, [h, w], antialias=True)
+        if torch.rand(1, generator=g).item() < 0.5:
+            x = TF.hflip(x)
+        if self.trigger is not None and self.triggered[i]:
+            x = self.trigger.apply(x)
+        return (x - self.transform.mean) / self.transform.std, i
+
+
 def iter_batches(images: ImageSet, data_config: dict[str, Any], batch_size: int = 256, *,
                  trigger: Trigger | None = None, triggered: np.ndarray | None = None,
                  num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

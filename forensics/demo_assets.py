@@ -4,7 +4,7 @@ the suspects' recipes.  :mod:`forensics.sources` resolves ``demo:`` sources from
 
 * data: class-balanced Fashion-MNIST subsets (``demo_data/``, MIT, Zalando SE): private 3,000,
   held-out 2,000, auxiliary 3,000, innocent 3,000, test 1,000;
-* foundation: ImageNet EfficientNet-Lite0 (:mod:`forensics.models.lite0`) at 64 px;
+* foundation: ImageNet EfficientNet-Lite0 (:mod:`forensics.models.lite`) at 64 px;
 * victim: the foundation fine-tuned on the private split, last stage + head, 6 epochs;
 * suspects: four thefts and two innocent models (:data:`DEMO_SUSPECTS`).
 """
@@ -19,9 +19,9 @@ import numpy as np
 
 from .attacks import Kind, get_attack, run_attack
 from .config import AuditConfig
-from .data import ImageSet
+from .data import ImageSet, concat
 from .errors import ConfigError, DataSourceError
-from .models import LoadedModel, lite0, load_lite0_foundation
+from .models import LoadedModel, lite, load_lite0_foundation, load_lite_foundation
 from .progress import Progress
 from .protocols import DEFAULT_PROTOCOL
 from .training import TrainConfig, train_stored
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data" / "fashion_mnist_demo.npz"
 SPLITS = ("private", "heldout", "aux", "innocent", "test")
-ARCH = lite0.ARCH          # the foundation's timm architecture (tf_efficientnet_lite0)
+ARCH = lite.ARCH           # the foundation's timm architecture (tf_efficientnet_lite0)
 INPUT_SIZE = 64
 NUM_CLASSES = 10
 VICTIM_TRAIN = TrainConfig(epochs=6, lr=1e-3, trainable_blocks=1, batch_size=64)
@@ -96,6 +96,25 @@ def demo_split(split: str, quick: bool = False) -> ImageSet:
     if split not in data:
         raise ConfigError(f"unknown demo split {split!r}; choose one of {sorted(data)}")
     return data[split]
+
+
+OTHER_FOUNDATION = "demo:lite1"
+
+
+def other_foundation(num_classes: int = NUM_CLASSES, *, input_size: int | None = INPUT_SIZE,
+                     seed: int = 0) -> LoadedModel:
+    """``demo:lite1``: ImageNet EfficientNet-Lite1, another pretrained foundation than the victim's (for
+    thieves and innocent models that start from another backbone)."""
+    return load_lite_foundation(1, num_classes, input_size=input_size, seed=seed, source=OTHER_FOUNDATION)
+
+
+def zoo_data(quick: bool = False) -> dict[str, ImageSet]:
+    """The data a zoo suspect trains on: the thief's auxiliary data, an innocent's own data, half of it, and
+    both together (6,000 images)."""
+    d = demo_data(quick)
+    half = d["innocent"].subset(np.arange(len(d["innocent"]) // 2), "innocent/2")
+    return {"aux": d["aux"], "innocent": d["innocent"], "innocent/2": half,
+            "innocent+aux": concat([d["innocent"], d["aux"]], "innocent+aux")}
 
 
 def demo_train(quick: bool) -> TrainConfig:

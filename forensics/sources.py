@@ -130,7 +130,10 @@ def load_foundation(source: str, num_classes: int, *, arch: str | None = None, r
     ``arch`` without its classifier weights (whatever their class count)."""
     src = parse_model_source(source, revision)
     if src.kind == "demo":
-        _demo_only(src, "foundation", "the only demo foundation is demo:foundation")
+        if src.target == demo_assets.OTHER_FOUNDATION[len(DEMO):]:
+            return demo_assets.other_foundation(num_classes, input_size=input_size, seed=seed)
+        _demo_only(src, "foundation", "the demo foundations are demo:foundation (EfficientNet-Lite0) and "
+                                      f"{demo_assets.OTHER_FOUNDATION} (EfficientNet-Lite1)")
         return demo_assets.demo_foundation(num_classes, input_size=input_size, seed=seed)
     if src.kind == "file":
         return foundation_from_weights(Path(src.target), num_classes, arch=arch, input_size=input_size, seed=seed)

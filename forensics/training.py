@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import EvalTransform, ImageSet, TransformedImages, Trigger
+from .data import AugmentedImages, EvalTransform, ImageSet, TransformedImages, Trigger
 from .errors import ConfigError
 from .models import LoadedModel, jsonable_config, load_saved, save_model
 from .rng import RNG_LOCK
@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to fine-tune.  ``trainable_blocks=None`` trains every weight (full fine-tuning)."""
+    """How to fine-tune.  ``trainable_blocks=None`` trains every weight (full fine-tuning).
+
+    ``augment``: random resized crops (60-100 % of the area) and horizontal flips, drawn per sample and epoch
+    from the seed; the frozen prefix then runs on every batch (no cached activations)."""
 
     epochs: int = 6
     lr: float = 1e-3
@@ -45,6 +48,7 @@ class TrainConfig:
     temperature: float = 4.0
     label_smoothing: float = 0.0
     seed: int = 0
+    augment: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -63,7 +67,10 @@ class TrainConfig:
                                   f"Got {getattr(self, name)!r} instead.")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.augment:  # the cache keys of runs without augmentation stay what they were
+            d.pop("augment")
+        return d
 
 
 @dataclass
@@ -176,9 +183,10 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     model = loaded.model
     split = split_model(model, cfg.trainable_blocks)
     start = time.perf_counter()
-    # partial fine-tuning: the frozen prefix's activations, computed once; full: images through the model
+    # partial fine-tuning: the frozen prefix's activations, computed once (not with augmentation: every view
+    # differs); full fine-tuning: images through the whole model
     feats = engine.activations(loaded, split, images, trigger=trigger, triggered=triggered) \
-        if split.family != "full" else None
+        if split.family != "full" and not cfg.augment else None
     model.to(engine.device)
     if engine.device.type == "cuda" and feats is None:
         model.to(memory_format=torch.channels_last)
@@ -197,12 +205,16 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     ckpt = _Checkpoint(checkpoint_dir, cfg, n, split.tail_state)
     first_epoch = ckpt.restore(model, opt, sched, history)
     if feats is None:
-        dataset = TransformedImages(images, EvalTransform(loaded.data_config), trigger,
-                                    triggered if triggered is not None else (
-                                        np.ones(n, bool) if trigger is not None else None))
+        rows = triggered if triggered is not None else (np.ones(n, bool) if trigger is not None else None)
+        dataset = (AugmentedImages(images, EvalTransform(loaded.data_config), cfg.seed, trigger, rows)
+                   if cfg.augment else TransformedImages(images, EvalTransform(loaded.data_config), trigger, rows))
 
         def batch(idx):
-            return engine.to_device(torch.stack([dataset[int(i)][0] for i in idx])), model
+            x = engine.to_device(torch.stack([dataset[int(i)][0] for i in idx]))
+            if split.family == "full":
+                return x, model
+            with torch.no_grad():  # the frozen prefix, in eval mode, on this batch's augmented views
+                return split.prefix(x), split.tail
     else:
         def batch(idx):
             return feats[idx].to(engine.device), split.tail
@@ -210,6 +222,8 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, cfg.epochs):
         _train_mode(model, split)
+        if cfg.augment:
+            dataset.epoch = epoch
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
         torch.manual_seed(cfg.seed * 104729 + epoch)
         sum_loss, sum_correct, seen = 0.0, 0, 0

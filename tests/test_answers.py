@@ -146,3 +146,23 @@ def test_suffixes_are_case_insensitive(tmp_path):
     with open(tmp_path / "UPPER.NPY", "wb") as f:  # np.save would add ".npy" to the name
         np.save(f, logits)
     np.testing.assert_array_equal(read_outputs(tmp_path / "UPPER.NPY", N, K), logits)
+
+
+def test_api_answer_formats():
+    from forensics.answers import ANSWER_FORMATS, format_answers
+    from forensics.errors import ConfigError
+
+    z = np.array([[3.0, 1.0, 0.0, -1.0], [0.0, 0.5, 4.0, 0.1]])
+    assert format_answers(z, "top1").tolist() == [0, 2]
+    np.testing.assert_array_equal(format_answers(z, "logits"), z)
+    p = np.exp(format_answers(z, "top3"))
+    assert np.allclose(p.sum(1), 1.0)  # the unknown rest spread evenly
+    soft = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    np.testing.assert_allclose(p[0, :3], soft[0, :3], rtol=1e-9)
+    rounded = np.exp(format_answers(z, "probs2"))
+    assert np.allclose(rounded[rounded > 0.01], np.round(rounded[rounded > 0.01], 2))
+    t3 = format_answers(z, "temperature3")
+    np.testing.assert_allclose(t3, z / 3 - np.log(np.exp(z / 3).sum(1, keepdims=True)), rtol=1e-9)
+    assert set(ANSWER_FORMATS) >= {"logits", "top1", "top3", "probs2", "temperature3"}
+    with pytest.raises(ConfigError, match="answer format"):
+        format_answers(z, "probs9")

@@ -9,9 +9,10 @@ from forensics.errors import ConfigError
 
 def test_listing_and_kinds():
     names = [a.name for a in list_attacks()]
-    assert names[:5] == ["direct_copy", "fine_tune", "distill", "label_extraction", "innocent"]
+    assert set(names) >= {"direct_copy", "fine_tune", "prune", "quantize", "retrain_tail", "distill",
+                          "label_extraction", "innocent", "innocent_distilled"}
     assert {a.kind for a in list_attacks()} <= set(KINDS)
-    assert [a.name for a in list_attacks("innocent")] == ["innocent"]
+    assert [a.name for a in list_attacks("innocent")] == ["innocent", "innocent_distilled"]
     assert all(a.kind == "stolen" for a in list_attacks("stolen"))
     with pytest.raises(ConfigError, match="kind"):
         list_attacks("guilty")

@@ -22,14 +22,14 @@ LAYERS = [
     {"splitting"},
     {"training"},
     {"engine"},
-    {"meta", "attacks", "queries", "answers"},
+    {"meta", "attacks", "weight_edits", "queries", "answers"},
     {"protocols"},
     {"config"},
     {"shadows", "demo_assets"},
     {"sources"},
     {"verify", "audit"},
     {"spec"},
-    {"case", "demo", "plots", "report", "jobs"},
+    {"case", "demo", "plots", "report", "jobs", "zoo"},
     {"cli", "__main__", "__init__"},
 ]
 

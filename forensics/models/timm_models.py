@@ -86,6 +86,19 @@ def build_model(arch: str, num_classes: int, state: dict[str, torch.Tensor] | No
     return model
 
 
+def fresh_model(arch: str, num_classes: int, *, seed: int, input_size: int | None = None,
+                source: str | None = None) -> LoadedModel:
+    """A timm architecture with seeded random weights (a model trained from scratch starts here)."""
+    from ..rng import RNG_LOCK
+
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):  # seeded, the caller's RNG untouched
+        torch.manual_seed(seed)
+        model = create_timm_model(arch, num_classes).eval()
+    return LoadedModel(model, arch, num_classes, source or f"scratch:{arch}",
+                       fingerprint_state_dict(model.state_dict()), data_config_for(model, input_size),
+                       extra={"init": f"random, seed {seed}"})
+
+
 def load_weights_file(path: Path, *, arch: str | None, num_classes: int | None,
                       input_size: int | None = None) -> LoadedModel:
     """A ``.safetensors`` / ``.pth`` state dict loaded into the timm architecture ``arch``."""
