@@ -213,8 +213,8 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
             x = engine.to_device(torch.stack([dataset[int(i)][0] for i in idx]))
             if split.family == "full":
                 return x, model
-            with torch.no_grad():  # the frozen prefix, in eval mode, on this batch's augmented views
-                return split.prefix(x), split.tail
+            with torch.no_grad(), engine.autocast():  # the frozen prefix, in eval mode, on this batch's views
+                return split.prefix(x).float(), split.tail
     else:
         def batch(idx):
             return feats[idx].to(engine.device), split.tail
