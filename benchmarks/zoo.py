@@ -1,6 +1,6 @@
 """The attack zoo on the demo victim: every zoo suspect built (or reused) and verified by every protocol.
 
-    .venv/bin/python benchmarks/zoo.py --seeds 0 [--quick] [--store DIR] [--json zoo.json]
+    .venv/bin/python benchmarks/zoo.py --seeds 0 1 2 [--quick] [--store DIR] [--json zoo.json]
 
 Prints one line per suspect as it finishes (fidelity = top-1 agreement with the victim on the demo's test
 split, test accuracy, the p-value of each protocol, seconds) and a summary per zoo entry over the seeds.
