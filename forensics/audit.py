@@ -85,11 +85,10 @@ class Audit:
             return verify_model(self, suspect, name=name, protocol=protocol)
         if isinstance(suspect, np.ndarray):
             return verify_outputs(self, suspect, name or "answers", protocol=protocol)
-        if isinstance(suspect, Path) or is_answers_file(suspect):
+        if is_answers_file(suspect):
             path = Path(suspect)
-            if path.suffix.lower() in (".csv", ".npy"):
-                out = read_outputs(path, len(self.queries), self.num_classes)
-                return verify_outputs(self, out, name or path.name, protocol=protocol)
+            out = read_outputs(path, len(self.queries), self.num_classes)
+            return verify_outputs(self, out, name or path.name, protocol=protocol)
         model = self.load_suspect(str(suspect), revision=revision, progress=progress)
         return verify_model(self, model, name=name, protocol=protocol)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from . import demo_assets
-from .answers import read_outputs
 from .attacks import Kind
 from .audit import Audit
 from .errors import ConfigError, ForensicsError, LogitsFileError
@@ -105,8 +104,7 @@ class Case:
                             "these answers respond to another query set (the audit's victim, data or settings "
                             "changed since the query set was exported); export the new query set and query the "
                             "suspect again")
-                    out = read_outputs(s.answers, len(audit.queries), audit.num_classes)
-                    verdicts[s.name] = audit.verify(out, name=s.name)
+                    verdicts[s.name] = audit.verify(Path(s.answers), name=s.name)
                     cards[s.name] = {"source": s.source, "answers": Path(s.answers).name,
                                      "label_only": verdicts[s.name].label_only}
                 else:

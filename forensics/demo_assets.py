@@ -69,33 +69,32 @@ SUSPECTS_BY_KEY = {s.key: s for s in DEMO_SUSPECTS}
 
 
 @lru_cache(maxsize=1)
-def _full_data() -> dict[str, ImageSet]:
+def _arrays() -> dict[str, np.ndarray]:
+    """The demo file's arrays, read once per process and read-only (every ImageSet shares them)."""
     if not DEMO_DATA.is_file():
         raise DataSourceError(f"demo data {DEMO_DATA} is missing; reinstall the package or run "
                               "scripts/make_demo_data.py")
     with np.load(DEMO_DATA, allow_pickle=False) as z:
-        classes = [str(c) for c in z["classes"]]
-        out = {}
-        for split in SPLITS:
-            imgs = z[f"{split}_images"]
-            ids = np.array([f"{split}/{i:05d}" for i in range(len(imgs))])
-            out[split] = ImageSet(split, z[f"{split}_labels"], ids, classes, images=imgs)
-    return out
-
-
-def demo_data(quick: bool = False) -> dict[str, ImageSet]:
-    """The demo's splits; ``quick``: the reduced demo of the tests (fewer images of each split)."""
-    data = _full_data()
-    if quick:
-        return {k: v.subset(np.arange(QUICK_SIZES[k]), k) for k, v in data.items()}
-    return {k: v.subset(np.arange(len(v)), k) for k, v in data.items()}  # copies: callers may change ids
+        arrays = {k: z[k] for k in z.files}
+    for a in arrays.values():
+        a.setflags(write=False)
+    return arrays
 
 
 def demo_split(split: str, quick: bool = False) -> ImageSet:
-    data = demo_data(quick)
-    if split not in data:
-        raise ConfigError(f"unknown demo split {split!r}; choose one of {sorted(data)}")
-    return data[split]
+    """One of the demo's splits; ``quick``: the reduced demo of the tests (its first images)."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown demo split {split!r}; choose one of {sorted(SPLITS)}")
+    z = _arrays()
+    n = QUICK_SIZES[split] if quick else len(z[f"{split}_labels"])
+    ids = np.array([f"{split}/{i:05d}" for i in range(n)])
+    return ImageSet(split, z[f"{split}_labels"][:n], ids, [str(c) for c in z["classes"]],
+                    images=z[f"{split}_images"][:n])
+
+
+def demo_data(quick: bool = False) -> dict[str, ImageSet]:
+    """Every split of the demo (see :func:`demo_split`)."""
+    return {split: demo_split(split, quick) for split in SPLITS}
 
 
 OTHER_FOUNDATION = "demo:lite1"
@@ -111,10 +110,10 @@ def other_foundation(num_classes: int = NUM_CLASSES, *, input_size: int | None =
 def zoo_data(quick: bool = False) -> dict[str, ImageSet]:
     """The data a zoo suspect trains on: the thief's auxiliary data, an innocent's own data, half of it, and
     both together (6,000 images)."""
-    d = demo_data(quick)
-    half = d["innocent"].subset(np.arange(len(d["innocent"]) // 2), "innocent/2")
-    return {"aux": d["aux"], "innocent": d["innocent"], "innocent/2": half,
-            "innocent+aux": concat([d["innocent"], d["aux"]], "innocent+aux")}
+    aux, innocent = demo_split("aux", quick), demo_split("innocent", quick)
+    half = innocent.subset(np.arange(len(innocent) // 2), "innocent/2")
+    return {"aux": aux, "innocent": innocent, "innocent/2": half,
+            "innocent+aux": concat([innocent, aux], "innocent+aux")}
 
 
 def demo_train(quick: bool) -> TrainConfig:

@@ -119,6 +119,7 @@ def test_click_through_the_demo_audit(page):
 
     nav(pg, "4 · Verdict", "Verdict")
     pg.get_by_text("All suspects").wait_for(timeout=60_000)
+    pg.get_by_text("Evidence per suspect").first.wait_for(timeout=60_000)  # the table and chart drawn, not loading
     shot(pg, "06-verdict.png")
     # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
     assert pg.get_by_text(re.compile(r"no evidence of theft$")).count() == 4  # the badges
