@@ -18,6 +18,7 @@ def pages() -> dict[str, st.Page]:
                                 icon=":material/scatter_plot:"),
             "verdict": st.Page("pages/verdict.py", title="4 · Verdict", icon=":material/gavel:"),
             "report": st.Page("pages/report.py", title="5 · Report", icon=":material/description:"),
+            "stress": st.Page("pages/stress.py", title="6 · Stress test", icon=":material/science:"),
         })
     return _PAGES
 

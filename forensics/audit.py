@@ -9,7 +9,7 @@ Every stage's result is kept in the artifact store, so opening the same audit ag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ class Audit:
     membership: MembershipDesign
     meta: MetaEvidence
     queries: QuerySet
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)  # what the baselines derive once per audit
 
     @property
     def config(self) -> AuditConfig:
@@ -74,23 +75,24 @@ class Audit:
     # -- stage 3 -----------------------------------------------------------------------------
     def verify(self, suspect: str | Path | LoadedModel | np.ndarray, *, name: str | None = None,
                revision: str | None = None, protocol: str | None = None,
-               progress: Progress | None = None) -> Verdict:
+               progress: Progress | None = None, baselines: bool = False) -> Verdict:
         """Verify one suspect and return its :class:`~forensics.verify.Verdict`.
 
         ``suspect`` is a model source (``hf-hub:ORG/NAME[@REV]``, ``local-dir:PATH``, a weights file,
         ``demo:<suspect>``), a :class:`~forensics.models.LoadedModel`, a black-box suspect's answers file
         (``.csv`` / ``.npy``, rows in the order of the query set), or its answers as an array: logits
-        (N, K) or labels (N,)."""
+        (N, K) or labels (N,).  ``baselines`` adds the evidence of the peer baselines (forensics.baselines;
+        from answers, only those that need no queries of their own)."""
         if isinstance(suspect, LoadedModel):
-            return verify_model(self, suspect, name=name, protocol=protocol)
+            return verify_model(self, suspect, name=name, protocol=protocol, baselines=baselines)
         if isinstance(suspect, np.ndarray):
-            return verify_outputs(self, suspect, name or "answers", protocol=protocol)
+            return verify_outputs(self, suspect, name or "answers", protocol=protocol, baselines=baselines)
         if is_answers_file(suspect):
             path = Path(suspect)
             out = read_outputs(path, len(self.queries), self.num_classes)
-            return verify_outputs(self, out, name or path.name, protocol=protocol)
+            return verify_outputs(self, out, name or path.name, protocol=protocol, baselines=baselines)
         model = self.load_suspect(str(suspect), revision=revision, progress=progress)
-        return verify_model(self, model, name=name, protocol=protocol)
+        return verify_model(self, model, name=name, protocol=protocol, baselines=baselines)
 
     def load_suspect(self, source: str, *, revision: str | None = None,
                      progress: Progress | None = None) -> LoadedModel:
@@ -175,8 +177,15 @@ def build_audit(spec: "AuditSpec", victim: LoadedModel, foundation: LoadedModel,
     meta = fit_meta_classifiers(engine, victim, poisoned, benign, private.subset(ds_rows, "D_s"), config, rng)
     emit(progress, "meta_classifier", "done", f"validation accuracy {meta.classifier.val_accuracy_:.2f}")
 
-    queries = build_query_set(private, heldout, np.union1d(ds_rows, design.member_rows), design.control_rows,
-                              config.seed + 1)
+    if config.query_budget is not None:  # a smaller query set: members and controls only, drawn at random
+        if heldout is None:
+            raise ConfigError("a query budget needs held-out data (it keeps members and controls of the membership "
+                              "test); give heldout, or no budget")
+        design = design.subsample(config.query_budget, np.random.default_rng([config.seed, config.query_budget]))
+        query_rows = design.member_rows
+    else:
+        query_rows = np.union1d(ds_rows, design.member_rows)
+    queries = build_query_set(private, heldout, query_rows, design.control_rows, config.seed + 1)
     shadows = Shadows(poisoned, benign, reference, success,
                       {"poisoned_shadow": h_p, "benign_shadow": h_b, "reference_shadow": h_r})
     return Audit(spec=replace(spec), engine=engine, victim=victim, foundation=foundation, private=private,

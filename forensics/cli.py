@@ -5,12 +5,13 @@ import argparse
 import json
 import logging
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import ConfigError, ForensicsError
-from .protocols import DEFAULT_PROTOCOL, protocol_names
+from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_names
 from .verify import format_p
 
 log = logging.getLogger("forensics")
@@ -128,6 +129,8 @@ def spec_from_args(args: argparse.Namespace):
         tb = None if args.trainable_blocks == "all" else int(args.trainable_blocks)
         train, poison = replace(train, trainable_blocks=tb), replace(poison, trainable_blocks=tb)
     over = {k: getattr(args, k) for k in ("gamma", "lam", "target_class", "alpha") if getattr(args, k) is not None}
+    if getattr(args, "budget", None) is not None:
+        over["query_budget"] = args.budget
     if args.protocol:
         over["protocol"] = args.protocol
     if args.record and args.seed is not None and args.seed != cfg.seed:
@@ -291,6 +294,92 @@ def cmd_verify(args) -> int:
     return cmd_audit(args)
 
 
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
+
+
+def _bench(args, stress: bool) -> int:
+    import datetime
+
+    from . import bench as b
+    from .sources import load_data
+    from .spec import open_audit
+    from .store import ArtifactStore
+
+    store = ArtifactStore(args.store) if args.store else ArtifactStore()
+    progress = ConsoleProgress(args.quiet)
+    seeds = args.seeds or ([0] if args.small else [0, 1, 2])
+    default = b.STRESS_ZOO if stress else (b.SMALL_ZOO if args.small else None)
+    entries = b.zoo_entries(args.attacks or default)
+    t = time.perf_counter()
+    if args.record:
+        if not args.thief_data or not args.innocent_data:
+            raise ConfigError("a stress test of your own victim needs --thief-data (images a thief would use) and "
+                              "--innocent-data (images of the same kind an honest party would train on), both disjoint "
+                              "from the audit's private and held-out data")
+        spec = read_record(args.record)[0]
+        spec.device = args.device
+        audit = open_audit(spec, store, progress)
+        classes = audit.private.classes
+        thief = load_data(args.thief_data, classes=classes, quick=spec.quick)
+        innocent = load_data(args.innocent_data, classes=classes, quick=spec.quick)
+        test = load_data(args.test_data, classes=classes, quick=spec.quick) if args.test_data else None
+        audits = contexts = None
+        meta = {"victim": audit.victim.source, "seeds": seeds, "record": str(args.record)}
+    else:
+        if stress:
+            raise ConfigError("give --record AUDIT.json: the stress test simulates thefts of the victim of that audit "
+                              "(use `bench` for the demo victim)")
+        audits, contexts, _ = b.demo_contexts(seeds, store, quick=args.small, progress=progress)
+        meta = b.demo_meta(seeds, args.small)
+    meta.update(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=_machine(),
+                entries=[e.name for e in entries])
+    times = {"audits": time.perf_counter() - t}
+    if not args.quiet:
+        print(f"\n{'suspect':46s} {'kind':8s} {'agree':>5s} " + " ".join(
+            f"{p.name[:10]:>10s}" for p in list_protocols(baselines=not args.no_baselines)), flush=True)
+
+    def show(r):
+        e = r.verdict.evidence
+        print(f"{r.entry.name[:38] + f' #{r.seed}':46s} {r.entry.kind:8s} {r.agreement:5.2f} " + " ".join(
+            f"{format_p(e.get(p.name, {}).get('p_value')):>10s}"
+            for p in list_protocols(baselines=not args.no_baselines)), flush=True)
+
+    if audits is None:
+        result = b.stress_test(audit, thief, innocent, entries, seeds, test=test,
+                               other_foundation=args.other_foundation, baselines=not args.no_baselines,
+                               budgets=() if stress else b.BUDGETS,
+                               on_result=None if args.quiet else show)
+        for why in result.meta["skipped"]:
+            print(f"skipped {why}", file=sys.stderr)
+        result.times["audits"] = times["audits"]
+    else:
+        result = b.run_bench(audits, contexts, entries, seeds, baselines=not args.no_baselines,
+                             on_result=None if args.quiet else show, times=times)
+    result.times["total"] = time.perf_counter() - t
+    result.meta = {**result.meta, **meta}
+    paths = b.write_bench(result, args.out)
+    print("\n" + paths["markdown"].read_text())
+    if stress:
+        print(b.stress_summary(result, read_record(args.record)[1], alpha=audit.config.alpha))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    return _bench(args, stress=False)
+
+
+def cmd_stress(args) -> int:
+    return _bench(args, stress=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     prog = "python -m forensics" if Path(sys.argv[0]).name == "__main__.py" else Path(sys.argv[0]).name
     p = argparse.ArgumentParser(prog=prog, description="Holmes forensics: prove with a p-value "
@@ -310,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_spec(s)
         if name == "export-queries":
             s.add_argument("--out", required=True, type=Path, help="output folder")
+            s.add_argument("--budget", type=int, help="at most N queries: members and controls of the membership test "
+                           "drawn at random (the Holmes protocols, which need D_s, are then unavailable)")
         else:
             s.add_argument("--suspect", action="append", help="a suspect model source (repeatable)")
             s.add_argument("--logits", action="append", help="a suspect's answers on the queries, CSV or .npy")
@@ -317,6 +408,27 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--html", type=Path, help="write a self-contained HTML report")
         s.set_defaults(fn=fn)
     d.set_defaults(fn=cmd_demo)
+    for name, fn, hlp in (
+            ("bench", cmd_bench, "build the attack zoo for the demo victim (or --record's), run every protocol and "
+             "baseline, write JSON, markdown and ROC figures"),
+            ("stress", cmd_stress, "if someone stole my model this way, would this audit catch it? simulated thefts "
+             "and innocents of the victim of --record")):
+        s = sub.add_parser(name, help=hlp)
+        _add_common(s, seed=False)
+        s.add_argument("--record", type=Path, help="a JSON audit record: its victim is the one attacked "
+                       "(default for bench: the demo victim)")
+        s.add_argument("--thief-data", help="images the simulated thieves train on (one subfolder per class), "
+                       "never the audit's private or held-out data")
+        s.add_argument("--innocent-data", help="images of the same kind the simulated innocent models train on")
+        s.add_argument("--test-data", help="labelled images to measure fidelity on (default: --innocent-data)")
+        s.add_argument("--other-foundation", help="another pre-trained model for the students of another foundation")
+        s.add_argument("--attacks", nargs="+", help="zoo entries by name, or 'all' (default: "
+                       + ("a standard set of 15" if name == "stress" else "all; with --small, 6") + ")")
+        s.add_argument("--seeds", type=int, nargs="+", help="attack seeds (default 0 1 2; with --small, 0)")
+        s.add_argument("--small", action="store_true", help="the reduced demo and 6 suspects (what the tests run)")
+        s.add_argument("--no-baselines", action="store_true", help="only the audit's own protocols")
+        s.add_argument("--out", type=Path, default=Path(f"{name}-out"), help=f"output folder (default {name}-out)")
+        s.set_defaults(fn=fn)
     r = sub.add_parser("reverify", help="re-run the verifications of a JSON audit record and compare p-values")
     r.add_argument("record", type=Path, help="the JSON audit record (dashboard download or audit --json)")
     _add_common(r, seed=False)

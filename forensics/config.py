@@ -7,10 +7,11 @@ from typing import Any
 from .data import Trigger
 from .errors import ConfigError
 from .meta import MetaConfig
-from .protocols import DEFAULT_PROTOCOL, protocol_names
+from .protocols import DEFAULT_PROTOCOL, get_protocol, protocol_names
 from .training import TrainConfig
 
 STRATUM_WEIGHTINGS = ("flat", "quadratic")
+MIN_QUERY_BUDGET = 60  # the membership test needs about 30 members and 30 controls
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class AuditConfig:
     alpha: float = 0.01
     paper_draws: int = 40
     paper_m: int = 100
+    query_budget: int | None = None   # at most this many queries (members + controls only; None: all, with D_s)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -55,11 +57,16 @@ class AuditConfig:
             ("alpha", 0 < self.alpha < 1, "in (0, 1)"),
             ("paper_draws", self.paper_draws >= 1, ">= 1"),
             ("paper_m", self.paper_m >= 2, ">= 2"),
+            ("query_budget", self.query_budget is None or self.query_budget >= MIN_QUERY_BUDGET,
+             f"None or >= {MIN_QUERY_BUDGET}"),
         ]
         for name, ok, rule in rules:
             if not ok:
                 raise ConfigError(f"The {name!r} parameter of AuditConfig must be {rule}. "
                                   f"Got {getattr(self, name)!r} instead.")
+        if self.query_budget is not None and get_protocol(self.protocol).needs_ds:
+            raise ConfigError(f"a query budget leaves D_s out of the queries, and the {self.protocol!r} protocol needs "
+                              "it: use the membership protocol with a budget, or no budget")
         for part in ("train", "poison_train", "meta"):
             nested = getattr(self, part)
             if nested.seed not in (0, self.seed):

@@ -93,6 +93,26 @@ class ImageSet:
                 "per_class": counts.tolist(), "fingerprint": self.fingerprint}
 
 
+def synthetic_images(n: int, shape: tuple[int, ...], classes: list[str], seed: int = 0) -> ImageSet:
+    """``n`` synthetic query images for data-free distillation: random low-frequency patterns (uniform noise on a
+    4x4 to 8x8 grid, bilinearly upsampled to ``shape`` = (H, W) or (H, W, C)) with random contrast and offset -
+    images of no class, answered by the victim.  Labels are 0 (unused: a student learns the victim's answers)."""
+    rng = np.random.default_rng([seed, 77])
+    h, w = shape[:2]
+    out = np.empty((n,) + tuple(shape), np.uint8)
+    for i in range(n):
+        g = int(rng.integers(4, 9))
+        grid = rng.uniform(0, 1, (1, shape[2] if len(shape) == 3 else 1, g, g)).astype(np.float32)
+        up = torch.nn.functional.interpolate(torch.from_numpy(grid), size=(h, w), mode="bilinear",
+                                             align_corners=False)[0].numpy()
+        lo, hi = np.sort(rng.uniform(0, 1, 2))
+        img = np.clip(lo + (hi - lo + 0.2) * up, 0, 1)
+        img = np.moveaxis(img, 0, -1) if len(shape) == 3 else img[0]
+        out[i] = np.rint(img * 255).astype(np.uint8)
+    return ImageSet("synthetic", np.zeros(n, np.int64), np.array([f"synthetic/{i:05d}" for i in range(n)]),
+                    list(classes), images=out)
+
+
 def concat(sets: Sequence[ImageSet], name: str) -> ImageSet:
     if not sets:
         raise ValueError("nothing to concatenate")

@@ -19,7 +19,7 @@ import numpy as np
 
 from .attacks import Kind, get_attack, run_attack
 from .config import AuditConfig
-from .data import ImageSet, concat
+from .data import ImageSet, concat, synthetic_images
 from .errors import ConfigError, DataSourceError
 from .models import LoadedModel, lite, load_lite0_foundation, load_lite_foundation
 from .progress import Progress
@@ -108,12 +108,13 @@ def other_foundation(num_classes: int = NUM_CLASSES, *, input_size: int | None =
 
 
 def zoo_data(quick: bool = False) -> dict[str, ImageSet]:
-    """The data a zoo suspect trains on: the thief's auxiliary data, an innocent's own data, half of it, and
-    both together (6,000 images)."""
+    """The data a zoo suspect trains on: the thief's auxiliary data, an innocent's own data, half of it, both
+    together (6,000 images), and as many synthetic images as the thief's data for data-free distillation."""
     aux, innocent = demo_split("aux", quick), demo_split("innocent", quick)
     half = innocent.subset(np.arange(len(innocent) // 2), "innocent/2")
     return {"aux": aux, "innocent": innocent, "innocent/2": half,
-            "innocent+aux": concat([innocent, aux], "innocent+aux")}
+            "innocent+aux": concat([innocent, aux], "innocent+aux"),
+            "synthetic": synthetic_images(len(aux), aux.images.shape[1:], aux.classes)}
 
 
 def demo_train(quick: bool) -> TrainConfig:

@@ -10,6 +10,11 @@ from here.  Register a new one with :func:`register_protocol`.
   rank test (:func:`forensics.stats.stratified_rank_test`);
 * ``holmes`` - the meta-classifier's P(stolen) on held-out D_s rows, one-sample t-test;
 * ``paper`` - the reference release's protocol, reproduced for comparison.
+
+Peer methods (Dataset Inference, a label-agreement fingerprint, AKH) are registered here too, as
+*baselines* (:mod:`forensics.baselines`): the benchmark runs them on the same suspects; an audit's verdict
+never rests on them.  A protocol that needs answers to queries of its own (beyond the audit's query set)
+declares them with ``extra_queries``.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .data import ImageSet
 from .errors import ConfigError
 from .meta import BENIGN, STOLEN, output_difference
 from .metrics import accuracy, per_sample_loss
@@ -28,7 +34,8 @@ if TYPE_CHECKING:
 
 # evidence: the protocol's numbers (``p_value`` always); per_sample: lists kept in the audit record
 Evidence = dict[str, Any]
-RunFn = Callable[["Audit", np.ndarray, bool], tuple[Evidence, dict[str, list]]]
+# run(audit, answers to the query set, labels only?, answers to the protocol's extra queries or None)
+RunFn = Callable[["Audit", np.ndarray, bool, "np.ndarray | None"], tuple[Evidence, dict[str, list]]]
 
 
 @dataclass(frozen=True)
@@ -42,14 +49,27 @@ class Protocol:
     calibrated: bool            # the p-value is valid under H0 (measured: see the README)
     delta_p_from: str = ""      # the protocol whose dP is reported beside this one ("" = its own)
     samples: Callable[[Evidence], int] = lambda evidence: int(evidence["m"])  # how many samples the test used
+    needs_ds: bool = False      # needs D_s among the queries (the Holmes protocols)
+    baseline: bool = False      # a peer method for the benchmark, never an audit's verdict
+    # queries of its own beyond the audit's query set (built from the audit, deterministic), or None
+    extra_queries: Callable[["Audit"], ImageSet] | None = None
+    queries: Callable[[Evidence], int] | None = None  # black-box queries it used (default: samples)
 
-    def unavailable(self, *, has_heldout: bool, label_only: bool) -> str | None:
+    def unavailable(self, *, has_heldout: bool, label_only: bool, has_ds: bool = True) -> str | None:
         """Why this protocol cannot run on an audit / an answer type, or None."""
         if self.needs_logits and label_only:
             return f"the {self.name!r} protocol needs logits, not labels"
         if self.needs_heldout and not has_heldout:
             return f"the {self.name!r} protocol needs held-out data, and the audit has none"
+        if self.needs_ds and not has_ds:
+            return f"the {self.name!r} protocol needs D_s among the queries; a query budget leaves it out"
         return None
+
+    def query_count(self, evidence: Evidence) -> int:
+        """Black-box queries the test used: ``queries`` when declared or recorded, else its samples."""
+        if self.queries is None and "queries" in evidence:
+            return int(evidence["queries"])
+        return int((self.queries or self.samples)(evidence))
 
 
 _PROTOCOLS: dict[str, Protocol] = {}
@@ -62,13 +82,14 @@ def register_protocol(protocol: Protocol) -> Protocol:
     return protocol
 
 
-def list_protocols() -> list[Protocol]:
-    """Every registered protocol, the default first."""
-    return list(_PROTOCOLS.values())
+def list_protocols(*, baselines: bool = False) -> list[Protocol]:
+    """Every registered verdict protocol, the default first (and the peer baselines with ``baselines=True``)."""
+    return [p for p in _PROTOCOLS.values() if baselines or not p.baseline]
 
 
 def protocol_names() -> tuple[str, ...]:
-    return tuple(_PROTOCOLS)
+    """The protocols an audit's verdict may use."""
+    return tuple(p.name for p in list_protocols())
 
 
 def get_protocol(name: str) -> Protocol:
@@ -86,7 +107,8 @@ def effective_strata(requested: int, n_members: int, n_controls: int) -> int:
     return int(max(1, min(requested, min(n_members, n_controls) // MIN_PER_STRATUM)))
 
 
-def _membership(audit: "Audit", out: np.ndarray, label_only: bool) -> tuple[Evidence, dict[str, list]]:
+def _membership(audit: "Audit", out: np.ndarray, label_only: bool,
+                extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
     cfg, design = audit.config, audit.membership
     pm = audit.queries.positions(0, design.member_rows)
     pc = audit.queries.positions(1, design.control_rows)
@@ -114,7 +136,8 @@ def _ds_differences(audit: "Audit", out: np.ndarray) -> tuple[np.ndarray, np.nda
             output_difference(logits["benign"], logits["poisoned"]))
 
 
-def _holmes(audit: "Audit", out: np.ndarray, label_only: bool) -> tuple[Evidence, dict[str, list]]:
+def _holmes(audit: "Audit", out: np.ndarray, label_only: bool,
+            extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
     pos, o_s, o_b = _ds_differences(audit, out)
     clf = audit.meta.classifier
     ver = audit.meta.split["verify"]
@@ -122,17 +145,18 @@ def _holmes(audit: "Audit", out: np.ndarray, label_only: bool) -> tuple[Evidence
     p_b = clf.predict_proba(o_b[ver])
     evidence = {"p_value": heldout_meta_test(p_s[:, STOLEN]),
                 "delta_p": float(np.mean(p_s[:, STOLEN] - p_b[:, STOLEN])),
-                "mean_p_stolen": float(p_s[:, STOLEN].mean()), "m": int(len(ver))}
+                "mean_p_stolen": float(p_s[:, STOLEN].mean()), "m": int(len(ver)), "queries": int(len(pos))}
     return evidence, {"ds_p_stolen": clf.predict_proba(o_s)[:, STOLEN].tolist(), "ds_logits": out[pos].tolist()}
 
 
-def _paper(audit: "Audit", out: np.ndarray, label_only: bool) -> tuple[Evidence, dict[str, list]]:
+def _paper(audit: "Audit", out: np.ndarray, label_only: bool,
+           extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
     cfg = audit.config
     pos, o_s, _ = _ds_differences(audit, out)
     pp = audit.meta.paper_classifier.predict_proba(o_s, refit_scaler=True)
     p_paper, _ = paper_protocol(pp[:, STOLEN], np.random.default_rng(cfg.seed), draws=cfg.paper_draws, m=cfg.paper_m)
     return {"p_value": p_paper, "delta_p": float(np.mean(pp[:, STOLEN] - pp[:, BENIGN])),
-            "m": int(min(cfg.paper_m, len(pos))), "draws": cfg.paper_draws}, {}
+            "m": int(min(cfg.paper_m, len(pos))), "draws": cfg.paper_draws, "queries": int(len(pos))}, {}
 
 
 MEMBERSHIP = register_protocol(Protocol(
@@ -144,9 +168,9 @@ MEMBERSHIP = register_protocol(Protocol(
 HOLMES = register_protocol(Protocol(
     "holmes", "Holmes meta-classifier (held-out rows)",
     "the meta-classifier's P(stolen) on D_s rows it never trained on, one-sample t-test against 0.5",
-    _holmes, needs_heldout=False, needs_logits=True, calibrated=False))
+    _holmes, needs_heldout=False, needs_logits=True, calibrated=False, needs_ds=True))
 PAPER = register_protocol(Protocol(
     "paper", "Paper protocol (reference release)",
     "the reference release: per-suspect scaler, 40 overlapping draws of m = 100, harmonic mean of Welch p-values",
-    _paper, needs_heldout=False, needs_logits=True, calibrated=False))
+    _paper, needs_heldout=False, needs_logits=True, calibrated=False, needs_ds=True))
 DEFAULT_PROTOCOL = MEMBERSHIP.name

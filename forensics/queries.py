@@ -32,6 +32,9 @@ class QuerySet:
     def _lookup(self) -> dict[tuple[int, int], int]:
         return {(int(s), int(r)): i for i, (s, r) in enumerate(zip(self.source, self.row, strict=True))}
 
+    def has_rows(self, source: int, rows: np.ndarray) -> bool:
+        return all((source, int(r)) in self._lookup for r in rows)
+
     def positions(self, source: int, rows: np.ndarray) -> np.ndarray:
         """Positions in the query set of the given rows of the private (0) or held-out (1) data."""
         return np.array([self._lookup[(source, int(r))] for r in rows], dtype=np.int64)

@@ -50,6 +50,16 @@ class MembershipDesign:
     reference_loss_members: np.ndarray
     reference_loss_controls: np.ndarray
 
+    def subsample(self, budget: int, rng: np.random.Generator) -> "MembershipDesign":
+        """At most ``budget`` queries: half members, half controls, drawn at random (independently of any
+        suspect, so the test stays valid)."""
+        nm = min(len(self.member_rows), budget // 2)
+        nc = min(len(self.control_rows), budget - nm)
+        im = np.sort(rng.permutation(len(self.member_rows))[:nm])
+        ic = np.sort(rng.permutation(len(self.control_rows))[:nc])
+        return MembershipDesign(self.member_rows[im], self.control_rows[ic], self.reference_loss_members[im],
+                                self.reference_loss_controls[ic])
+
     @classmethod
     def empty(cls) -> "MembershipDesign":
         none = np.zeros(0, np.int64)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .baselines import extra_answers
 from .errors import ClassCountMismatchError, ConfigError, LogitsFileError
 from .models import LoadedModel
 from .protocols import get_protocol, list_protocols
@@ -115,23 +116,42 @@ def check_outputs(outputs: np.ndarray, n: int, k: int) -> np.ndarray:
     return out
 
 
-def verify_outputs(audit: "Audit", outputs: np.ndarray, name: str, protocol: str | None = None) -> Verdict:
-    """Verify a suspect from its outputs on ``audit.queries``: logits (N, K) or labels (N,)."""
+def has_ds(audit: "Audit") -> bool:
+    """Whether D_s is among the audit's queries (a query budget leaves it out)."""
+    ds_rows = audit.loss_order.ds_rows
+    return len(ds_rows) > 0 and audit.queries.has_rows(0, ds_rows)
+
+
+def verify_outputs(audit: "Audit", outputs: np.ndarray, name: str, protocol: str | None = None, *,
+                   baselines: bool = False, extra: dict[str, np.ndarray] | None = None) -> Verdict:
+    """Verify a suspect from its outputs on ``audit.queries``: logits (N, K) or labels (N,).
+
+    With ``baselines``, the peer baselines (:mod:`forensics.baselines`) add their evidence too; one that needs
+    queries of its own runs only when ``extra`` holds the suspect's answers to them (by protocol name)."""
     cfg = audit.config
     protocol = protocol or cfg.protocol
     chosen = get_protocol(protocol)
     out = check_outputs(outputs, len(audit.queries), audit.num_classes)
     label_only = out.ndim == 1
-    has_heldout = audit.heldout is not None
-    why = chosen.unavailable(has_heldout=has_heldout, label_only=label_only)
+    has_heldout, ds = audit.heldout is not None, has_ds(audit)
+    why = chosen.unavailable(has_heldout=has_heldout, label_only=label_only, has_ds=ds)
     if why:
         raise ConfigError(f"protocol {protocol!r} cannot run here: {why}")
     evidence: dict[str, dict[str, Any]] = {}
     per_sample: dict[str, list] = {}
-    for p in list_protocols():
-        if p.unavailable(has_heldout=has_heldout, label_only=label_only) is None:
-            evidence[p.name], samples = p.run(audit, out, label_only)
-            per_sample.update(samples)
+    extra = extra or {}
+    for p in list_protocols(baselines=baselines):
+        if p.unavailable(has_heldout=has_heldout, label_only=label_only, has_ds=ds) is not None:
+            continue
+        if p.extra_queries is not None and p.name not in extra:
+            continue
+        more = None
+        if p.extra_queries is not None:
+            more = check_outputs(extra[p.name], len(p.extra_queries(audit)), audit.num_classes)
+            if more.ndim == 1 and not label_only:
+                raise LogitsFileError(f"answers to the {p.name!r} queries are labels but the query set's are logits")
+        evidence[p.name], samples = p.run(audit, out, label_only, more)
+        per_sample.update(samples)
     r = _reading(evidence, protocol, cfg.alpha)
     if r is None:  # cannot happen: the chosen protocol was available
         raise ConfigError(f"protocol {protocol!r} produced no evidence")
@@ -148,7 +168,10 @@ def query_outputs(audit: "Audit", suspect: LoadedModel) -> np.ndarray:
     return audit.engine.logits(suspect, audit.queries.images)
 
 
-def verify_model(audit: "Audit", suspect: LoadedModel, name: str | None = None, protocol: str | None = None) -> Verdict:
-    v = verify_outputs(audit, query_outputs(audit, suspect), name or suspect.source, protocol=protocol)
+def verify_model(audit: "Audit", suspect: LoadedModel, name: str | None = None, protocol: str | None = None,
+                 *, baselines: bool = False) -> Verdict:
+    extra = extra_answers(audit, suspect, list_protocols(baselines=True)) if baselines else None
+    v = verify_outputs(audit, query_outputs(audit, suspect), name or suspect.source, protocol=protocol,
+                       baselines=baselines, extra=extra)
     v.fingerprint = suspect.fingerprint
     return v

@@ -6,7 +6,8 @@ builds and verifies a list of entries over several seeds.  :data:`DEMO_ZOO` is t
 weight-derived thefts (fine-tuning at several strengths, with augmentation, label smoothing or the
 victim's own labels; pruning with and without fine-tuning; int8 / int4 weights; a re-trained tail; a
 combination), output-derived thefts (distillation at three temperatures and label-query extraction, into the
-victim's foundation, into another pretrained foundation, and from scratch into a ResNet-18), black-box
+victim's foundation, into another pretrained foundation, and from scratch into a ResNet-18; data-free distillation
+on synthetic low-frequency images, :func:`forensics.data.synthetic_images`), black-box
 answers (top-1, top-3, rounded probabilities, temperature) and innocent models (the same foundation with a
 spread of recipes and data, another foundation, from scratch, and a student of an innocent teacher).
 """
@@ -22,13 +23,15 @@ from . import demo_assets
 from .answers import ANSWER_FORMATS, format_answers
 from .attacks import Kind, fidelity, get_attack, run_attack
 from .audit import Audit
+from .baselines import extra_answers
 from .data import ImageSet
 from .errors import ConfigError
 from .models import LoadedModel, fresh_model
 from .progress import Progress
+from .protocols import list_protocols
 from .sources import load_foundation
 from .training import TrainConfig
-from .verify import Verdict
+from .verify import Verdict, verify_outputs
 
 OTHER_FOUNDATION = "other-foundation"   # student: another pretrained foundation (ZooContext.other_foundation)
 SCRATCH = "scratch:"                    # student: "scratch:<timm arch>", trained from random weights
@@ -117,17 +120,41 @@ class ZooResult:
     agreement: float              # top-1 agreement with the victim on the test data (fidelity)
     test_accuracy: float
     seconds: float                # to build (or reuse) and verify
+    times: dict[str, float] = field(default_factory=dict)       # seconds per stage: attack, answers, verify
+    answers: np.ndarray | None = field(default=None, repr=False)  # what its API answered on the query set
 
     def to_dict(self) -> dict[str, Any]:
         v = self.verdict
         return {"name": self.entry.name, "group": self.entry.group, "kind": self.entry.kind, "seed": self.seed,
                 "attack": self.entry.attack, "answers": self.entry.answers, "agreement": self.agreement,
-                "test_accuracy": self.test_accuracy, "seconds": self.seconds,
+                "test_accuracy": self.test_accuracy, "seconds": self.seconds, "times": self.times,
                 "p_values": {p: e["p_value"] for p, e in v.evidence.items()}, "verdict": v.verdict}
 
 
+def verify_entry(entry: ZooEntry, ctx: ZooContext, seed: int, *, baselines: bool = False,
+                 progress: Progress | None = None) -> ZooResult:
+    """Build (or reuse) one entry's suspect, answer the queries through its API format, verify by every protocol
+    (and every baseline, on the same answers, with ``baselines``)."""
+    a = ctx.audit
+    t0 = time.perf_counter()
+    model = build_suspect(entry, ctx, seed, progress)
+    t1 = time.perf_counter()
+    answers = format_answers(a.engine.logits(model, a.queries.images), entry.answers)
+    extra = None
+    if baselines:
+        extra = {k: format_answers(v, entry.answers)
+                 for k, v in extra_answers(a, model, list_protocols(baselines=True)).items()}
+    t2 = time.perf_counter()
+    verdict = verify_outputs(a, answers, f"{entry.name} (seed {seed})", baselines=baselines, extra=extra)
+    verdict.fingerprint = model.fingerprint
+    fid = fidelity(a.engine, a.victim, model, ctx.test)
+    t3 = time.perf_counter()
+    return ZooResult(entry, seed, verdict, fid["agreement"], fid["test_accuracy"], t3 - t0,
+                     {"attack": t1 - t0, "answers": t2 - t1, "verify": t3 - t2}, answers)
+
+
 def run_zoo(ctx: ZooContext, entries: list[ZooEntry] | tuple[ZooEntry, ...], seeds: list[int],
-            progress: Progress | None = None, on_result: Any = None) -> list[ZooResult]:
+            progress: Progress | None = None, on_result: Any = None, *, baselines: bool = False) -> list[ZooResult]:
     """Build and verify every entry for every seed; ``on_result(result)`` is called as each finishes."""
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
@@ -135,14 +162,7 @@ def run_zoo(ctx: ZooContext, entries: list[ZooEntry] | tuple[ZooEntry, ...], see
     results = []
     for seed in seeds:
         for entry in entries:
-            t = time.perf_counter()
-            model = build_suspect(entry, ctx, seed, progress)
-            logits = ctx.audit.engine.logits(model, ctx.audit.queries.images)
-            answers = format_answers(logits, entry.answers)
-            verdict = ctx.audit.verify(answers, name=f"{entry.name} (seed {seed})")
-            verdict.fingerprint = model.fingerprint
-            fid = fidelity(ctx.audit.engine, ctx.audit.victim, model, ctx.test)
-            r = ZooResult(entry, seed, verdict, fid["agreement"], fid["test_accuracy"], time.perf_counter() - t)
+            r = verify_entry(entry, ctx, seed, baselines=baselines, progress=progress)
             results.append(r)
             if on_result is not None:
                 on_result(r)
@@ -184,6 +204,9 @@ DEMO_ZOO: tuple[ZooEntry, ...] = (
        student=OTHER_FOUNDATION),
     _z("distill from scratch into ResNet-18", "distillation, from scratch", "distill", student=SCRATCH + "resnet18",
        train={"epochs": 15, "lr": 2e-3, "trainable_blocks": None}),
+    # data-free: the thief has no data and queries the victim with synthetic images
+    _z("data-free distillation (synthetic low-frequency queries), T = 4", "data-free distillation", "distill",
+       data="synthetic", train={"temperature": 4.0}),
     # black-box: what the suspect's API returns
     _z("fine-tune, API top-1", "black-box API", "fine_tune", train={"epochs": 3}, answers="top1"),
     _z("fine-tune, API top-3", "black-box API", "fine_tune", train={"epochs": 3}, answers="top3"),

@@ -14,7 +14,8 @@ from forensics.jobs import get_job
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 pytestmark = pytest.mark.slow
-PAGES = ["pages/load.py", "pages/shadows.py", "pages/features.py", "pages/verdict.py", "pages/report.py"]
+PAGES = ["pages/load.py", "pages/shadows.py", "pages/features.py", "pages/verdict.py", "pages/report.py",
+         "pages/stress.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +129,24 @@ def test_demo_walkthrough_every_page(env):
     at.switch_page("pages/load.py").run()
     assert not at.exception
     assert "Model cards" in [s.value for s in at.subheader]
+
+    # the stress test: simulated thefts and innocents of the demo victim, verified by this audit
+    at.switch_page("pages/stress.py").run()
+    assert not at.exception
+    assert [t.value for t in at.text_input] == ["demo:aux", "demo:innocent"]
+    at.multiselect[0].set_value(["direct copy", "innocent, other seed"])
+    button(at, "Run the stress test").click().run()
+    assert not at.exception
+    job = get_job(at.session_state["stress_job_id"])
+    job.wait(900)
+    assert job.status == "done", job.error
+    at.run()
+    assert not at.exception
+    assert "flagged **1 of 1** kinds of simulated theft" in texts(at) + " ".join(m.value for m in at.success)
+    table = at.dataframe[0].value
+    assert list(table["simulated suspect"]) == ["direct copy", "innocent, other seed"]
+    assert list(table["flagged"]) == ["1 of 1", "0 of 1"]
+    assert at.get("plotly_chart")
 
 
 def test_two_sessions_at_once_do_not_interfere(env):

@@ -80,3 +80,35 @@ def test_export_verify_audit_reverify_round_trip(quick_demo, store_root, tmp_pat
     # a record's seed cannot be changed from the command line
     r = _cli("verify", "--record", str(out), "--seed", "3", "--logits", str(answers), *store)
     assert r.returncode == 2 and "--seed 3" in r.stderr
+
+
+@pytest.mark.slow  # the reduced demo
+def test_export_queries_with_a_budget_keeps_the_test_valid(quick_demo, store_root, tmp_path, capsys):
+    """--budget N: at most N queries (members and controls only); the record carries the budget, so answers to
+    the small query set verify against it, and the Holmes protocols (which need D_s) say they cannot run."""
+
+    from forensics.cli import main, read_record
+    from forensics.config import AuditConfig
+    from forensics.spec import AuditSpec, open_audit
+    from forensics.store import ArtifactStore
+
+    rec = tmp_path / "spec.json"
+    rec.write_text(json.dumps({"spec": AuditSpec.demo(0, quick=True).to_dict(), "suspects": []}))
+    assert main(["export-queries", "--record", str(rec), "--out", str(tmp_path / "q"), "--budget", "200",
+                 "--store", str(store_root), "--quiet"]) == 0
+    assert "wrote 200 query images" in capsys.readouterr().out
+    assert len((tmp_path / "q" / "queries.csv").read_text().splitlines()) == 201
+    spec = read_record(tmp_path / "q" / "audit.json")[0]
+    assert spec.config.query_budget == 200
+    small = open_audit(spec, ArtifactStore(store_root))
+    assert len(small.queries) == 200 and len(small.membership.member_rows) == 100
+    full = quick_demo.audit
+    assert small.shadows.reference.fingerprint == full.shadows.reference.fingerprint  # nothing retrained
+    copy = small.verify(small.engine.logits(small.victim, small.queries.images))
+    assert copy.p_value < 1e-6 and set(copy.evidence) == {"membership"}
+    innocent = small.verify(small.engine.logits(full.shadows.reference, small.queries.images))
+    assert innocent.p_value > 0.01
+    with pytest.raises(ForensicsError, match="D_s"):
+        AuditConfig(query_budget=200, protocol="holmes")
+    with pytest.raises(ForensicsError, match="query_budget"):
+        AuditConfig(query_budget=10)

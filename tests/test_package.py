@@ -23,13 +23,13 @@ LAYERS = [
     {"training"},
     {"engine"},
     {"meta", "attacks", "weight_edits", "queries", "answers"},
-    {"protocols"},
+    {"protocols", "baselines"},
     {"config"},
     {"shadows", "demo_assets"},
     {"sources"},
     {"verify", "audit"},
     {"spec"},
-    {"case", "demo", "plots", "report", "jobs", "zoo"},
+    {"case", "demo", "plots", "report", "jobs", "zoo", "bench"},
     {"cli", "__main__", "__init__"},
 ]
 
@@ -109,7 +109,7 @@ def test_public_api():
 @pytest.mark.parametrize("folder", ["pages"])
 def test_pages_folder_holds_only_pages(folder):
     files = sorted(p.name for p in (ROOT / folder).iterdir() if not p.name.startswith((".", "__pycache__")))
-    assert files == ["features.py", "load.py", "report.py", "shadows.py", "verdict.py"]
+    assert files == ["features.py", "load.py", "report.py", "shadows.py", "stress.py", "verdict.py"]
 
 
 def test_ruff_is_clean():

@@ -1,0 +1,135 @@
+"""Step 6: the stress test - if someone stole my model this way, would this audit catch it?"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.state import current_case, get_store
+from dashboard.widgets import need_audit, show_error
+from forensics.bench import SMALL_ZOO, STRESS_ZOO, stress_figure, stress_rows, stress_test, zoo_entries
+from forensics.errors import ConfigError
+from forensics.jobs import get_job, start_job
+from forensics.sources import is_demo, load_data
+from forensics.training import TrainProgress
+from forensics.verify import format_p
+from forensics.zoo import DEMO_ZOO
+
+st.title("Stress test")
+st.markdown("**If someone stole your model this way, would this audit catch it?** The stress test simulates "
+            "thefts of *your* victim (fine-tunes, pruning, distillation, answers through an API...) and innocent "
+            "models of the same task, then verifies each with this audit. How often each simulated theft is flagged "
+            "is the audit's detection power for that kind of theft: it tells you what a *not stolen* verdict rules "
+            "out before you rely on it.")
+if not need_audit("stress-test results"):
+    st.stop()
+case = current_case()
+audit = case.audit
+demo = is_demo(case.spec.data)
+job = get_job(st.session_state.get("stress_job_id"))
+busy = job is not None and job.running
+
+with st.form("stress"):
+    c1, c2 = st.columns(2)
+    thief_src = c1.text_input(
+        "Thief's data", "demo:aux" if demo else "",
+        help="images a thief would train on (a folder with one subfolder per class). Never the audit's private or "
+             "held-out data: the stress test refuses images they share.")
+    innocent_src = c2.text_input(
+        "Innocent party's data", "demo:innocent" if demo else "",
+        help="images of the same kind an honest party would train its own model on (a folder with one subfolder "
+             "per class); they also measure each simulated model's fidelity")
+    names = st.multiselect("Simulated suspects", [e.name for e in DEMO_ZOO], default=list(SMALL_ZOO),
+                           help="thefts and innocent models of the attack zoo; each is trained from your victim (or, "
+                                "for innocents, from the foundation) through the same engine as the shadows")
+    c1, c2 = st.columns([1, 3])
+    runs = c1.number_input("runs per suspect (seeds)", 1, 5, 1,
+                           help="more runs give a more precise detection rate, at the cost of more training")
+    c2.caption(f"On a CPU each simulated model of the demo trains in about 5-60 s; the standard set "
+               f"({len(STRESS_ZOO)} suspects) with 3 runs takes about half an hour, the default pick a few minutes. "
+               "Models already trained are reused from the artifact store.")
+    go = st.form_submit_button("Run the stress test", type="primary", disabled=busy, icon=":material/science:")
+
+if go:
+    try:
+        if not thief_src.strip() or not innocent_src.strip():
+            raise ConfigError("give both the thief's data and the innocent party's data (folders with one subfolder "
+                             "per class)")
+        classes = audit.private.classes
+        thief = load_data(thief_src.strip(), classes=classes, quick=case.spec.quick)
+        innocent = load_data(innocent_src.strip(), classes=classes, quick=case.spec.quick)
+        job = start_job("stress test", stress_test, audit, thief, innocent, zoo_entries(names or SMALL_ZOO),
+                        list(range(int(runs))))
+        st.session_state.stress_job_id = job.id
+        busy = True
+    except Exception as e:  # noqa: BLE001
+        show_error(e)
+
+
+@st.fragment(run_every=1.0)
+def live(job_id: str, total: int) -> None:
+    j = get_job(job_id)
+    if j is None:
+        return
+    events = j.snapshot()
+    trainings = {ev.label: ev for ev in events if isinstance(ev, TrainProgress)}
+    done = sum(1 for ev in trainings.values() if ev.done)
+    with st.status(f"Stress test {'running' if j.running else j.status} — {j.seconds:.0f} s",
+                   state="running" if j.running else ("complete" if j.status == "done" else "error"), expanded=True):
+        active = [ev for ev in trainings.values() if not ev.done]
+        if active:
+            ev = active[-1]
+            st.progress(min(ev.step / max(ev.total_steps, 1), 1.0),
+                        text=f"training {ev.label}: epoch {ev.epoch}/{ev.epochs}")
+        st.caption(f"{done} simulated models trained so far (of up to {total}; copies, pruning and quantisation "
+                   "need no training)")
+    if not j.running:
+        st.rerun()
+
+
+if busy and job is not None:
+    live(job.id, len(names) * int(runs))
+    st.stop()
+if job is None:
+    st.info("Pick the simulated suspects and press **Run the stress test**.", icon=":material/info:")
+    st.stop()
+if job.status == "failed":
+    st.error(f"The stress test stopped: {job.error}. Models trained before the error are kept in the store.",
+             icon=":material/error:")
+    st.stop()
+
+result = job.result
+protocol, alpha = result.meta["protocol"], result.meta["alpha"]
+rows = stress_rows(result, protocol, alpha)
+thefts = [r for r in rows if r["kind"] == "stolen" and r["faithful"]]
+caught = [r["name"] for r in thefts if r["flagged"] == r["runs"]]
+missed = [r["name"] for r in thefts if r["flagged"] < r["runs"]]
+false_alarms = [r for r in rows if r["kind"] == "innocent" and r["flagged"]]
+head = (f"This audit flagged **{len(caught)} of {len(thefts)}** kinds of simulated theft in every run, and "
+        f"**{len(false_alarms)}** of {sum(r['kind'] == 'innocent' for r in rows)} kinds of innocent model.")
+(st.success if not missed and not false_alarms else st.warning)(head, icon=":material/fact_check:")
+if missed:
+    st.markdown("A *not stolen* verdict from this audit does **not** rule out: " + "; ".join(f"*{m}*" for m in missed)
+                + ".")
+for why in result.meta.get("skipped", []):
+    st.caption(f"Left out: {why}")
+st.plotly_chart(stress_figure(result, protocol, alpha), width="stretch")
+st.caption(f"Each dot is one simulated model's p-value under the audit's {protocol} test; left of the dashed line "
+           f"(alpha = {alpha}) the audit would call it stolen. Red dots should sit left of it, green dots right.")
+table = pd.DataFrame([{
+    "simulated suspect": r["name"], "kind": "theft" if r["kind"] == "stolen" else "innocent",
+    "agreement with your model": f"{r['agreement']:.0%}",
+    "flagged": f"{r['flagged']} of {r['runs']}", "median p": format_p(r["median_p"]),
+    "note": "" if r["kind"] == "innocent" or r["faithful"] else "theft failed (agreement < 80 %): not a real test",
+} for r in rows])
+c1, c2 = st.columns([3, 2])
+with c1:
+    st.markdown("**Detection power per simulated suspect**")
+    st.dataframe(table, hide_index=True, width="stretch")
+with c2:
+    st.markdown("**This audit's own verdicts**")
+    if case.verdicts:
+        st.dataframe(pd.DataFrame([{"suspect": e.name, "p": format_p(v.p_value), "verdict": v.verdict}
+                                   for e, v in case.ordered_verdicts()]), hide_index=True, width="stretch")
+    else:
+        st.caption("No suspects verified yet.")
+st.caption(f"Stress test took {result.times.get('total', 0):.0f} s; artifact store `{get_store().root}`.")

@@ -1,0 +1,143 @@
+"""forensics.bench and the `bench` / `stress` commands: summaries, budgets, outputs, the thief's data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from forensics.bench import (
+    BenchResult,
+    budget_view,
+    check_disjoint,
+    markdown,
+    stress_rows,
+    summarize,
+    zoo_entries,
+)
+from forensics.cli import main
+from forensics.errors import ConfigError, DataSourceError
+from forensics.verify import Verdict
+from forensics.zoo import DEMO_ZOO, ZooEntry, ZooResult
+
+
+def _result(name, group, attack, p_membership, p_fp, agreement=0.9, seed=0):
+    ev = {"membership": {"p_value": p_membership, "members": 50, "controls": 50},
+          "fingerprint": {"p_value": p_fp, "m": 100}}
+    v = Verdict(name, "membership", p_membership, None, p_membership < 0.01, 0.01, 100, seed, ev)
+    return ZooResult(ZooEntry(name, group, attack), seed, v, agreement, 0.8, 1.0, {"attack": 1.0})
+
+
+def _bench():
+    rs = [_result("copy", "copy", "direct_copy", 1e-20, 1e-9),
+          _result("ft", "fine-tune", "fine_tune", 1e-4, 0.3),
+          _result("ft2", "fine-tune", "fine_tune", 0.2, 0.02),
+          _result("failed", "fine-tune", "fine_tune", 1e-5, 0.5, agreement=0.4),  # a failed theft: not counted
+          _result("inn1", "innocent", "innocent", 0.5, 0.004),
+          _result("inn2", "innocent", "innocent", 0.03, 0.6)]
+    curves = [{"membership": {100: 1e-3}}, {"membership": {100: 0.5}}, {"membership": {100: 0.6}}, {}, {}, {}]
+    return BenchResult(rs, curves, {"membership": 100 + 100, "fingerprint": 100}, {"attack": 6.0})
+
+
+def test_summary_counts_only_faithful_thefts_and_measures_innocents():
+    s = summarize(_bench())
+    groups = {g["group"]: g for g in s["groups"]}
+    ft = groups["fine-tune"]
+    assert (ft["suspects"], ft["faithful"]) == (3, 2)
+    m = ft["protocols"]["membership"]
+    assert m["tpr_0.01"] == 0.5 and m["median_p"] == pytest.approx((1e-4 + 0.2) / 2)
+    # AUC: 1e-4 beats both innocents; 0.2 beats 0.5 only -> (2 + 1) / 4
+    assert m["auc"] == pytest.approx(0.75)
+    assert s["innocents"]["membership"] == {"n": 2, "min_p": 0.03, "fpr_0.01": 0.0, "fpr_0.05": 0.5}
+    assert s["innocents"]["fingerprint"]["fpr_0.01"] == 0.5
+    assert s["overall"]["membership"]["tpr_0.01"] == pytest.approx(2 / 3)
+    # budget curve: the copy reaches p < 0.01 with 100 queries, the fine-tunes do not even at full budget
+    assert s["queries_to_detect"]["membership"] == {"copy": 100, "fine-tune": None}
+    md = markdown(_bench(), s)
+    assert "| fine-tune | 2/3 | 0.75 / 0.50 /" in md and "FPR at 0.01" in md
+
+
+def test_stress_rows_say_how_often_each_attack_is_flagged():
+    rows = {r["name"]: r for r in stress_rows(_bench(), "membership", 0.01)}
+    assert rows["copy"]["flagged"] == 1 and rows["ft2"]["flagged"] == 0 and not rows["failed"]["faithful"]
+
+
+def test_zoo_entries_by_name():
+    assert zoo_entries(None) == list(DEMO_ZOO) == zoo_entries(["all"])
+    assert [e.name for e in zoo_entries(["direct copy"])] == ["direct copy"]
+    with pytest.raises(ConfigError, match="unknown zoo entries"):
+        zoo_entries(["teleport"])
+
+
+@pytest.mark.slow
+def test_budget_view_subsamples_members_and_controls_and_stays_valid(quick_demo):
+    audit = quick_demo.audit
+    view = budget_view(audit, 200)
+    d = view.membership
+    assert len(d.member_rows) == len(d.control_rows) == 100
+    assert set(d.member_rows) <= set(audit.membership.member_rows)
+    assert budget_view(audit, 200).membership.member_rows.tolist() == d.member_rows.tolist()  # seeded
+    copy = audit.engine.logits(audit.victim, audit.queries.images)
+    assert view.verify(copy).evidence["membership"]["members"] == 100
+    # exact null: a suspect that never saw the members - the reference shadow - is not flagged at any budget
+    ref = audit.engine.logits(audit.shadows.reference, audit.queries.images)
+    for b in (100, 200, 400):
+        assert budget_view(audit, b).verify(ref).p_value > 0.01
+
+
+@pytest.mark.slow
+def test_bench_small_writes_json_markdown_and_figures(quick_demo, store_root, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--small", "--store", str(store_root), "--out", str(out), "--quiet"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    assert len(data["suspects"]) == 6 and data["meta"]["seeds"] == [0]
+    names = {s["name"] for s in data["suspects"]}
+    assert "direct copy" in names and "innocent, other seed" in names
+    summary = data["summary"]
+    assert {"membership", "fingerprint", "akh", "dataset_inference"} <= set(summary["innocents"])
+    assert summary["innocents"]["membership"]["fpr_0.01"] == 0.0
+    copy = next(g for g in summary["groups"] if g["group"] == "copy")
+    assert copy["protocols"]["membership"]["tpr_0.01"] == 1.0
+    assert summary["full_queries"]["dataset_inference"] > summary["full_queries"]["membership"]
+    assert set(summary["times"]) >= {"audits", "attack", "answers", "verify", "budget curve", "total"}
+    md = (out / "bench.md").read_text()
+    assert md.startswith("# Benchmark") and "| copy | 1/1 |" in md
+    html = (out / "bench.html").read_text()
+    assert "plotly" in html and "ROC" in html and "Query budget" in html
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_stress_test_of_an_audit_record(quick_demo, store_root, tmp_path, capsys):
+    from forensics.report import build_report
+
+    record = tmp_path / "audit.json"
+    record.write_text(json.dumps(build_report(quick_demo.audit, [])))
+    assert json.loads(record.read_text())["spec"]["quick"]
+    code = main(["stress", "--record", str(record), "--store", str(store_root), "--thief-data", "demo:aux",
+                 "--innocent-data", "demo:innocent", "--attacks", "direct copy", "innocent, other seed",
+                 "--seeds", "0",
+                 "--out", str(tmp_path / "stress"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "would this audit" in out and "direct copy" in out
+    line = next(x for x in out.splitlines() if x.startswith("direct copy"))
+    assert "1 of 1" in line
+    # the audit's own data as the thief's is refused
+    assert main(["stress", "--record", str(record), "--store", str(store_root), "--thief-data", "demo:heldout",
+                 "--innocent-data", "demo:innocent", "--attacks", "direct copy", "--quiet"]) == 2
+    # the stress test needs a record
+    assert main(["stress", "--store", str(store_root), "--quiet"]) == 2
+
+
+def test_check_disjoint_refuses_the_audits_own_images():
+    from types import SimpleNamespace
+
+    from helpers import toy_images
+
+    imgs = toy_images(40)
+    audit = SimpleNamespace(private=imgs, heldout=None,
+                            membership=SimpleNamespace(member_rows=np.arange(10), control_rows=np.arange(0)))
+    check_disjoint(audit, imgs.subset(np.arange(10, 40)), "thief's data")
+    with pytest.raises(DataSourceError, match="shares 1 images"):
+        check_disjoint(audit, imgs.subset(np.arange(9, 20)), "thief's data")
