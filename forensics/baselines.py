@@ -7,7 +7,7 @@ benchmark runs them on exactly the same suspects and answers as the audit's own 
   test of "the suspect agrees with the victim more often than the most similar reference does".
 * ``akh`` - agreement on the victim's own mistakes (the AKH idea of QuRD, AAAI 2025): on the controls the
   victim gets wrong, how often does the suspect give the victim's *wrong* label, against the references
-  (same McNemar test).  Labels are enough.
+  (same McNemar test).  Labels are enough, and only those controls need asking (the owner knows them).
 * ``dataset_inference`` - Dataset Inference (Maini et al., ICLR 2021), black-box "blind walk" variant: for
   each sample, the number of steps along random noise directions until the suspect's label changes (a
   distance to the decision boundary); a logistic "confidence regressor" fitted on the victim's own distances
@@ -83,6 +83,13 @@ def _control_positions(audit: "Audit") -> np.ndarray:
     return audit.queries.positions(HELDOUT, audit.membership.control_rows)
 
 
+def victim_mistakes(audit: "Audit") -> np.ndarray:
+    """Indices into the audit's control rows of the controls the victim gets wrong."""
+    victim, _ = _victim_and_references(audit)
+    pos = _control_positions(audit)
+    return np.flatnonzero(victim[pos] != audit.heldout.labels[audit.membership.control_rows])
+
+
 def _fingerprint(audit: "Audit", out: np.ndarray, label_only: bool,
                  extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
     pos = _control_positions(audit)
@@ -102,11 +109,10 @@ def _akh(audit: "Audit", out: np.ndarray, label_only: bool,
     pw, vw = pos[wrong], victim[pos][wrong]
     same = _labels(out)[pw] == vw
     if len(pw) == 0:
-        return {"p_value": 1.0, "match_rate": 0.0, "reference": "", "reference_match_rate": 0.0, "m": 0,
-                "queries": int(len(pos))}, {}
+        return {"p_value": 1.0, "match_rate": 0.0, "reference": "", "reference_match_rate": 0.0, "m": 0}, {}
     p, ref_name, ref_rate = _against_references(same, [(n, r[pw] == vw) for n, r in refs])
     return {"p_value": p, "match_rate": float(same.mean()), "reference": ref_name, "reference_match_rate": ref_rate,
-            "m": int(len(pw)), "queries": int(len(pos))}, {}
+            "m": int(len(pw))}, {}
 
 
 # -- Dataset Inference ----------------------------------------------------------------------------------------
@@ -207,13 +213,12 @@ FINGERPRINT = register_protocol(Protocol(
     "fingerprint", "Label-agreement fingerprint (baseline)",
     "top-1 agreement with the victim on the held-out controls, against the most similar innocent reference "
     "(exact McNemar test)",
-    _fingerprint, needs_heldout=True, needs_logits=False, calibrated=False, baseline=True))
+    _fingerprint, needs_heldout=True, needs_logits=False, calibrated=False, baseline=True, budget_on="controls"))
 AKH = register_protocol(Protocol(
     "akh", "AKH: agreement on the victim's mistakes (baseline)",
     "on the controls the victim gets wrong, how often the suspect repeats the victim's wrong label, against the "
     "innocent references (exact McNemar test; QuRD, AAAI 2025)",
-    _akh, needs_heldout=True, needs_logits=False, calibrated=False, baseline=True,
-    queries=lambda evidence: int(evidence["queries"])))
+    _akh, needs_heldout=True, needs_logits=False, calibrated=False, baseline=True, budget_on="mistakes"))
 DATASET_INFERENCE = register_protocol(Protocol(
     "dataset_inference", "Dataset Inference, blind walk (baseline)",
     "steps to the decision boundary along random noise, scored by a regressor fitted on the victim, Welch t-test "

@@ -23,10 +23,12 @@ import numpy as np
 
 from . import demo_assets
 from .audit import Audit
+from .baselines import victim_mistakes
 from .data import ImageSet, concat, synthetic_images
 from .errors import ConfigError, DataSourceError
 from .progress import Progress
 from .protocols import Protocol, get_protocol, list_protocols
+from .shadows import MembershipDesign
 from .verify import format_p
 from .zoo import DEMO_ZOO, OTHER_FOUNDATION, ZooContext, ZooEntry, ZooResult, demo_zoo_context, verify_entry
 
@@ -53,18 +55,28 @@ def zoo_entries(names: list[str] | tuple[str, ...] | None) -> list[ZooEntry]:
     return [by_name[n] for n in names]
 
 
-def budget_view(audit: Audit, budget: int) -> Audit:
-    """The audit as if it had asked only ``budget`` queries of the membership test (half members, half controls,
-    drawn at random independently of any suspect, so every p-value stays valid)."""
+def budget_view(audit: Audit, budget: int, on: str = "both") -> Audit:
+    """The audit as if a protocol had asked only ``budget`` queries, drawn at random independently of any suspect
+    (so every p-value stays valid): ``on="both"`` half members and half controls (the membership test),
+    ``"controls"`` controls only, ``"mistakes"`` controls the victim gets wrong (see ``Protocol.budget_on``)."""
     rng = np.random.default_rng([audit.config.seed, budget, 7])
     memo = {k: v for k, v in audit.memo.items() if k == "victim_and_references"}
-    return replace(audit, membership=audit.membership.subsample(budget, rng), memo=memo)
+    d = audit.membership
+    if on == "both":
+        return replace(audit, membership=d.subsample(budget, rng), memo=memo)
+    if on not in ("controls", "mistakes"):
+        raise ConfigError(f"unknown budget target {on!r}; use 'both', 'controls' or 'mistakes'")
+    rows = victim_mistakes(audit) if on == "mistakes" else np.arange(len(d.control_rows))
+    pick = np.sort(rng.permutation(rows)[:budget])
+    design = MembershipDesign(d.member_rows, d.control_rows[pick], d.reference_loss_members,
+                              d.reference_loss_controls[pick])
+    return replace(audit, membership=design, memo=memo)
 
 
 def budget_protocols() -> list[Protocol]:
-    """The protocols whose queries a budget thins out (the members and controls); the Holmes protocols ask D_s
-    (fixed) and Dataset Inference its own walks."""
-    return [p for p in list_protocols(baselines=True) if p.needs_heldout and p.extra_queries is None]
+    """The protocols whose queries a budget thins out; the Holmes protocols ask D_s (fixed) and Dataset
+    Inference its own walks."""
+    return [p for p in list_protocols(baselines=True) if p.budget_on]
 
 
 def budget_curve(audit: Audit, result: ZooResult, budgets: tuple[int, ...] = BUDGETS) -> dict[str, dict[int, float]]:
@@ -72,13 +84,13 @@ def budget_curve(audit: Audit, result: ZooResult, budgets: tuple[int, ...] = BUD
     out: dict[str, dict[int, float]] = {}
     answers = result.answers
     label_only = answers.ndim == 1
-    full = len(audit.membership.member_rows) + len(audit.membership.control_rows)
-    for b in budgets:
-        if b >= full:
+    for p in budget_protocols():
+        if p.unavailable(has_heldout=True, label_only=label_only) is not None:
             continue
-        view = budget_view(audit, b)
-        for p in budget_protocols():
-            if p.unavailable(has_heldout=True, label_only=label_only) is None:
+        full = p.query_count(p.run(audit, answers, label_only, None)[0])
+        for b in budgets:
+            if b < full:
+                view = budget_view(audit, b, p.budget_on)
                 out.setdefault(p.name, {})[b] = float(p.run(view, answers, label_only, None)[0]["p_value"])
     return out
 
@@ -417,7 +429,8 @@ def stress_figure(bench: BenchResult, protocol: str, alpha: float):
     fig.add_vline(x=alpha, line_dash="dash", line_color="#444",
                   annotation_text=f"alpha = {alpha}: left of the line = flagged as stolen", annotation_position="top")
     names = list(dict.fromkeys(r.entry.name for r in bench.results))
-    fig.update_layout(xaxis_type="log", xaxis_title=f"p-value ({protocol} test), log scale", template="plotly_white",
+    fig.update_layout(xaxis_type="log", xaxis_exponentformat="e", xaxis_title=f"p-value ({protocol} test), log scale",
+                      template="plotly_white",
                       height=max(320, 34 * len(names) + 140), margin=dict(l=10, r=10, t=60, b=40),
                       legend=dict(orientation="h", y=1.08), yaxis=dict(categoryorder="array",
                                                                         categoryarray=names[::-1]))

@@ -54,6 +54,9 @@ class Protocol:
     # queries of its own beyond the audit's query set (built from the audit, deterministic), or None
     extra_queries: Callable[["Audit"], ImageSet] | None = None
     queries: Callable[[Evidence], int] | None = None  # black-box queries it used (default: samples)
+    # which queries a smaller budget thins out (forensics.bench.budget_view): "both" members and controls,
+    # "controls", "mistakes" (the controls the victim gets wrong), or "" (its queries are fixed)
+    budget_on: str = ""
 
     def unavailable(self, *, has_heldout: bool, label_only: bool, has_ds: bool = True) -> str | None:
         """Why this protocol cannot run on an audit / an answer type, or None."""
@@ -163,7 +166,7 @@ MEMBERSHIP = register_protocol(Protocol(
     "membership", "Membership test (default, calibrated)",
     "does the suspect fit the victim's training samples better than unseen samples of the same collection, "
     "among samples of equal difficulty? (stratified weighted rank test)",
-    _membership, needs_heldout=True, needs_logits=False, calibrated=True, delta_p_from="holmes",
+    _membership, needs_heldout=True, needs_logits=False, calibrated=True, delta_p_from="holmes", budget_on="both",
     samples=lambda evidence: int(evidence["members"] + evidence["controls"])))
 HOLMES = register_protocol(Protocol(
     "holmes", "Holmes meta-classifier (held-out rows)",

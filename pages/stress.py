@@ -121,6 +121,8 @@ table = pd.DataFrame([{
     "flagged": f"{r['flagged']} of {r['runs']}", "median p": format_p(r["median_p"]),
     "note": "" if r["kind"] == "innocent" or r["faithful"] else "theft failed (agreement < 80 %): not a real test",
 } for r in rows])
+if not table["note"].any():
+    table = table.drop(columns="note")
 c1, c2 = st.columns([3, 2])
 with c1:
     st.markdown("**Detection power per simulated suspect**")

@@ -52,7 +52,7 @@ def test_baselines_run_on_the_same_answers_as_the_protocols(quick_demo):
     assert {"membership", "fingerprint", "akh", "dataset_inference"} <= set(copy.evidence)
     fp, akh, di = copy.evidence["fingerprint"], copy.evidence["akh"], copy.evidence["dataset_inference"]
     assert fp["agreement"] == 1.0 and fp["p_value"] < 1e-6 and fp["m"] == len(audit.membership.control_rows)
-    assert akh["match_rate"] == 1.0 and akh["p_value"] < 1e-3 and 0 < akh["m"] < akh["queries"]
+    assert akh["match_rate"] == 1.0 and akh["p_value"] < 1e-3 and 0 < akh["m"] < fp["m"]  # only the mistakes
     assert di["queries"] == get_protocol("dataset_inference").query_count(di) == len(
         get_protocol("dataset_inference").extra_queries(audit))
     # the most similar innocent reference against itself: no evidence

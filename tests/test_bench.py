@@ -141,3 +141,28 @@ def test_check_disjoint_refuses_the_audits_own_images():
     check_disjoint(audit, imgs.subset(np.arange(10, 40)), "thief's data")
     with pytest.raises(DataSourceError, match="shares 1 images"):
         check_disjoint(audit, imgs.subset(np.arange(9, 20)), "thief's data")
+
+
+@pytest.mark.slow
+def test_budget_views_thin_out_what_each_protocol_asks(quick_demo):
+    from forensics.baselines import victim_mistakes
+    from forensics.bench import budget_curve, budget_protocols
+    from forensics.zoo import ZooResult
+
+    audit = quick_demo.audit
+    assert {p.name: p.budget_on for p in budget_protocols()} == {
+        "membership": "both", "fingerprint": "controls", "akh": "mistakes"}
+    controls = budget_view(audit, 150, "controls").membership
+    assert len(controls.control_rows) == 150 and len(controls.member_rows) == len(audit.membership.member_rows)
+    mistakes = budget_view(audit, 20, "mistakes").membership
+    wrong = set(audit.membership.control_rows[victim_mistakes(audit)])
+    assert len(mistakes.control_rows) == 20 and set(mistakes.control_rows) <= wrong
+    answers = audit.engine.logits(audit.victim, audit.queries.images)
+    r = ZooResult(DEMO_ZOO[0], 0, audit.verify(answers), 1.0, 0.9, 0.0, answers=answers)
+    curve = budget_curve(audit, r, (20, 100, 5000))
+    assert set(curve) == {"membership", "fingerprint", "akh"}
+    assert 5000 not in curve["membership"] and curve["membership"][100] < 0.01  # a copy: caught with 100 queries
+    m = len(victim_mistakes(audit))
+    assert set(curve["akh"]) == {b for b in (20, 100, 5000) if b < m} and 0 < curve["akh"][20] <= 1
+    with pytest.raises(ConfigError, match="budget target"):
+        budget_view(audit, 10, "everything")

@@ -137,4 +137,11 @@ def test_click_through_the_demo_audit(page):
     record = json.loads(Path(dl.value.path()).read_text())
     assert {s["name"] for s in record["suspects"]} >= {"direct copy", "innocent (same recipe)"}
     shot(pg, "07-report.png")
+
+    nav(pg, "6 · Stress test", "Stress test")
+    pg.get_by_role("button", name="Run the stress test").click()
+    pg.get_by_text("Detection power per simulated suspect").wait_for(timeout=900_000)
+    pg.get_by_text("This audit's own verdicts").wait_for(timeout=60_000)
+    shot(pg, "08-stress-test.png")
+    assert pg.get_by_text(re.compile(r"kinds of simulated theft in every run")).count() == 1
     assert "Traceback" not in pg.content()

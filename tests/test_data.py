@@ -141,3 +141,14 @@ def test_trigger_is_stamped_after_resizing():
     s = 8  # 0.125 * 64
     assert torch.all(x[:, :, -s:, -s:] == 1.0)  # white after normalisation with mean = std = 0.5
     assert torch.equal(x[:, :, :-s, :], clean[:, :, :-s, :])
+
+
+def test_synthetic_queries_are_seeded_images_of_no_class():
+    from forensics.data import synthetic_images
+
+    a = synthetic_images(8, (28, 28), ["x", "y"], seed=1)
+    b = synthetic_images(8, (28, 28), ["x", "y"], seed=1)
+    assert a.fingerprint == b.fingerprint and a.images.dtype == np.uint8 and a.images.shape == (8, 28, 28)
+    assert synthetic_images(8, (28, 28), ["x", "y"], seed=2).fingerprint != a.fingerprint
+    assert a.images.std() > 20 and len(np.unique(a.ids)) == 8  # varied patterns, one id each
+    assert synthetic_images(2, (16, 16, 3), ["x"]).images.shape == (2, 16, 16, 3)

@@ -13,7 +13,7 @@ def test_demo_zoo_is_well_formed():
     names = [e.name for e in DEMO_ZOO]
     assert len(names) == len(set(names))
     for e in DEMO_ZOO:
-        e.check({"aux", "innocent", "innocent/2", "innocent+aux"})
+        e.check({"aux", "innocent", "innocent/2", "innocent+aux", "synthetic"})
     innocents = [e for e in DEMO_ZOO if e.kind == "innocent"]
     assert len(innocents) * 3 >= 20  # three seeds give at least 20 innocent models
     assert {e.attack for e in DEMO_ZOO} == {a.name for a in list_attacks()}  # every registered attack is used
@@ -21,7 +21,7 @@ def test_demo_zoo_is_well_formed():
     groups = {e.group for e in DEMO_ZOO}
     assert {"fine-tune", "pruning", "quantisation", "partial re-training", "combination", "distillation",
             "label extraction", "distillation, other foundation", "distillation, from scratch",
-            "black-box API"} <= groups
+            "data-free distillation", "black-box API"} <= groups
     assert {e.student for e in innocents} >= {None, "other-foundation", "scratch:resnet18"}
 
 
