@@ -51,13 +51,15 @@ with st.form("stress"):
 
 if go:
     try:
+        if not names:
+            raise ConfigError("pick at least one simulated suspect")
         if not thief_src.strip() or not innocent_src.strip():
             raise ConfigError("give both the thief's data and the innocent party's data (folders with one subfolder "
                              "per class)")
         classes = audit.private.classes
         thief = load_data(thief_src.strip(), classes=classes, quick=case.spec.quick)
         innocent = load_data(innocent_src.strip(), classes=classes, quick=case.spec.quick)
-        job = start_job("stress test", stress_test, audit, thief, innocent, zoo_entries(names or SMALL_ZOO),
+        job = start_job("stress test", stress_test, audit, thief, innocent, zoo_entries(names),
                         list(range(int(runs))))
         st.session_state.stress_job_id = job.id
         busy = True
