@@ -20,7 +20,7 @@ their false-positive rates on innocent models).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as st
@@ -224,7 +224,7 @@ DATASET_INFERENCE = register_protocol(Protocol(
     "steps to the decision boundary along random noise, scored by a regressor fitted on the victim, Welch t-test "
     "of the victim's training samples against unseen ones (Maini et al., ICLR 2021)",
     _dataset_inference, needs_heldout=True, needs_logits=False, calibrated=False, baseline=True,
-    extra_queries=lambda audit: _di_part(audit, "test"), queries=lambda evidence: int(evidence["queries"])))
+    extra_queries=lambda audit: _di_part(audit, "test")))
 
 
 def extra_answers(audit: "Audit", model: "LoadedModel", protocols: list[Protocol]) -> dict[str, np.ndarray]:
@@ -232,10 +232,3 @@ def extra_answers(audit: "Audit", model: "LoadedModel", protocols: list[Protocol
     return {p.name: audit.engine.logits(model, p.extra_queries(audit)) for p in protocols
             if p.extra_queries is not None}
 
-
-def describe() -> list[dict[str, Any]]:
-    """What each baseline is (for reports and the README)."""
-    from .protocols import list_protocols
-
-    return [{"name": p.name, "title": p.title, "description": p.description}
-            for p in list_protocols(baselines=True) if p.baseline]

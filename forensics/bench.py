@@ -85,9 +85,10 @@ def budget_curve(audit: Audit, result: ZooResult, budgets: tuple[int, ...] = BUD
     answers = result.answers
     label_only = answers.ndim == 1
     for p in budget_protocols():
-        if p.unavailable(has_heldout=True, label_only=label_only) is not None:
+        evidence = result.verdict.evidence.get(p.name)
+        if evidence is None:  # it could not run on these answers
             continue
-        full = p.query_count(p.run(audit, answers, label_only, None)[0])
+        full = p.query_count(evidence)
         for b in budgets:
             if b < full:
                 view = budget_view(audit, b, p.budget_on)
@@ -340,13 +341,12 @@ def usable_entries(entries: list[ZooEntry], ctx: ZooContext) -> tuple[list[ZooEn
 
 
 def demo_contexts(seeds: list[int], store, *, quick: bool = False, progress: Progress | None = None
-                  ) -> tuple[dict[int, Audit], dict[int, ZooContext], float]:
-    """The demo's audits (one per seed) and zoo contexts, and the seconds it took to build them."""
+                  ) -> tuple[dict[int, Audit], dict[int, ZooContext]]:
+    """The demo's audits (one per seed) and zoo contexts."""
     from .spec import AuditSpec, open_audit
 
-    t = time.perf_counter()
     audits = {s: open_audit(AuditSpec.demo(s, quick=quick), store, progress=progress) for s in seeds}
-    return audits, {s: demo_zoo_context(a, quick=quick) for s, a in audits.items()}, time.perf_counter() - t
+    return audits, {s: demo_zoo_context(a, quick=quick) for s, a in audits.items()}
 
 
 def demo_meta(seeds: list[int], quick: bool) -> dict[str, Any]:

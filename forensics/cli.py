@@ -336,7 +336,7 @@ def _bench(args, stress: bool) -> int:
         if stress:
             raise ConfigError("give --record AUDIT.json: the stress test simulates thefts of the victim of that audit "
                               "(use `bench` for the demo victim)")
-        audits, contexts, _ = b.demo_contexts(seeds, store, quick=args.small, progress=progress)
+        audits, contexts = b.demo_contexts(seeds, store, quick=args.small, progress=progress)
         meta = b.demo_meta(seeds, args.small)
     meta.update(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=_machine(),
                 entries=[e.name for e in entries])

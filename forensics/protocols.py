@@ -53,7 +53,6 @@ class Protocol:
     baseline: bool = False      # a peer method for the benchmark, never an audit's verdict
     # queries of its own beyond the audit's query set (built from the audit, deterministic), or None
     extra_queries: Callable[["Audit"], ImageSet] | None = None
-    queries: Callable[[Evidence], int] | None = None  # black-box queries it used (default: samples)
     # which queries a smaller budget thins out (forensics.bench.budget_view): "both" members and controls,
     # "controls", "mistakes" (the controls the victim gets wrong), or "" (its queries are fixed)
     budget_on: str = ""
@@ -69,10 +68,8 @@ class Protocol:
         return None
 
     def query_count(self, evidence: Evidence) -> int:
-        """Black-box queries the test used: ``queries`` when declared or recorded, else its samples."""
-        if self.queries is None and "queries" in evidence:
-            return int(evidence["queries"])
-        return int((self.queries or self.samples)(evidence))
+        """Black-box queries the test used: ``queries`` when its evidence records them, else its samples."""
+        return int(evidence["queries"]) if "queries" in evidence else self.samples(evidence)
 
 
 _PROTOCOLS: dict[str, Protocol] = {}
