@@ -7,7 +7,7 @@ other protocol or alpha, so no caller re-derives p-values, dP or sample counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -80,6 +80,22 @@ class Verdict:
         if per_sample:
             d["per_sample"] = self.per_sample
         return d
+
+
+def headline(readings: "Sequence[Reading]", alpha: float, failed: int = 0) -> str:
+    """The audit in one sentence: how many suspects show evidence of derivation at ``alpha``."""
+    n, k = len(readings), sum(r.stolen for r in readings)
+    if n == 0:
+        s = "No suspect has been verified yet"
+    elif k == 0:
+        s = (f"None of the {n} suspects shows" if n > 1 else "The suspect shows no") + \
+            f" evidence of derivation from your model at alpha = {alpha:g}"
+    else:
+        s = (f"{k} of {n} suspects {'shows' if k == 1 else 'show'}" if n > 1 else "The suspect shows") + \
+            f" evidence of derivation from your model at alpha = {alpha:g}"
+    if failed:
+        s += f"; {failed} could not be verified"
+    return s + "."
 
 
 def _reading(evidence: dict[str, dict[str, Any]], protocol: str, alpha: float) -> Reading | None:
