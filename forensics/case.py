@@ -53,6 +53,8 @@ class Case:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)   # suspect name -> why it could not be verified
+    # what the auditor types about the case (all optional): "case_name", "auditor", "note"
+    info: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def demo(cls, seed: int = 0, *, quick: bool = False) -> "Case":
