@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.nav import pages
-from dashboard.state import apply_finished_job
+from dashboard.state import apply_finished_job, remember
 from dashboard.widgets import sidebar_status
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -15,4 +15,7 @@ st.logo(str(ASSETS / "logo.png"), size="large", icon_image=str(ASSETS / "icon.pn
 current = st.navigation(list(pages().values()))
 apply_finished_job()
 sidebar_status()
-current.run()
+try:
+    current.run()
+finally:  # also after st.rerun / st.stop: the case outlives the session (?audit=<id>, saved in the store)
+    remember()

@@ -1,11 +1,27 @@
-"""This browser session's case, the shared artifact store, and the background audit job."""
+"""This browser session's case, the shared artifact store, and the background audit job.
+
+A case outlives the browser session: its id is in the address bar (``?audit=<id>``), it is saved in the
+artifact store (:mod:`forensics.casefile`) whenever it changes, and a server-wide registry keeps the live
+case and its running job, so a reload (F5) or a dropped connection finds the audit - running or done -
+where it was.
+"""
 from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
 
 import streamlit as st
 
+from forensics import casefile
 from forensics.case import Case
-from forensics.jobs import Job, get_job
+from forensics.errors import ForensicsError
+from forensics.jobs import Job, get_job, start_job
 from forensics.store import ArtifactStore
+
+log = logging.getLogger("forensics.app")
+PARAM = "audit"
 
 
 @st.cache_resource
@@ -14,18 +30,101 @@ def get_store() -> ArtifactStore:
     return ArtifactStore()
 
 
+@st.cache_resource
+def _live() -> dict[str, dict[str, Any]]:
+    """Server-wide: case id -> {"case": the live Case, "job": its latest job id, "saved": signature}."""
+    return {}
+
+
 def current_case() -> Case:
-    """This session's case (created empty on first use).  Reading it changes nothing."""
+    """This session's case: on a session's first run, the one the address bar names (``?audit=``), else empty."""
     if "case" not in st.session_state:
         st.session_state.case = Case()
+        wanted = st.query_params.get(PARAM)
+        if wanted:
+            _restore(wanted)
     return st.session_state.case
 
 
+def _restore(case_id: str) -> None:
+    live = _live().get(case_id)
+    if live is not None:
+        st.session_state.case = live["case"]
+        job = get_job(live.get("job"))
+        if job is not None and (job.running or live.get("applied") != job.id):  # running, or done unseen
+            st.session_state.job_id = job.id
+        return
+    try:
+        rec = casefile.load_record(get_store(), case_id)
+        open_record(rec, case_id=case_id)
+    except ForensicsError as e:
+        st.session_state.restore_error = str(e)
+        st.query_params.pop(PARAM, None)
+
+
+def open_case(case_id: str) -> None:
+    """Make the saved case ``case_id`` this session's case (Recent audits on 1 · Load)."""
+    set_case(Case())
+    st.session_state.pop("restore_error", None)
+    _restore(case_id)
+    if "restore_error" in st.session_state:
+        raise ForensicsError(st.session_state.pop("restore_error"))
+
+
+def open_record(rec: dict[str, Any], *, case_id: str | None = None) -> None:
+    """Make a saved case or an audit record this session's case; its verdicts come back through a background job
+    that opens the audit from the store (seconds when the store holds it)."""
+    case = casefile.case_from_record(rec, case_id=case_id)
+    if case_id is None:
+        case.id = Case().id  # a record opened from a file is a new case (its original may still be in the list)
+    set_case(case)
+    if casefile.has_verdicts(rec):
+        start_case_job(casefile.reopen, rec, get_store(), name="reopen", case_id=case.id)
+
+
 def set_case(new: Case) -> None:
-    """Replace this session's case; nothing of the previous audit (job, query set) carries over."""
+    """Replace this session's case; nothing of the previous audit (job, query set) carries over.  The previous
+    case stays in the store (Recent audits on 1 · Load)."""
     st.session_state.case = new
-    for key in ("job_id", "queries_zip"):
+    for key in ("job_id", "queries_zip", "job_applied"):
         st.session_state.pop(key, None)
+
+
+def start_case_job(fn, *args: Any, name: str = "audit", **kwargs: Any) -> Job:
+    """Start a background job for this session's case and remember it (a reload finds it)."""
+    job = start_job(name, fn, *args, **kwargs)
+    st.session_state.job_id = job.id
+    case = current_case()
+    _live().setdefault(case.id, {"case": case, "saved": None})["job"] = job.id
+    return job
+
+
+def _signature(case: Case) -> str:
+    blob = json.dumps([case.spec.to_dict() if case.spec else None, [s.to_dict() for s in case.suspects],
+                       sorted((n, v.p_value, v.protocol, v.alpha) for n, v in case.verdicts.items()), case.info,
+                       case.errors, case.audit is not None], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def remember() -> None:
+    """Keep this session's case: in the server-wide registry, in the store (when it changed) and in the address
+    bar.  The entry script calls it after every page run."""
+    case = st.session_state.get("case")
+    if case is None or case.spec is None:
+        return
+    entry = _live().setdefault(case.id, {"case": case, "job": st.session_state.get("job_id"), "saved": None})
+    entry["case"] = case
+    if st.session_state.get("job_id"):
+        entry["job"] = st.session_state.job_id
+    sig = _signature(case)
+    if entry.get("saved") != sig:
+        try:
+            casefile.save_case(get_store(), case)
+            entry["saved"] = sig
+        except (OSError, ForensicsError):
+            log.exception("could not save the case %s", case.id)
+    if st.query_params.get(PARAM) != case.id:
+        st.query_params[PARAM] = case.id
 
 
 def current_job() -> Job | None:
@@ -39,6 +138,7 @@ def apply_finished_job() -> None:
     if job is not None and job.status == "done" and st.session_state.get("job_applied") != job.id:
         st.session_state.case = job.result
         st.session_state.job_applied = job.id
+        _live().setdefault(job.result.id, {"saved": None}).update(case=job.result, job=job.id, applied=job.id)
 
 
 def job_running() -> bool:

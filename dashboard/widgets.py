@@ -2,15 +2,48 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import streamlit as st
 
 from forensics.errors import ForensicsError
+from forensics.jobs import Job
+from forensics.progress import format_seconds
 
 from .nav import page
-from .state import current_case, get_store
+from .state import current_case, current_job, get_store
 
 log = logging.getLogger("forensics.app")
+
+
+JOB_TITLES = {"audit": "Building the audit", "reopen": "Reopening the audit"}
+
+
+def job_progress(job: Job, *, expanded: bool) -> None:
+    """A running (or finished) job as a list of stages: a check mark when done, a bar with the time left for the
+    running one, an empty circle for those to come."""
+    views = job.stages()
+    title = JOB_TITLES.get(job.name, job.name)
+    if job.running:
+        label, state = f"{title}: {job.fraction_done():.0%} done, {job.seconds:.0f} s so far", "running"
+    elif job.status == "done":
+        label, state = f"{title}: done in {job.seconds:.0f} s", "complete"
+    else:
+        label, state = f"{title}: stopped after {job.seconds:.0f} s", "error"
+    with st.status(label, state=state, expanded=expanded):
+        if not views:
+            st.markdown(":material/progress_activity: Starting…")
+        for v in views:
+            if v.status == "done":
+                st.markdown(f":green[:material/check_circle:] {v.title} :gray[— {v.detail or 'done'} "
+                            f"({v.elapsed(0):.0f} s)]")
+            elif v.status == "running":
+                st.markdown(f":blue[:material/progress_activity:] **{v.title}**")
+                left = "estimating the time left" if v.eta is None else f"about {format_seconds(v.eta)} left"
+                st.progress(v.fraction or 0.0,
+                            text=f"{v.work or 'working'} · {v.elapsed(time.time()):.0f} s so far · {left}")
+            else:
+                st.markdown(f":gray[:material/radio_button_unchecked: {v.title}]")
 
 
 def need_audit(what: str) -> bool:
@@ -18,6 +51,10 @@ def need_audit(what: str) -> bool:
     c = current_case()
     if c.audit is not None:
         return True
+    job = current_job()
+    if job is not None and job.running:
+        running_note(job, what)
+        return False
     if c.spec is None:
         st.info(f"Nothing to show yet: {what} appear once an audit has run. Start on **1 · Load** "
                 "(one click loads the offline demo).", icon=":material/info:")
@@ -31,13 +68,26 @@ def need_audit(what: str) -> bool:
     return False
 
 
-def show_error(e: Exception) -> None:
-    """A readable message for the user; the stack trace only goes to the server log."""
+def running_note(job: Job, what: str) -> None:
+    """What a page says while the audit job runs: how far it is, and where to watch it."""
+    st.info(f"{JOB_TITLES.get(job.name, 'The audit')}: **running, {job.fraction_done():.0%} done** "
+            f"({job.seconds:.0f} s so far). {what.capitalize()} appear when it finishes; "
+            "**2 · Shadow models** shows each stage.", icon=":material/hourglass_top:")
+    if st.button("Watch it on 2 · Shadow models", type="primary"):
+        st.switch_page(page("shadows"))
+
+
+def show_error(e: Exception, names: dict[str, str] | None = None) -> None:
+    """A readable message for the user; the stack trace only goes to the server log.  ``names`` maps paths in the
+    store (uploads) to the user's own file names, so a message never shows the server's internals."""
+    text = str(e)
+    for path, name in sorted((names or {}).items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(path, name)
     if isinstance(e, ForensicsError):
-        st.error(str(e), icon=":material/error:")
+        st.error(text, icon=":material/error:")
     else:
         log.exception("unexpected error in the dashboard")
-        st.error(f"Something went wrong ({type(e).__name__}: {e}). Nothing already computed is lost; "
+        st.error(f"Something went wrong ({type(e).__name__}: {text}). Nothing already computed is lost; "
                  "please retry, and report the problem if it persists.", icon=":material/error:")
 
 
@@ -50,7 +100,10 @@ def sidebar_status() -> None:
         else:
             st.write(f"**Victim** `{c.spec.victim}`")
             st.write(f"**Suspects** {len(c.suspects)}")
-            if c.audit is not None:
+            job = current_job()
+            if job is not None and job.running:
+                st.write(f"**{JOB_TITLES.get(job.name, 'Audit')}:** running, {job.fraction_done():.0%} done")
+            elif c.audit is not None:
                 n_stolen = sum(v.stolen for v in c.verdicts.values())
                 st.write(f"**Verdicts** {n_stolen} stolen of {len(c.verdicts)}")
             else:
@@ -64,16 +117,24 @@ def model_card(title: str, card: dict) -> None:
         if "answers" in card:
             st.caption(f"black-box answers `{card['answers']}`" + (" (labels only)" if card.get("label_only") else ""))
             return
-        c1, c2 = st.columns(2)
-        c1.caption("architecture")
-        c1.write(f"`{card['arch']}`")
-        c2.caption("parameters")
-        c2.write(f"{card['num_params'] / 1e6:.2f} M")
-        c1.caption("classes")
-        c1.write(str(card["num_classes"]))
-        c2.caption(f"accuracy ({card.get('accuracy_on', 'n/a')})")
-        c2.write("-" if card.get("accuracy") is None else f"{card['accuracy']:.3f}")
+        if "arch" not in card:  # reopened from a record that kept no card: what the record says
+            st.caption(f"source `{card.get('source', '?')}`")
+            if card.get("fingerprint"):
+                st.caption(f"fingerprint `{card['fingerprint'][:16]}…`")
+            return
+        st.caption("architecture")
+        st.markdown(f"`{card['arch']}`")  # on its own line: long timm names are not broken mid-word
+        c1, c2, c3 = st.columns(3)
+        c1.caption("parameters")
+        c1.markdown(f"{card['num_params'] / 1e6:.2f} M")
+        c2.caption("classes")
+        c2.markdown(str(card["num_classes"]))
+        acc = card.get("accuracy")
+        c3.caption("accuracy", help=f"on the {card['accuracy_on']}" if card.get("accuracy_on") else
+                   "measured when the audit runs")
+        c3.markdown("not measured yet" if acc is None else f"{acc:.3f}")
         st.caption("fingerprint (SHA-256 of the weights)")
         st.code(card["fingerprint"][:32] + "…", language=None)
         src = card["source"] + (f" @ {card['revision'][:12]}" if card.get("revision") else "")
-        st.caption(f"source `{src}`")
+        st.caption("source")
+        st.code(src, language=None, wrap_lines=True)

@@ -29,21 +29,25 @@ def export_queries(queries: ImageSet, out_dir: str | Path) -> Path:
     return out / QUERIES_CSV
 
 
-def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarray:
+def read_outputs(path: str | Path, n_queries: int | None, num_classes: int | None, *,
+                 name: str | None = None) -> np.ndarray:
     """Logits (N, K) or labels (N,) from ``.npy`` or ``.csv``, in query order.
 
     A CSV may carry a ``query_index`` column (rows are then put in query order, and every index
-    must appear exactly once) and either a ``label`` column or one column per class.
+    must appear exactly once) and either a ``label`` column or one column per class.  ``n_queries`` or
+    ``num_classes`` None: that count is not checked (the query set is not built yet).  ``name``: how
+    messages call the file (the user's own file name; default its path).
     """
     path = Path(path)
+    shown = name or str(path)
     if not path.is_file():
-        raise LogitsFileError(f"logits file {str(path)!r} does not exist")
+        raise LogitsFileError(f"logits file {shown!r} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise LogitsFileError(f"{path} is not a readable .npy array of numbers ({e}); save it with "
+            raise LogitsFileError(f"{shown} is not a readable .npy array of numbers ({e}); save it with "
                                   "numpy.save(path, logits)") from e
     elif suffix == ".csv":
         import pandas as pd
@@ -51,11 +55,11 @@ def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarr
         try:
             df = pd.read_csv(path)
         except (ValueError, OSError, pd.errors.ParserError) as e:
-            raise LogitsFileError(f"{path} is not a readable CSV ({e})") from e
+            raise LogitsFileError(f"{shown} is not a readable CSV ({e})") from e
         if "query_index" in df.columns:
             qi = df.pop("query_index")
             if qi.isna().any() or not np.array_equal(np.sort(qi.to_numpy()), np.arange(len(qi))):
-                raise LogitsFileError(f"{path}: query_index must list each of 0..{len(qi) - 1} exactly once "
+                raise LogitsFileError(f"{shown}: query_index must list each of 0..{len(qi) - 1} exactly once "
                                       "(the indices of queries.csv)")
             df = df.iloc[np.argsort(qi.to_numpy(), kind="stable")]
         df = df.drop(columns=[c for c in ("file",) if c in df.columns])
@@ -65,23 +69,27 @@ def read_outputs(path: str | Path, n_queries: int, num_classes: int) -> np.ndarr
             try:
                 arr = df.to_numpy(dtype=np.float64)
             except ValueError as e:
-                raise LogitsFileError(f"{path}: every logit column must be numeric ({e})") from e
+                raise LogitsFileError(f"{shown}: every logit column must be numeric ({e})") from e
     else:
-        raise LogitsFileError(f"{path.name}: give the suspect's answers as .csv or .npy")
+        raise LogitsFileError(f"{shown}: give the suspect's answers as .csv or .npy")
     if arr.dtype.kind not in "iuf":
-        raise LogitsFileError(f"{path}: expected numbers, found dtype {arr.dtype}")
+        raise LogitsFileError(f"{shown}: expected numbers, found dtype {arr.dtype}")
     if arr.ndim not in (1, 2):  # checked first: a 0-d array has no rows to count
-        raise LogitsFileError(f"{path}: expected a 2-D array (queries x classes) or 1-D labels, got shape {arr.shape}")
+        raise LogitsFileError(f"{shown}: expected a 2-D array (queries x classes) or 1-D labels, got shape {arr.shape}")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    if arr.shape[0] != n_queries:
-        raise LogitsFileError(f"{path}: {arr.shape[0]} rows for {n_queries} queries; answer every query of "
+    if n_queries is not None and arr.shape[0] != n_queries:
+        raise LogitsFileError(f"{shown}: {arr.shape[0]} rows for {n_queries} queries; answer every query of "
                               "queries.csv, in its order")
-    if arr.ndim == 2 and arr.shape[1] != num_classes:
-        raise LogitsFileError(f"{path}: {arr.shape[1]} columns but the victim has {num_classes} classes; give one "
+    if num_classes is not None and arr.ndim == 2 and arr.shape[1] != num_classes:
+        raise LogitsFileError(f"{shown}: {arr.shape[1]} columns but the victim has {num_classes} classes; give one "
                               "logit per class (or a single 'label' column)")
     if not np.all(np.isfinite(arr)):
-        raise LogitsFileError(f"{path}: contains NaN or infinite values; re-export the suspect's answers")
+        raise LogitsFileError(f"{shown}: contains NaN or infinite values; re-export the suspect's answers")
+    if arr.ndim == 1 and num_classes is not None and (np.any(arr != np.round(arr)) or arr.min() < 0
+                                                      or arr.max() >= num_classes):
+        raise LogitsFileError(f"{shown}: labels must be whole numbers from 0 to {num_classes - 1} (the class "
+                              "indices)")
     return arr
 
 

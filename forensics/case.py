@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from .attacks import Kind
 from .audit import Audit
 from .errors import ConfigError, ForensicsError, LogitsFileError
 from .metrics import accuracy
-from .progress import Progress
+from .progress import Progress, StagePlan, emit
 from .sources import ANSWER_SUFFIXES, evaluation_data
-from .spec import AuditSpec, open_audit
+from .spec import AuditSpec, audit_plan, open_audit
 from .store import ArtifactStore
 from .verify import Verdict
 
@@ -39,10 +40,16 @@ class Suspect:
     revision: str | None = None
     answers: str | None = None        # path of a stored answers file (.npy / .csv)
     query_set: str | None = None      # fingerprint of the query set the answers respond to, when known
+    upload: str | None = None         # the user's own file name, when the source is an uploaded file in the store
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "kind": self.kind, "revision": self.revision,
-                "answers": self.answers, "query_set": self.query_set}
+                "answers": self.answers, "query_set": self.query_set, "upload": self.upload}
+
+    @property
+    def shown_source(self) -> str:
+        """The source as the user knows it (an uploaded file by its own name)."""
+        return f"uploaded {self.upload}" if self.upload else self.source
 
 
 @dataclass
@@ -55,6 +62,8 @@ class Case:
     errors: dict[str, str] = field(default_factory=dict)   # suspect name -> why it could not be verified
     # what the auditor types about the case (all optional): "case_name", "auditor", "note"
     info: dict[str, str] = field(default_factory=dict)
+    # the case's id in the artifact store (forensics.casefile keeps it under cases/<id>.json)
+    id: str = field(default_factory=lambda: secrets.token_hex(6))
 
     @classmethod
     def demo(cls, seed: int = 0, *, quick: bool = False) -> "Case":
@@ -81,7 +90,11 @@ class Case:
         ``errors``.  One bad suspect does not cost the others their verdicts."""
         if self.spec is None:
             raise ConfigError("no victim loaded yet: load the demo or your own victim first")
+        if progress is not None:
+            progress(StagePlan(audit_plan(self.spec) + [("cards", "Model cards (accuracy of each model)")] +
+                               [(f"suspect:{s.name}", self._suspect_title(s)) for s in self.suspects]))
         audit = open_audit(self.spec, store, progress)
+        emit(progress, "cards", "start")
         ref, ref_name = evaluation_data(self.spec, audit)
 
         def card(model) -> dict[str, Any]:
@@ -96,9 +109,11 @@ class Case:
                  "poisoned shadow": card(sh.poisoned), "benign shadow": card(sh.benign)}
         if sh.reference is not None:
             cards["reference shadow"] = card(sh.reference)
+        emit(progress, "cards", "done")
         verdicts: dict[str, Verdict] = {}
         errors: dict[str, str] = {}
         for s in self.suspects:
+            emit(progress, f"suspect:{s.name}", "start")
             try:
                 if s.answers:
                     if s.query_set and s.query_set != audit.queries.fingerprint:
@@ -113,12 +128,23 @@ class Case:
                     model = audit.load_suspect(s.source, revision=s.revision, progress=progress)
                     verdicts[s.name] = audit.verify(model, name=s.name)
                     cards[s.name] = card(model)
-            except ForensicsError as e:
-                errors[s.name] = str(e)
+            except ForensicsError as e:  # named by the user's file, not by its copy in the store
+                errors[s.name] = str(e).replace(s.answers, s.upload or s.source) if s.answers else str(e)
             except Exception as e:  # noqa: BLE001 - one broken suspect must not cost the others their verdicts
                 errors[s.name] = f"unexpected error: {type(e).__name__}: {e}"
+            emit(progress, f"suspect:{s.name}", "done",
+                 f"could not be verified: {errors[s.name]}" if s.name in errors else
+                 f"p = {verdicts[s.name].p_value:.2g}")
         self.audit, self.verdicts, self.cards, self.errors = audit, verdicts, cards, errors
         return self
+
+    @staticmethod
+    def _suspect_title(s: Suspect) -> str:
+        if s.answers:
+            return f"Suspect {s.name}: reading its answers"
+        if s.source.startswith("demo:"):
+            return f"Suspect {s.name}: making the demo's suspect (first run only), then verifying it"
+        return f"Suspect {s.name}: loading and verifying it"
 
     def queries_zip(self) -> bytes:
         """The query images and queries.csv as one zip (what a black-box suspect must answer)."""
@@ -154,3 +180,54 @@ def store_answers(store: ArtifactStore, data: bytes, filename: str) -> str:
         tmp.replace(path)
     return str(path)
 
+
+
+MODEL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def store_upload(store: ArtifactStore, data: bytes, filename: str, what: str) -> Path:
+    """Keep an uploaded model or data file in the store under its SHA-256 (an upload seen before is reused).
+
+    ``what`` is ``"model"`` (a weights file, or a zipped ``save_for_hf`` folder) or ``"data"`` (a zipped image
+    folder).  A zip is extracted safely (:func:`forensics.data.extract_zip`) and the folder it holds returned; if
+    that fails, nothing is left behind.  Errors name ``filename``, never the store's paths."""
+    import shutil
+
+    from .data import extract_zip
+
+    suffix = Path(filename).suffix.lower()
+    allowed = (*MODEL_SUFFIXES, ".zip") if what == "model" else (".zip",)
+    if suffix not in allowed:
+        hint = ("a weights file (.safetensors, .pth) or a zipped folder written by timm's save_for_hf"
+                if what == "model" else "a .zip of the folder (one subfolder per class)")
+        raise ConfigError(f"{filename!r}: upload {hint}")
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    folder = store.root / UPLOADS / what
+    folder.mkdir(parents=True, exist_ok=True)
+    if suffix != ".zip":
+        path = folder / f"{digest}{suffix}"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return path
+    dest = folder / digest
+    marker = dest / ".root"
+    if marker.is_file():
+        return Path(marker.read_text())
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        root = extract_zip(data, dest)
+        if what == "model":  # the folder save_for_hf wrote: the one holding config.json
+            configs = sorted(root.rglob("config.json"), key=lambda q: len(q.parts))
+            if not configs:
+                raise ConfigError(f"{filename!r} holds no config.json: zip the folder that timm's save_for_hf "
+                                  "wrote (config.json and model.safetensors), or upload the weights file itself")
+            root = configs[0].parent
+    except Exception as e:
+        shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(e, ForensicsError):
+            raise ConfigError(f"{filename}: {str(e).replace(str(dest), filename)}") from e
+        raise
+    marker.write_text(str(root))
+    return root

@@ -16,6 +16,7 @@ import torch
 from .data import ImageSet, Trigger, iter_batches
 from .errors import ConfigError
 from .models import LoadedModel, jsonable_config
+from .progress import Progress, work
 from .splitting import Split, split_model
 from .store import ArtifactStore, artifact_key, fingerprint_array
 from .training import ProgressFn, TrainConfig, TrainHistory, fit
@@ -41,6 +42,16 @@ class Engine:
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 32)
         self.num_workers = num_workers
         self._memory: dict[str, torch.Tensor] = {}
+        # where batch-level progress of features and logits goes (a pipeline run sets it; None: nowhere)
+        self.progress: Progress | None = None
+
+    def _batches(self, what: str, images: ImageSet, loaded: LoadedModel, **kw):
+        """:func:`iter_batches`, reporting each batch as work progress."""
+        total = -(-len(images) // self.batch_size)
+        for i, b in enumerate(iter_batches(images, loaded.data_config, self.batch_size,
+                                           num_workers=self.num_workers, **kw)):
+            yield b
+            work(self.progress, what, i + 1, total)
 
     @property
     def precision(self) -> str:
@@ -66,8 +77,8 @@ class Engine:
             model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()
             outs = []
             with torch.inference_mode(), self.autocast():
-                for x, _ in iter_batches(images, loaded.data_config, self.batch_size, trigger=trigger,
-                                         triggered=triggered, num_workers=self.num_workers):
+                for x, _ in self._batches(f"frozen features of {len(images)} images", images, loaded,
+                                          trigger=trigger, triggered=triggered):
                     outs.append(split.prefix(self._image_input(x)).float().cpu().contiguous())
             model.to("cpu", memory_format=torch.contiguous_format)
             np.save(tmp / "activations.npy", torch.cat(outs).numpy())
@@ -112,8 +123,8 @@ class Engine:
         else:
             model.to(self.device, memory_format=torch.channels_last)
             with torch.inference_mode(), self.autocast():
-                for x, _ in iter_batches(images, loaded.data_config, self.batch_size, trigger=trigger,
-                                         triggered=triggered, num_workers=self.num_workers):
+                for x, _ in self._batches(f"outputs on {len(images)} images", images, loaded,
+                                          trigger=trigger, triggered=triggered):
                     outs.append(model(self._image_input(x)).float().cpu())
         model.to("cpu", memory_format=torch.contiguous_format)
         return torch.cat(outs).numpy().astype(np.float32)

@@ -34,16 +34,56 @@ class Job:
     started: float = 0.0
     finished: float = 0.0
     events: list[Any] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)   # when each event arrived (time.time())
     _thread: threading.Thread | None = field(default=None, repr=False)
     _events_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def progress(self, event: Any) -> None:
         with self._events_lock:
             self.events.append(event)
+            self.times.append(time.time())
 
     def snapshot(self) -> list[Any]:
         with self._events_lock:
             return list(self.events)
+
+    def timed_snapshot(self) -> list[tuple[float, Any]]:
+        """``(arrival time, event)`` pairs (for progress views with time estimates)."""
+        with self._events_lock:
+            return list(zip(self.times, self.events, strict=True))
+
+    def stages(self) -> list:
+        """The job's progress as :class:`~forensics.progress.StageView` objects, one per stage."""
+        from .progress import stage_views
+
+        return stage_views(self.timed_snapshot(), self.finished or time.time())
+
+    def latest_curve(self, max_points: int = 300) -> tuple[str, Any] | None:
+        """(label, array of (step, running loss)) of the training in progress, thinned to ``max_points``;
+        None when no training is running."""
+        import numpy as np
+
+        pts: dict[str, list[tuple[int, float]]] = {}
+        last = None
+        for ev in self.snapshot():
+            if hasattr(ev, "total_steps"):  # a TrainProgress
+                if ev.done:
+                    pts.pop(ev.label, None)
+                    last = None if last == ev.label else last
+                else:
+                    pts.setdefault(ev.label, []).append((ev.step, ev.loss))
+                    last = ev.label
+        if last is None or not pts.get(last):
+            return None
+        arr = np.asarray(pts[last], dtype=float)
+        if len(arr) > max_points:
+            arr = arr[np.linspace(0, len(arr) - 1, max_points).round().astype(int)]
+        return last, arr
+
+    def fraction_done(self) -> float:
+        from .progress import overall_fraction
+
+        return 1.0 if self.status == "done" else overall_fraction(self.stages())
 
     @property
     def running(self) -> bool:

@@ -81,6 +81,18 @@ class Verdict:
             d["per_sample"] = self.per_sample
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
+        """The verdict a :meth:`to_dict` (an audit record's suspect entry) describes, without recomputing it."""
+        try:
+            return cls(d["suspect"], d["protocol"], float(d["p_value"]), d.get("delta_p"), d["verdict"] == "stolen",
+                       float(d["alpha"]), int(d["m"]), int(d["seed"]), dict(d["evidence"]),
+                       fingerprint=d.get("fingerprint"), label_only=bool(d.get("label_only")),
+                       per_sample=dict(d.get("per_sample") or {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"the record's verdict for {d.get('suspect', d.get('name'))!r} is incomplete "
+                              f"({type(e).__name__}: {e})") from e
+
 
 def headline(readings: "Sequence[Reading]", alpha: float, failed: int = 0) -> str:
     """The audit in one sentence: how many suspects show evidence of derivation at ``alpha``."""
@@ -96,6 +108,23 @@ def headline(readings: "Sequence[Reading]", alpha: float, failed: int = 0) -> st
     if failed:
         s += f"; {failed} could not be verified"
     return s + "."
+
+
+def describe_comparison(evidence: dict[str, Any], protocol: str = "membership") -> str:
+    """What a protocol compared, in words (for the verdict cards and the report)."""
+    if protocol == "membership" and "members" in evidence:
+        e = evidence
+        what = "errors (it answered with labels only)" if e.get("score") == "error" else "loss"
+        z = float(e.get("z", 0.0))
+        finding = ("it fits your training images clearly better than unseen ones" if z > 2 else
+                   "it fits your training images a little better than unseen ones" if z > 0.5 else
+                   "no systematic difference between them")
+        return (f"Compared its {what} on {e['members']} of your private training images with {e['controls']} unseen "
+                f"images of the same collection, in {e.get('n_strata', '?')} strata of equal difficulty: {finding} "
+                f"(accuracy {e['member_accuracy']:.1%} vs {e['control_accuracy']:.1%}; test statistic z = {z:.1f}).")
+    if "m" in evidence:
+        return f"Compared its outputs on {evidence['m']} samples (protocol {protocol})."
+    return f"Protocol {protocol}."
 
 
 def _reading(evidence: dict[str, dict[str, Any]], protocol: str, alpha: float) -> Reading | None:

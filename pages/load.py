@@ -1,19 +1,18 @@
 """Step 1: the victim, its foundation, the private and held-out data, and the suspects."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from dashboard.state import current_case, get_store, job_running, set_case
+from dashboard.state import current_case, get_store, job_running, open_case, open_record, set_case
 from dashboard.widgets import model_card, show_error
-from forensics import settings
+from forensics import casefile, settings
 from forensics.answers import read_outputs
-from forensics.case import Case, Suspect, store_answers
-from forensics.data import extract_zip, load_image_folder
+from forensics.case import Case, Suspect, store_answers, store_upload
+from forensics.data import load_image_folder
 from forensics.errors import ForensicsError
-from forensics.sources import check_suspect, load_model
+from forensics.sources import check_suspect, data_classes, load_model
 from forensics.spec import AuditSpec
 
 env = settings.current()
@@ -30,6 +29,19 @@ if busy:
     st.info("An audit is running (2 · Shadow models): the victim and the suspects can be changed when it has "
             "finished.", icon=":material/hourglass_top:")
 
+if "restore_error" in st.session_state:
+    st.warning(f"The audit in the address could not be reopened: {st.session_state.pop('restore_error')}",
+               icon=":material/warning:")
+
+
+def start_demo() -> None:
+    # FORENSICS_DEMO_QUICK=1 loads the reduced demo (smaller data, fewer epochs), as the tests do
+    set_case(Case.demo(0, quick=env.demo_quick))
+    st.session_state.pop("confirm_demo", None)
+    st.toast("Demo loaded: continue with 2 · Shadow models")
+    st.rerun()
+
+
 with st.container(border=True):
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     c1.subheader("Offline demo", anchor=False)
@@ -37,10 +49,60 @@ with st.container(border=True):
                 "(direct copy, fine-tuned copy, distilled copy, label-query extraction) and two innocent models "
                 "fine-tuned from the same foundation. Runs on a CPU, no network needed.")
     if c2.button("Load the demo", type="primary", icon=":material/play_arrow:", width="stretch", disabled=busy):
-        # FORENSICS_DEMO_QUICK=1 loads the reduced demo (smaller data, fewer epochs), as the tests do
-        set_case(Case.demo(0, quick=env.demo_quick))
-        st.toast("Demo loaded: continue with 2 · Shadow models")
-        st.rerun()
+        if case.spec is None:
+            start_demo()
+        st.session_state.confirm_demo = True
+    if st.session_state.get("confirm_demo"):
+        done = f" and its {len(case.verdicts)} verdicts" if case.verdicts else ""
+        st.warning(f"This starts a new audit. The current one{done} stays under **Recent audits** below and can be "
+                   "reopened at any time.", icon=":material/info:")
+        c1, c2, _ = st.columns([2, 1, 3])
+        if c1.button("Start a new demo audit", type="primary", disabled=busy):
+            start_demo()
+        if c2.button("Cancel"):
+            st.session_state.pop("confirm_demo", None)
+            st.rerun()
+
+recent = casefile.recent_cases(get_store(), 8)
+with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits", expanded=case.spec is None
+                 and bool(recent)):
+    if not recent:
+        st.caption("No audit saved yet. Every audit is kept in the artifact store as soon as a victim is loaded.")
+    for r in recent:
+        c1, c2, c3, c4 = st.columns([4, 3, 2, 1], vertical_alignment="center")
+        c1.markdown(f"**{r.title}**  \n:gray[audit `{r.id}` · {r.suspects} suspects]")
+        c2.caption(f"saved {r.updated.replace('T', ' ')[:16]}")
+        c3.markdown(r.status)
+        if r.id == case.id and case.spec is not None:
+            c4.caption("open now")
+        elif c4.button("Open", key=f"open-{r.id}", disabled=busy):
+            try:
+                open_case(r.id)
+                st.rerun()
+            except ForensicsError as e:
+                show_error(e)
+    st.markdown("**Reopen an audit from its record** — the `audit.json` of **5 · Report** or of the CLI's `--json`. "
+                "Its verdicts are read from the record; the shadow models come from the artifact store (computed "
+                "again only if this store lacks them).")
+    c1, c2 = st.columns(2)
+    rec_up = c1.file_uploader("Upload audit.json", key="record_upload", max_upload_size=MAX_ANSWERS_MB)
+    rec_path = c2.text_input("…or its path on this server", key="record_path", placeholder="/audits/audit.json")
+    if st.button("Reopen this record", icon=":material/history:", disabled=busy or (rec_up is None and
+                                                                                     not rec_path.strip())):
+        try:
+            if rec_up is not None:
+                rec = casefile.read_record(rec_up.getvalue(), rec_up.name)
+            else:
+                path = Path(rec_path.strip()).expanduser()
+                if not path.is_file():
+                    raise ForensicsError(f"{rec_path.strip()!r} is not a file on this server; give the path of an "
+                                         "audit.json, or upload it")
+                rec = casefile.read_record(path.read_bytes(), path.name)
+            open_record(rec)
+            st.toast("Reopening the audit: its verdicts appear in a few seconds")
+            st.rerun()
+        except Exception as e:  # noqa: BLE001
+            show_error(e)
 
 with st.expander("Audit your own model", expanded=case.spec is not None and not case.spec.is_demo):
     with st.form("victim_form"):
@@ -65,18 +127,17 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
         held_zip = c2.file_uploader("…or upload it as a zip", key="held_zip", max_upload_size=MAX_ZIP_MB)
         submitted = st.form_submit_button("Load victim and data", type="primary", disabled=busy)
     if submitted:
+        shown: dict[str, str] = {}  # store paths -> the user's file names, for messages
         try:
             def folder(path: str, upload, what: str) -> str:
                 if upload is not None:
-                    if not upload.name.lower().endswith(".zip"):
-                        raise ForensicsError(f"{upload.name!r} is not a .zip file; zip the {what} folder (one "
-                                             "subfolder per class) and upload the zip")
                     if upload.size > MAX_ZIP_MB * 1024 ** 2:
                         raise ForensicsError(f"the {what} zip is {upload.size / 1e6:.0f} MB; the limit is "
                                              f"{MAX_ZIP_MB} MB. "
                                              "Give a folder path on the server instead")
-                    dest = Path(tempfile.mkdtemp(prefix=f"forensics-{what}-", dir=get_store().root))
-                    return str(extract_zip(upload.getvalue(), dest))
+                    root = str(store_upload(get_store(), upload.getvalue(), upload.name, "data"))
+                    shown[root] = upload.name
+                    return root
                 if not path.strip():
                     raise ForensicsError(f"give the {what} folder (a path on this server) or upload it as a zip")
                 return path.strip()
@@ -102,7 +163,7 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
             st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
             st.rerun()
         except Exception as e:  # noqa: BLE001 - shown to the user, inputs kept
-            show_error(e)
+            show_error(e, names=shown)
 
 case = current_case()
 if case.spec is None:
@@ -116,7 +177,7 @@ if case.suspects:
         c1, c2, c3 = st.columns([4, 4, 1], vertical_alignment="center")
         truth = "a theft" if s.kind == "stolen" else "innocent"
         c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {truth}]" if s.kind else ""))
-        c2.code(s.source, language=None)
+        c2.code(s.shown_source, language=None, wrap_lines=True)
         if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:", disabled=busy):
             case.remove_suspect(s.name)
             st.rerun()
@@ -126,26 +187,45 @@ else:
 tab_model, tab_answers = st.tabs(["Add a suspect model", "Add black-box answers"])
 with tab_model:
     with st.form("suspect_form", clear_on_submit=False):
+        st.markdown("A model source — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder`, a weights file path on this "
+                    "server — **or upload** a `.safetensors` / `.pth` file (the victim's architecture) or a zipped "
+                    "folder that timm's `save_for_hf` wrote (any architecture).")
         c1, c2, c3 = st.columns([3, 1, 2])
         src = c1.text_input("Suspect model",
                             placeholder="hf-hub:someone/suspicious-model  or  /path/suspect.safetensors")
         rev = c2.text_input("Revision", placeholder="main")
         name = c3.text_input("Name (optional)")
+        model_up = st.file_uploader("…or upload the suspect's weights (.safetensors, .pth) or a zipped save_for_hf "
+                                    "folder", key="model_upload", max_upload_size=MAX_ZIP_MB)
         add = st.form_submit_button("Check and add suspect", disabled=busy)
     if add:
+        shown: dict[str, str] = {}
         try:
-            if not src.strip():
-                raise ForensicsError("give the suspect's source: hf-hub:ORG/NAME, local-dir:PATH or a weights file")
+            upload = None
+            if model_up is not None:
+                if src.strip():
+                    raise ForensicsError("give either a source or an upload, not both")
+                stored = store_upload(get_store(), model_up.getvalue(), model_up.name, "model")
+                source = f"local-dir:{stored}" if stored.is_dir() else str(stored)
+                upload, shown[str(stored)] = model_up.name, model_up.name
+            elif src.strip():
+                source = src.strip()
+            else:
+                raise ForensicsError("give the suspect's source (hf-hub:ORG/NAME, local-dir:PATH or a weights file) "
+                                     "or upload its weights")
+            label = name.strip() or upload or source
             with st.spinner("Loading the suspect to check it…"):
-                card = check_suspect(case.spec, src.strip(), revision=rev.strip() or None,
+                card = check_suspect(case.spec, source, revision=rev.strip() or None,
                                      victim_arch=(case.cards.get("victim") or {}).get("arch"))
-            case.add_suspect(Suspect(name.strip() or src.strip(), src.strip(), revision=rev.strip() or None))
+            case.add_suspect(Suspect(label, source, revision=rev.strip() or None, upload=upload))
             if card is not None:
-                case.cards[name.strip() or src.strip()] = card
+                if upload:
+                    card["source"] = f"uploaded {upload}"
+                case.cards[label] = card
             case.audit = None  # the verdicts must be recomputed
             st.rerun()
         except Exception as e:  # noqa: BLE001
-            show_error(e)
+            show_error(e, names=shown)
 with tab_answers:
     st.markdown("For a suspect you can only query (an API): download the query set, send its images to the API in "
                 "the order of `queries.csv`, and upload the answers as CSV (`query_index` plus one logit column per "
@@ -157,26 +237,37 @@ with tab_answers:
         if "queries_zip" in st.session_state:
             st.download_button("Download the query set", st.session_state.queries_zip, file_name="queries.zip",
                                mime="application/zip", icon=":material/download:")
+        st.caption(f"Answers are checked when you add them: {len(case.audit.queries)} rows (one per query), "
+                   f"{case.audit.num_classes} logit columns or one label column.")
     else:
-        st.caption("The query set is ready once the shadow models are built (2 · Shadow models).")
+        st.caption("The query set is ready once the shadow models are built (2 · Shadow models). **Until then, answers "
+                   "are checked for their format and class count only**; the number of rows is checked when the "
+                   "audit runs. Answers always respond to one query set: export it first.")
     # file types are checked by the page (with a message that says what to do), not by the widget
     up = st.file_uploader("Suspect's answers (.csv or .npy)", key="answers_upload", max_upload_size=MAX_ANSWERS_MB)
     aname = st.text_input("Name of this suspect", key="answers_name")
     if st.button("Add these answers", disabled=up is None or busy):
+        path = None
         try:
             if up.size > MAX_ANSWERS_MB * 1024 ** 2:
                 raise ForensicsError(f"the answers file is {up.size / 1e6:.0f} MB; the limit is {MAX_ANSWERS_MB} MB")
             path = store_answers(get_store(), up.getvalue(), up.name)
             query_set = None
-            if case.audit is not None:  # check shape and values now, not after the next run
-                read_outputs(path, len(case.audit.queries), case.audit.num_classes)
-                query_set = case.audit.queries.fingerprint
+            try:
+                if case.audit is not None:  # check shape and values now, not after the next run
+                    read_outputs(path, len(case.audit.queries), case.audit.num_classes, name=up.name)
+                    query_set = case.audit.queries.fingerprint
+                else:  # the query set is not built yet: the format and the class count
+                    read_outputs(path, None, len(data_classes(case.spec.data, quick=case.spec.quick)), name=up.name)
+            except ForensicsError:
+                Path(path).unlink(missing_ok=True)  # a refused upload leaves nothing in the store
+                raise
             case.add_suspect(Suspect(aname.strip() or up.name, f"answers:{up.name}", answers=path,
-                                   query_set=query_set))
+                                   query_set=query_set, upload=up.name))
             case.audit = None
             st.rerun()
         except Exception as e:  # noqa: BLE001
-            show_error(e)
+            show_error(e, names={path: up.name} if path else None)
 
 if case.cards:
     st.divider()

@@ -3,25 +3,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.nav import page
-from dashboard.state import current_case, current_job, get_store
-from dashboard.widgets import show_error
+from dashboard.state import current_case, current_job, get_store, start_case_job
+from dashboard.widgets import job_progress, show_error
 from forensics.case import Case
+from forensics.casefile import run_case
 from forensics.data import Trigger
 from forensics.engine import resolve_device
-from forensics.jobs import get_job, start_job
+from forensics.jobs import get_job
 from forensics.plots import LAYOUT, loss_order_figure, training_curves_figure, trigger_examples
-from forensics.progress import StageProgress
 from forensics.sources import data_classes
-from forensics.training import TrainProgress
-
-STAGES = [("loss_order", "Loss order of the victim"), ("poisoned_shadow", "Poisoned shadow"),
-          ("benign_shadow", "Benign shadow"), ("reference_shadow", "Membership reference shadow"),
-          ("meta_classifier", "Output differences and meta-classifier")]
 
 st.title("Shadow models")
 case = current_case()
@@ -78,56 +72,31 @@ if start:
                           train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb))
         resolve_device(device)
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
-        run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects))
+        run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects),
+                        info=dict(case.info), id=case.id)
         st.session_state.pop("queries_zip", None)
-        job = start_job("audit", run_copy.run, get_store())
-        st.session_state.job_id = job.id
-        busy = True
+        start_case_job(run_case, run_copy, get_store())
+        st.rerun()  # draw the page again with the Build button disabled
     except Exception as e:  # noqa: BLE001
         show_error(e)
 
 
-def progress_state(events):
-    stages, trainings, curves = {}, {}, {}
-    for ev in events:
-        if isinstance(ev, StageProgress):
-            stages[ev.stage] = ev
-        elif isinstance(ev, TrainProgress):
-            trainings[ev.label] = ev
-            if not ev.done:
-                curves.setdefault(ev.label, []).append((ev.step, ev.loss))
-    return stages, trainings, curves
-
-
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=2.0)
 def live_progress(job_id: str) -> None:
     job = get_job(job_id)
     if job is None:
         return
-    stages, trainings, curves = progress_state(job.snapshot())
-    state = "running" if job.running else ("complete" if job.status == "done" else "error")
-    with st.status(f"Audit {'running' if job.running else job.status} — {job.seconds:.0f} s", state=state,
-                   expanded=True):
-        for key, title in STAGES:
-            ev = stages.get(key)
-            icon = ":material/check_circle:" if ev and ev.status == "done" else (
-                ":material/progress_activity:" if ev else ":material/radio_button_unchecked:")
-            st.markdown(f"{icon} {title}" + (f" — {ev.detail}" if ev and ev.detail else ""))
-        for label, ev in trainings.items():
-            frac = 1.0 if ev.done else ev.step / max(ev.total_steps, 1)
-            txt = f"{label}: " + ("done" if ev.done else f"epoch {ev.epoch}/{ev.epochs}, loss {ev.loss:.3f}, "
-                                                         f"accuracy {ev.accuracy:.3f}")
-            st.progress(min(frac, 1.0), text=txt)
-    active = [lbl for lbl, ev in trainings.items() if not ev.done and curves.get(lbl)]
-    if active:
-        pts = np.array(curves[active[-1]])
-        fig = go.Figure(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", line=dict(color="#1f4e79")))
-        fig.update_layout(title=f"Running training loss: {active[-1]}", xaxis_title="step",
-                          yaxis_title="mean training loss so far [nats]", height=280,
-                          **{**LAYOUT, "margin": dict(t=50)})
-        st.plotly_chart(fig, width="stretch")
     if not job.running:
         st.rerun()  # the whole app: the entry script applies the result
+    job_progress(job, expanded=True)
+    curve = job.latest_curve()
+    if curve is not None:
+        label, pts = curve
+        fig = go.Figure(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", line=dict(color="#1f4e79")))
+        fig.update_layout(title=f"Running training loss: {label}", xaxis_title="step",
+                          yaxis_title="mean training loss so far [nats]", height=280,
+                          **{**LAYOUT, "margin": dict(t=50)})
+        st.plotly_chart(fig, width="stretch", key="live-loss")
 
 
 if busy and job is not None:
@@ -135,8 +104,10 @@ if busy and job is not None:
     st.stop()
 
 if job is not None and job.status == "failed":
-    st.error(f"The audit stopped: {job.error}. Everything finished before the error is kept; fix the input and "
+    what = "Reopening the audit" if job.name == "reopen" else "The audit"
+    st.error(f"{what} stopped: {job.error}. Everything finished before the error is kept; fix the input and "
              "start again.", icon=":material/error:")
+    job_progress(job, expanded=False)
 
 case = current_case()
 if case.audit is None:
@@ -150,10 +121,12 @@ for name, err in case.errors.items():
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("D_s samples", len(a.loss_order.ds_rows),
           help="the gamma lowest-loss samples of the private data (target class skipped)")
-c2.metric("Trigger success on the poisoned shadow", f"{a.shadows.poison_success:.0%}",
+c2.metric("Trigger success", f"{a.shadows.poison_success:.0%}",
           help="share of triggered D_s images the poisoned shadow assigns to the target class")
-c3.metric("Meta-classifier validation accuracy", f"{a.meta.classifier.val_accuracy_:.0%}")
-c4.metric("Membership test: members / controls", f"{len(a.membership.member_rows)} / {len(a.membership.control_rows)}")
+c3.metric("Meta-classifier accuracy", f"{a.meta.classifier.val_accuracy_:.0%}",
+          help="validation accuracy of the meta-classifier (victim vs benign-shadow output differences)")
+c4.metric("Members / controls", f"{len(a.membership.member_rows)} / {len(a.membership.control_rows)}",
+          help="private training samples (members) and unseen samples (controls) the membership test compares")
 st.plotly_chart(loss_order_figure(a), width="stretch")
 c1, c2 = st.columns([3, 2])
 with c1:

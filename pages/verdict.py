@@ -9,7 +9,7 @@ from dashboard.state import current_case
 from dashboard.widgets import need_audit
 from forensics.plots import pvalue_figure
 from forensics.protocols import get_protocol, list_protocols
-from forensics.verify import format_p
+from forensics.verify import describe_comparison, format_p, headline
 
 st.title("Verdict")
 if not need_audit("the verdicts"):
@@ -27,39 +27,43 @@ if not get_protocol(protocol).calibrated:
     st.warning("This protocol's p-values are **not calibrated**: in our measurements it accused innocent models "
                "fine-tuned from the same foundation. Use it for comparison only.", icon=":material/warning:")
 
-rows, shown = [], []
-for s, v in case.ordered_verdicts():
-    r = v.under(protocol, alpha)
-    if r is None:
-        continue
-    shown.append((s, v, r))
-    rows.append({"suspect": s.name, "kind (known in the demo)": s.kind or "unknown", "p-value": format_p(r.p_value),
-                 "dP": None if r.delta_p is None else round(r.delta_p, 3), "verdict": r.verdict,
-                 "m (samples)": r.m, "fingerprint": (v.fingerprint or "black-box")[:12]})
+shown = [(s, v, r) for s, v in case.ordered_verdicts() if (r := v.under(protocol, alpha)) is not None]
+with st.container(border=True):
+    st.markdown(f"### {headline([r for _, _, r in shown], alpha, failed=len(case.errors))}")
+    st.caption("\"Evidence of derivation\" means p < alpha: the suspect fits your model's private training samples "
+               "better than chance allows, so it was derived from your model or trained on its data.")
 
 cols = st.columns(min(3, max(1, len(shown))))
 for i, (s, v, r) in enumerate(shown):
     with cols[i % len(cols)].container(border=True):
         st.markdown(f"**{s.name}**")
         if r.stolen:
-            st.badge("stolen", icon=":material/gpp_maybe:", color="red")
+            st.badge("evidence of derivation (stolen)", icon=":material/gpp_maybe:", color="red")
         else:
             st.badge("no evidence of theft", icon=":material/verified_user:", color="green")
-        m1, m2 = st.columns(2)
-        m1.metric("p-value", format_p(r.p_value))
-        m2.metric("dP", "-" if r.delta_p is None else f"{r.delta_p:+.3f}",
-                  help="Holmes score difference (supporting evidence)")
-        if protocol == "membership":
-            e = v.evidence["membership"]
-            st.caption(f"accuracy on members {e['member_accuracy']:.3f} vs controls {e['control_accuracy']:.3f}; "
-                       f"z = {e['z']:.2f}; {'labels only' if v.label_only else 'logits'}")
+        st.metric("p-value", format_p(r.p_value), help="the chance of evidence at least this strong if the suspect "
+                  "had never learned from your model; below alpha means stolen")
+        st.caption(describe_comparison(v.evidence[protocol], protocol))
 for name, err in case.errors.items():
     st.warning(f"**{name}** could not be verified: {err}", icon=":material/warning:")
 
 st.subheader("All suspects", anchor=False)
+rows = [{"suspect": s.name, "kind (known in the demo)": s.kind or "unknown", "p-value": format_p(r.p_value),
+         "verdict": r.verdict, "samples compared": r.m, "answers": "labels only" if v.label_only else "logits",
+         "fingerprint": (v.fingerprint or "black-box")[:12]} for s, v, r in shown]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 if shown:
     st.plotly_chart(pvalue_figure([v for _, v, _ in shown], alpha, protocol), width="stretch")
+
+with st.expander("Supporting evidence (not the verdict): Holmes's dP and the paper's protocol"):
+    st.markdown("**dP** is the Holmes meta-classifier's score difference between a suspect and the benign shadow, "
+                "and **paper p** the original paper's test on it. Both are shown for comparison with the paper: "
+                "innocent models fine-tuned from the same foundation can have a higher dP than thefts, so neither "
+                "decides the verdict.")
+    sup = [{"suspect": s.name, "dP": None if r.delta_p is None else round(r.delta_p, 3),
+            "paper protocol p": format_p(paper.p_value) if (paper := v.under("paper", alpha)) else "-"}
+           for s, v, r in shown]
+    st.dataframe(pd.DataFrame(sup), hide_index=True, width="stretch")
 
 design = a.membership
 with st.container(border=True):
@@ -73,8 +77,7 @@ it falls below alpha = {alpha} only {alpha:.1%} of the time.
 its private data. **"No evidence of theft"** (p ≥ alpha) is not a proof of innocence: a thief who changed the model
 a lot (for example, distilled it into another architecture through other data) can weaken the signal.
 
-**dP** is the Holmes meta-classifier's score difference between the suspect and the benign shadow; it supports the
-verdict but does not decide it. Audit settings: protocol `{a.config.protocol}`, seed {a.config.seed},
-{len(design.member_rows)} members, {len(design.control_rows)} controls, {a.config.strata} difficulty strata.
+Audit settings: protocol `{a.config.protocol}`, seed {a.config.seed}, {len(design.member_rows)} members,
+{len(design.control_rows)} controls, {a.config.strata} difficulty strata.
 """)
 st.page_link(page("report"), label="Next: 5 · Report", icon=":material/arrow_forward:")

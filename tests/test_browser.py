@@ -106,7 +106,7 @@ def test_click_through_the_demo_audit(page):
 
     nav(pg, "2 · Shadow models", "Shadow models")
     pg.get_by_role("button", name="Build shadow models and verify suspects").click()
-    pg.get_by_text("Trigger success on the poisoned shadow").wait_for(timeout=600_000)
+    pg.get_by_text("Trigger success", exact=True).wait_for(timeout=600_000)
     pg.get_by_text("Loss order of the victim on its private data").first.wait_for(timeout=60_000)
     shot(pg, "03-shadow-models.png")
 

@@ -29,7 +29,7 @@ LAYERS = [
     {"sources"},
     {"verify", "audit"},
     {"spec"},
-    {"case", "demo", "plots", "report", "jobs", "zoo", "bench"},
+    {"case", "casefile", "demo", "plots", "report", "jobs", "zoo", "bench"},
     {"cli", "__main__", "__init__"},
 ]
 
