@@ -121,6 +121,9 @@ class Audit:
             "queries": int(len(self.queries)),
             "queries_fingerprint": self.queries.fingerprint,
             "histories": s.histories,
+            # what decides bit-for-bit reproducibility beside the seeds (see the README)
+            "runtime": {"device": self.engine.device.type, "precision": self.engine.precision,
+                        "cpu_threads": self.engine.cpu_threads},
         }
 
 

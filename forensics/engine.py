@@ -8,11 +8,13 @@ autocast and channels_last; on the CPU, fp32 (channels_last for inference, measu
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import settings
 from .data import ImageSet, Trigger, iter_batches
 from .errors import ConfigError
 from .models import LoadedModel, jsonable_config
@@ -44,6 +46,22 @@ class Engine:
         self._memory: dict[str, torch.Tensor] = {}
         # where batch-level progress of features and logits goes (a pipeline run sets it; None: nowhere)
         self.progress: Progress | None = None
+        # torch's intra-op thread count changes CPU results (reductions split differently): a fixed count makes a
+        # run reproducible bit for bit on any machine of the same CPU kind (FORENSICS_CPU_THREADS)
+        self.cpu_threads = settings.current().cpu_threads if self.device.type == "cpu" else None
+
+    @contextlib.contextmanager
+    def threads(self):
+        """Run the block with the engine's CPU thread count (restored afterwards)."""
+        if self.cpu_threads is None or torch.get_num_threads() == self.cpu_threads:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.cpu_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _batches(self, what: str, images: ImageSet, loaded: LoadedModel, **kw):
         """:func:`iter_batches`, reporting each batch as work progress."""
@@ -83,7 +101,8 @@ class Engine:
             model.to("cpu", memory_format=torch.contiguous_format)
             np.save(tmp / "activations.npy", torch.cat(outs).numpy())
 
-        path = self.store.get_or_compute("activations", config, inputs, compute)
+        with self.threads():
+            path = self.store.get_or_compute("activations", config, inputs, compute)
         feats = torch.from_numpy(np.load(path / "activations.npy"))
         self._memory[mem_key] = feats
         return feats
@@ -103,7 +122,8 @@ class Engine:
         def compute(tmp: Path):
             np.save(tmp / "logits.npy", self._run_logits(loaded, images, trigger, triggered))
 
-        path = self.store.get_or_compute("logits", config, inputs, compute)
+        with self.threads():
+            path = self.store.get_or_compute("logits", config, inputs, compute)
         return np.load(path / "logits.npy")
 
     def _run_logits(self, loaded: LoadedModel, images: ImageSet, trigger: Trigger | None,
@@ -135,8 +155,9 @@ class Engine:
               checkpoint_dir: Path | None = None, progress: ProgressFn | None = None,
               label: str = "training") -> TrainHistory:
         """Fine-tune ``loaded.model`` in place; see :func:`forensics.training.fit`."""
-        return fit(self, loaded, images, targets, cfg, trigger=trigger, triggered=triggered,
-                   checkpoint_dir=checkpoint_dir, progress=progress, label=label)
+        with self.threads():
+            return fit(self, loaded, images, targets, cfg, trigger=trigger, triggered=triggered,
+                       checkpoint_dir=checkpoint_dir, progress=progress, label=label)
 
     # -- devices ---------------------------------------------------------------------------
     def autocast(self):

@@ -15,12 +15,16 @@ from .errors import ConfigError
 STORE = "FORENSICS_STORE"
 DEMO_QUICK = "FORENSICS_DEMO_QUICK"
 MAX_UPLOAD_MB = "FORENSICS_MAX_UPLOAD_MB"
+CPU_THREADS = "FORENSICS_CPU_THREADS"
+DEFAULT_CPU_THREADS = 2
 
 #: name -> what it means (the README's configuration table says the same)
 VARIABLES = {
     STORE: "the artifact store folder (default ~/.cache/holmes-forensics)",
     DEMO_QUICK: "1: the dashboard's demo uses the reduced data and epochs (what the tests use)",
     MAX_UPLOAD_MB: "the dashboard's upload limit in MB (default 200)",
+    CPU_THREADS: f"torch threads for work on the CPU (default {DEFAULT_CPU_THREADS}: the same results on every "
+                 "machine; 'auto' = torch's own choice, faster on many cores but machine-dependent)",
 }
 
 
@@ -31,6 +35,7 @@ class Settings:
     store: Path
     demo_quick: bool
     max_upload_mb: int
+    cpu_threads: int | None = DEFAULT_CPU_THREADS   # None: torch's own choice
 
 
 def default_store_root() -> Path:
@@ -52,4 +57,13 @@ def current() -> Settings:
     if mb < 1:
         raise ConfigError(f"{MAX_UPLOAD_MB}={raw!r}: give the upload limit as a whole number of megabytes >= 1, "
                           "or unset it (default 200)")
-    return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb)
+    raw = env.get(CPU_THREADS, "").strip().lower() or str(DEFAULT_CPU_THREADS)
+    threads: int | None = None
+    if raw != "auto":
+        try:
+            threads = int(raw)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ConfigError(f"{CPU_THREADS}={raw!r}: give a whole number of threads >= 1, or 'auto'")
+    return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb, cpu_threads=threads)

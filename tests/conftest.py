@@ -101,11 +101,17 @@ def store_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op thread: tiny ops on a busy 2-core machine are ~100x slower with OpenMP spinning,
-    and a fixed thread count keeps CPU results bit-reproducible within the module."""
-    before = torch.get_num_threads()
+    and a fixed thread count keeps CPU results bit-reproducible within the module.  The engine pins its
+    own count (FORENSICS_CPU_THREADS, default 2): set to 1 here too."""
+    before, env_before = torch.get_num_threads(), os.environ.get("FORENSICS_CPU_THREADS")
     torch.set_num_threads(1)
+    os.environ["FORENSICS_CPU_THREADS"] = "1"
     yield
     torch.set_num_threads(before)
+    if env_before is None:
+        os.environ.pop("FORENSICS_CPU_THREADS", None)
+    else:
+        os.environ["FORENSICS_CPU_THREADS"] = env_before
 
 
 @pytest.fixture(scope="session")

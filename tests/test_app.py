@@ -266,3 +266,165 @@ def test_the_entry_script_applies_a_finished_job_once(env):
     at.session_state["case"] = Case()  # the user starts over: the old job's result is not applied again
     at.run()
     assert at.session_state["case"].spec is None
+
+
+def open_app(case_id: str, page: str | None = None) -> AppTest:
+    """A new browser session on the address ``?audit=<case_id>`` (what F5 or a bookmark does)."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["audit"] = case_id
+    at.run()
+    assert not at.exception
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def wait_session_job(at: AppTest, timeout: float = 600) -> None:
+    if "job_id" in at.session_state:
+        job = get_job(at.session_state["job_id"])
+        job.wait(timeout)
+        assert job.status == "done", job.error
+        at.run()
+        assert not at.exception
+
+
+def test_an_audit_survives_a_reload_a_restart_and_reopens_from_its_record(env, tmp_path):
+    import json
+
+    import streamlit as st
+
+    from forensics import casefile
+    from forensics.verify import headline
+
+    at = new_app()
+    run_demo_audit(at)
+    case = at.session_state["case"]
+    p_values = {n: v.p_value for n, v in case.verdicts.items()}
+    assert at.query_params["audit"] in (case.id, [case.id])
+    assert (Path(env) / "cases" / f"{case.id}.json").is_file()
+
+    # F5 on the verdict page: a new session finds the same audit, verdicts and all, without a job
+    again = open_app(case.id, "pages/verdict.py")
+    assert {n: v.p_value for n, v in again.session_state["case"].verdicts.items()} == p_values
+    want = headline([v.under() for v in case.verdicts.values()], case.audit.config.alpha)
+    assert want.startswith("2 of 6 suspects show evidence")
+    assert any(want in m.value for m in again.markdown)
+
+    # the server restarted (its memory is gone): the audit comes back from the store, nothing is recomputed
+    st.cache_resource.clear()
+    restarted = open_app(case.id)
+    wait_session_job(restarted)
+    back = restarted.session_state["case"]
+    assert back.id == case.id and {n: v.p_value for n, v in back.verdicts.items()} == p_values
+    assert sum(back.audit.engine.store.stats.computed.values()) == 0
+    restarted.switch_page("pages/features.py").run()
+    assert not restarted.exception and restarted.get("plotly_chart")
+
+    # an audit.json given by its path reopens as a new case with the recorded verdicts
+    record = tmp_path / "my-audit.json"
+    record.write_text(json.dumps(casefile.case_record(case)))
+    other = new_app()
+    next(t for t in other.text_input if t.key == "record_path").set_value(str(record))
+    button(other, "Reopen this record").click().run()
+    assert not other.exception
+    wait_session_job(other)
+    reopened = other.session_state["case"]
+    assert reopened.id != case.id and {n: v.p_value for n, v in reopened.verdicts.items()} == p_values
+    # a file that is not a record is refused with a message that names it
+    junk = tmp_path / "notes.json"
+    junk.write_text('{"hello": 1}')
+    next(t for t in other.text_input if t.key == "record_path").set_value(str(junk))
+    button(other, "Reopen this record").click().run()
+    assert any("notes.json is not a Holmes forensics audit record" in e.value for e in other.error)
+    assert other.session_state["case"] is reopened
+
+    # a second "Load the demo" asks first; the old audit stays in Recent audits
+    button(other, "Load the demo").click().run()
+    assert other.session_state["case"] is reopened and any("starts a new audit" in w.value for w in other.warning)
+    button(other, "Start a new demo audit").click().run()
+    fresh = other.session_state["case"]
+    assert fresh.id != reopened.id and not fresh.verdicts
+    assert {r.id for r in casefile.recent_cases(casefile.ArtifactStore(env), 20)} >= {case.id, reopened.id, fresh.id}
+    opened = next(b for b in other.button if b.key == f"open-{case.id}")
+    opened.click().run()
+    assert other.session_state["case"].id == case.id
+
+
+def test_other_pages_say_how_far_a_running_audit_is(env):
+    import threading
+
+    from forensics.progress import StagePlan, emit
+
+    release = threading.Event()
+
+    def slow(progress):
+        progress(StagePlan([("data", "Loading the data"), ("victim", "Training the demo victim")]))
+        emit(progress, "data", "start")
+        emit(progress, "data", "done")
+        emit(progress, "victim", "start")
+        release.wait(60)
+        raise RuntimeError("stopped by the test")
+
+    at = new_app()
+    button(at, "Load the demo").click().run()
+    from dashboard import state
+    from forensics.jobs import start_job
+
+    job = start_job("audit", slow)
+    at.session_state["job_id"] = job.id
+    try:
+        at.switch_page("pages/verdict.py").run()
+        assert any("running, 50% done" in i.value for i in at.info), [i.value for i in at.info]
+        at.switch_page("pages/shadows.py").run()
+        assert not at.exception
+        build = next(b for b in at.button if b.label == "Build shadow models and verify suspects")
+        assert build.disabled
+    finally:
+        release.set()
+        job.wait(10)
+    assert state  # the module under test
+
+
+def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, save_hf, tmp_path):
+    at = new_app()
+    button(at, "Load the demo").click().run()
+    uploads = Path(env) / "uploads"
+
+    def add_answers(name: str, content: bytes) -> list[str]:
+        at.file_uploader(key="answers_upload").set_value((name, content, "application/octet-stream")).run()
+        button(at, "Add these answers").click().run()
+        assert not at.exception
+        return [e.value for e in at.error]
+
+    # before the audit has run: the format and the class count are checked, and the page says so
+    assert any("Until then, answers are checked for their format and class count only" in c.value
+               for c in [*at.markdown, *at.caption])
+    errors = add_answers("junk.csv", b"hello,world\nfoo,bar\n")
+    assert any("junk.csv" in e and "numeric" in e for e in errors), errors
+    assert not any("uploads/" in e for e in errors)
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((50, 7), np.float32))
+    assert any("wrong.npy: 7 columns" in e for e in add_answers("wrong.npy", buf.getvalue()))
+    assert not list((uploads).glob("*.csv")) and not list(uploads.glob("*.npy"))  # refused files are not kept
+    assert len(at.session_state["case"].suspects) == 6
+
+    # a model upload: a zipped save_for_hf folder is checked like any source and shown by its own name
+    folder = save_hf(tiny_model(num_classes=10), "suspect-folder")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in folder.iterdir():
+            z.write(f, f"suspect-folder/{f.name}")
+    at.file_uploader(key="model_upload").set_value(("suspect.zip", buf.getvalue(), "application/zip"))
+    button(at, "Check and add suspect").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    added = at.session_state["case"].suspects[-1]
+    assert added.name == "suspect.zip" and added.shown_source == "uploaded suspect.zip"
+    assert added.source.startswith("local-dir:") and Path(added.source[len("local-dir:"):], "config.json").is_file()
+    # a zip with no model in it: a clear error naming the file, no folder left in the store
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("readme.txt", "no model here")
+    at.file_uploader(key="model_upload").set_value(("empty.zip", buf.getvalue(), "application/zip"))
+    button(at, "Check and add suspect").click().run()
+    assert any("'empty.zip' holds no config.json" in e.value for e in at.error)
+    assert len([p for p in (uploads / "model").iterdir() if p.is_dir()]) == 1

@@ -97,3 +97,27 @@ def test_logits_are_reused_by_a_second_engine_without_running_the_model(tmp_path
     assert second.store.stats.computed["logits"] == 2
     assert "activations" in second.store.stats.hits  # the head is in the tail: same frozen prefix
     np.testing.assert_allclose(out3, out1 + 1.0, rtol=1e-5, atol=1e-5)
+
+
+def test_training_on_the_cpu_uses_the_pinned_thread_count_whatever_torch_was_set_to(tmp_path, monkeypatch):
+    """The intra-op thread count changes CPU results (measured: the demo victim's weights differ between 1 and
+    2 threads); the engine pins FORENSICS_CPU_THREADS for its work, so the caller's setting does not matter."""
+    from forensics.training import TrainConfig
+
+    monkeypatch.setenv("FORENSICS_CPU_THREADS", "2")
+    images = toy_images(64)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, trainable_blocks=None, seed=0)
+    seen, weights = [], []
+    for outer in (1, 2):
+        torch.set_num_threads(outer)
+        loaded = make_loaded(seed=3)
+        engine = Engine(ArtifactStore(tmp_path / str(outer)), device="cpu", cache_blocks=None)
+        engine.train(loaded, images, images.labels, cfg,
+                     progress=lambda ev: seen.append(torch.get_num_threads()))
+        assert torch.get_num_threads() == outer  # restored
+        weights.append(loaded.fingerprint)
+    torch.set_num_threads(1)
+    assert set(seen) == {2}
+    assert weights[0] == weights[1]
+    monkeypatch.setenv("FORENSICS_CPU_THREADS", "auto")
+    assert Engine(ArtifactStore(tmp_path / "auto"), device="cpu").cpu_threads is None
