@@ -19,29 +19,43 @@ log = logging.getLogger("forensics.app")
 JOB_TITLES = {"audit": "Building the audit", "reopen": "Reopening the audit"}
 
 
-def job_progress(job: Job, *, expanded: bool) -> None:
+SPINNER = ("<style>@keyframes hf-spin{to{transform:rotate(360deg)}}.hf-spin{display:inline-block;width:.9em;"
+           "height:.9em;border:.15em solid #c9d3de;border-top-color:#1f4e79;border-radius:50%;"
+           "animation:hf-spin .8s linear infinite;vertical-align:-.1em;margin-right:.45em}</style>"
+           "<span class='hf-spin' role='progressbar' aria-label='running'></span>")
+
+
+def job_progress(job: Job, *, expanded: bool = True) -> None:
     """A running (or finished) job as a list of stages: a check mark when done, a bar with the time left for the
-    running one, an empty circle for those to come."""
+    running one, an empty circle for those to come.  The header turns while the job runs (an animated spinner,
+    never a check mark before the end)."""
     views = job.stages()
     title = JOB_TITLES.get(job.name, job.name)
-    if job.running:
-        label, state = f"{title}: {job.fraction_done():.0%} done, {job.seconds:.0f} s so far", "running"
-    elif job.status == "done":
-        label, state = f"{title}: done in {job.seconds:.0f} s", "complete"
-    else:
-        label, state = f"{title}: stopped after {job.seconds:.0f} s", "error"
-    with st.status(label, state=state, expanded=expanded):
+    with st.container(border=True):
+        if job.running:
+            frac = job.fraction_done()
+            st.markdown(f"{SPINNER}<b>{title}</b>: running, {frac:.0%} done, {job.seconds:.0f} s so far",
+                        unsafe_allow_html=True)
+            st.progress(frac)
+        elif job.status == "done":
+            st.markdown(f":green[:material/check_circle:] **{title}**: done in {job.seconds:.0f} s")
+        else:
+            st.markdown(f":red[:material/error:] **{title}**: stopped after {job.seconds:.0f} s")
+        if not expanded:
+            return
         if not views:
-            st.markdown(":material/progress_activity: Starting…")
+            st.markdown(f"{SPINNER}Starting…", unsafe_allow_html=True)
         for v in views:
             if v.status == "done":
                 st.markdown(f":green[:material/check_circle:] {v.title} :gray[— {v.detail or 'done'} "
                             f"({v.elapsed(0):.0f} s)]")
-            elif v.status == "running":
-                st.markdown(f":blue[:material/progress_activity:] **{v.title}**")
+            elif v.status == "running" and job.running:
+                st.markdown(f"{SPINNER}<b>{v.title}</b>", unsafe_allow_html=True)
                 left = "estimating the time left" if v.eta is None else f"about {format_seconds(v.eta)} left"
                 st.progress(v.fraction or 0.0,
                             text=f"{v.work or 'working'} · {v.elapsed(time.time()):.0f} s so far · {left}")
+            elif v.status == "running":  # the job stopped in this stage
+                st.markdown(f":red[:material/cancel:] {v.title} :gray[— stopped here]")
             else:
                 st.markdown(f":gray[:material/radio_button_unchecked: {v.title}]")
 

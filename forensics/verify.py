@@ -110,18 +110,17 @@ def headline(readings: "Sequence[Reading]", alpha: float, failed: int = 0) -> st
     return s + "."
 
 
-def describe_comparison(evidence: dict[str, Any], protocol: str = "membership") -> str:
-    """What a protocol compared, in words (for the verdict cards and the report)."""
+def describe_comparison(evidence: dict[str, Any], protocol: str = "membership", alpha: float = 0.01) -> str:
+    """What a protocol compared and found, in words (for the verdict cards and the report)."""
     if protocol == "membership" and "members" in evidence:
         e = evidence
         what = "errors (it answered with labels only)" if e.get("score") == "error" else "loss"
-        z = float(e.get("z", 0.0))
-        finding = ("it fits your training images clearly better than unseen ones" if z > 2 else
-                   "it fits your training images a little better than unseen ones" if z > 0.5 else
-                   "no systematic difference between them")
-        return (f"Compared its {what} on {e['members']} of your private training images with {e['controls']} unseen "
+        finding = ("it fits your training images better than chance allows" if e["p_value"] < alpha
+                   else "no difference beyond chance")
+        return (f"Compared its {what} on {e['members']} of your private training images and {e['controls']} unseen "
                 f"images of the same collection, in {e.get('n_strata', '?')} strata of equal difficulty: {finding} "
-                f"(accuracy {e['member_accuracy']:.1%} vs {e['control_accuracy']:.1%}; test statistic z = {z:.1f}).")
+                f"(accuracy {e['member_accuracy']:.1%} on your training images vs {e['control_accuracy']:.1%} on "
+                f"unseen ones; test statistic z = {float(e.get('z', 0.0)):.1f}).")
     if "m" in evidence:
         return f"Compared its outputs on {evidence['m']} samples (protocol {protocol})."
     return f"Protocol {protocol}."

@@ -53,8 +53,8 @@ with st.container(border=True):
             start_demo()
         st.session_state.confirm_demo = True
     if st.session_state.get("confirm_demo"):
-        done = f" and its {len(case.verdicts)} verdicts" if case.verdicts else ""
-        st.warning(f"This starts a new audit. The current one{done} stays under **Recent audits** below and can be "
+        done = f" (with its {len(case.verdicts)} verdicts)" if case.verdicts else ""
+        st.warning(f"This starts a new audit. The current one{done} is kept under **Recent audits** below and can be "
                    "reopened at any time.", icon=":material/info:")
         c1, c2, _ = st.columns([2, 1, 3])
         if c1.button("Start a new demo audit", type="primary", disabled=busy):

@@ -107,7 +107,7 @@ if job is not None and job.status == "failed":
     what = "Reopening the audit" if job.name == "reopen" else "The audit"
     st.error(f"{what} stopped: {job.error}. Everything finished before the error is kept; fix the input and "
              "start again.", icon=":material/error:")
-    job_progress(job, expanded=False)
+    job_progress(job)
 
 case = current_case()
 if case.audit is None:

@@ -43,7 +43,7 @@ for i, (s, v, r) in enumerate(shown):
             st.badge("no evidence of theft", icon=":material/verified_user:", color="green")
         st.metric("p-value", format_p(r.p_value), help="the chance of evidence at least this strong if the suspect "
                   "had never learned from your model; below alpha means stolen")
-        st.caption(describe_comparison(v.evidence[protocol], protocol))
+        st.caption(describe_comparison(v.evidence[protocol], protocol, alpha))
 for name, err in case.errors.items():
     st.warning(f"**{name}** could not be verified: {err}", icon=":material/warning:")
 
