@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.state import current_case, get_store, job_running, open_case, open_record, set_case
+from dashboard.state import current_case, current_job, get_store, job_running, open_case, open_record, set_case
 from dashboard.widgets import model_card, show_error
 from forensics import casefile, settings
 from forensics.answers import read_outputs
@@ -29,6 +29,9 @@ if busy:
     st.info("An audit is running (2 · Shadow models): the victim and the suspects can be changed when it has "
             "finished.", icon=":material/hourglass_top:")
 
+_job = current_job()
+if _job is not None and _job.name == "reopen" and _job.status == "failed":
+    st.error(f"The audit could not be reopened with its verdicts: {_job.error}", icon=":material/error:")
 if "restore_error" in st.session_state:
     st.warning(f"The audit in the address could not be reopened: {st.session_state.pop('restore_error')}",
                icon=":material/warning:")
