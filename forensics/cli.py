@@ -155,7 +155,7 @@ def read_record(path: Path):
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    from .report import audit_figures, build_report, render_html
+    from .report import audit_figures, build_report, render_html, render_pdf
     from .store import ArtifactStore
 
     seed = args.seed or 0
@@ -168,11 +168,16 @@ def cmd_demo(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(d, indent=2))
         print(f"wrote {args.json}")
-    if args.html:
+    if args.html or args.pdf:
         rep = build_report(res.audit, [(r.suspect.name, r.kind, r.verdict) for r in res.suspects],
                            sources={r.suspect.name: {"source": r.suspect.source} for r in res.suspects})
-        Path(args.html).write_text(render_html(rep, audit_figures(res.audit, [r.verdict for r in res.suspects])))
-        print(f"wrote {args.html}")
+        html = render_html(rep, audit_figures(res.audit, [r.verdict for r in res.suspects]))
+        if args.html:
+            Path(args.html).write_text(html, encoding="utf-8")
+            print(f"wrote {args.html}")
+        if args.pdf:  # after the HTML: a missing browser costs only the PDF
+            Path(args.pdf).write_bytes(render_pdf(html))
+            print(f"wrote {args.pdf}")
     return 0
 
 
@@ -196,7 +201,7 @@ def _verdict_rows(pairs) -> list[dict[str, Any]]:
 
 def cmd_audit(args) -> int:
     from .case import Case, Suspect, store_answers
-    from .report import audit_figures, case_report, render_html
+    from .report import audit_figures, case_report, render_html, render_pdf
     from .sources import known_kind
     from .store import ArtifactStore
 
@@ -229,9 +234,14 @@ def cmd_audit(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1))
         print(f"wrote {args.json}")
-    if args.html:
-        Path(args.html).write_text(render_html(rep, audit_figures(a, [v for _, _, v in pairs])))
-        print(f"wrote {args.html}")
+    if args.html or args.pdf:
+        html = render_html(rep, audit_figures(a, [v for _, _, v in pairs]))
+        if args.html:
+            Path(args.html).write_text(html, encoding="utf-8")
+            print(f"wrote {args.html}")
+        if args.pdf:  # after the HTML: a missing browser costs only the PDF
+            Path(args.pdf).write_bytes(render_pdf(html))
+            print(f"wrote {args.pdf}")
     return 2 if case.errors else 0
 
 
@@ -389,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(d)
     d.add_argument("--json", type=Path, help="write the results as JSON")
     d.add_argument("--html", type=Path, help="write a self-contained HTML report")
+    d.add_argument("--pdf", type=Path, help="write the report as PDF (printed by headless Chromium)")
     d.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=protocol_names())
     d.add_argument("--quick", action="store_true", help="a reduced demo (smaller data, fewer epochs) for smoke tests")
     for name, fn, hlp in (("audit", cmd_audit, "build an audit and verify suspects"),
@@ -406,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--logits", action="append", help="a suspect's answers on the queries, CSV or .npy")
             s.add_argument("--json", type=Path, help="write the JSON audit record")
             s.add_argument("--html", type=Path, help="write a self-contained HTML report")
+            s.add_argument("--pdf", type=Path, help="write the report as PDF (printed by headless Chromium)")
         s.set_defaults(fn=fn)
     d.set_defaults(fn=cmd_demo)
     for name, fn, hlp in (
