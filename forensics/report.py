@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import settings
 from .audit import Audit
 from .errors import ForensicsError
 from .protocols import get_protocol
@@ -29,7 +30,7 @@ __all__ = ["build_report", "case_report", "render_html", "render_pdf", "audit_fi
 
 # what the auditor may type about the case (Case.info), in the order the report shows them
 CASE_FIELDS = ("case_name", "auditor", "note")
-CHROMIUM_ENV = "FORENSICS_CHROMIUM"
+CHROMIUM_ENV = settings.CHROMIUM
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -395,7 +396,7 @@ NO_BROWSER = ("install chromium: sudo apt-get install chromium, or set FORENSICS
 def find_browser() -> str:
     """The Chromium/Chrome binary that prints the PDF: ``$FORENSICS_CHROMIUM``, else chromium, chromium-browser or
     google-chrome on the PATH; a :class:`PdfRenderError` that says what to do when there is none."""
-    env = os.environ.get(CHROMIUM_ENV, "").strip()
+    env = settings.current().chromium
     if env:
         found = shutil.which(env)
         if found is None:
@@ -433,7 +434,7 @@ def render_pdf(html_text: str, *, timeout: float = 120.0, browser: str | None = 
                "--virtual-time-budget=20000", f"--print-to-pdf={out}", page.as_uri()]
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp,
-                                    start_new_session=True, env={**os.environ, "HOME": tmp})
+                                    start_new_session=True, env=settings.child_environment(HOME=tmp))
         except OSError as e:
             raise PdfRenderError(f"could not start {exe} ({e}); {NO_BROWSER}") from e
         try:

@@ -16,6 +16,7 @@ STORE = "FORENSICS_STORE"
 DEMO_QUICK = "FORENSICS_DEMO_QUICK"
 MAX_UPLOAD_MB = "FORENSICS_MAX_UPLOAD_MB"
 CPU_THREADS = "FORENSICS_CPU_THREADS"
+CHROMIUM = "FORENSICS_CHROMIUM"
 DEFAULT_CPU_THREADS = 2
 
 #: name -> what it means (the README's configuration table says the same)
@@ -25,6 +26,8 @@ VARIABLES = {
     MAX_UPLOAD_MB: "the dashboard's upload limit in MB (default 200)",
     CPU_THREADS: f"torch threads for work on the CPU (default {DEFAULT_CPU_THREADS}: the same results on every "
                  "machine; 'auto' = torch's own choice, faster on many cores but machine-dependent)",
+    CHROMIUM: "the Chromium/Chrome binary that prints the PDF report (default: chromium, chromium-browser or "
+              "google-chrome on the PATH)",
 }
 
 
@@ -36,6 +39,7 @@ class Settings:
     demo_quick: bool
     max_upload_mb: int
     cpu_threads: int | None = DEFAULT_CPU_THREADS   # None: torch's own choice
+    chromium: str | None = None                     # the browser for PDF reports; None: search the PATH
 
 
 def default_store_root() -> Path:
@@ -66,4 +70,10 @@ def current() -> Settings:
             threads = 0
         if threads < 1:
             raise ConfigError(f"{CPU_THREADS}={raw!r}: give a whole number of threads >= 1, or 'auto'")
-    return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb, cpu_threads=threads)
+    return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb, cpu_threads=threads,
+                    chromium=env.get(CHROMIUM, "").strip() or None)
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process (a browser printing a PDF), with ``overrides``."""
+    return {**os.environ, **overrides}
