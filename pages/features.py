@@ -1,4 +1,4 @@
-"""Step 3: what the evidence looks like - output differences, meta-classifier scores, membership."""
+"""Step 3: what the evidence looks like - membership, output differences, meta-classifier scores, D_s."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,47 +15,85 @@ if not need_audit("the feature plots"):
 case = current_case()
 a = case.audit
 pairs = case.ordered_verdicts()
-names = [s.name for s, _ in pairs]
-chosen = st.multiselect("Suspects to show", names, default=names, placeholder="choose suspects")
-verdicts = [v for s, v in pairs if s.name in chosen]
+kinds = {s.name: s.kind for s, _ in pairs}
+verdicts = [v for _, v in pairs]
+by_name = {v.suspect: v for v in verdicts}
+with_logits = [v.suspect for v in verdicts if v.per_sample.get("ds_logits")]
+
+
+def takeaway(text: str) -> None:
+    st.markdown(f"**Takeaway:** {text}")
+
+
+if with_logits:
+    chosen = st.multiselect(
+        "Suspects to compare in the output-difference and projection tabs", with_logits,
+        default=plots.default_pair([by_name[n] for n in with_logits]), max_selections=plots.MAX_COMPARED,
+        placeholder="choose up to four suspects",
+        help="By default, the suspect with the smallest p-value (the likeliest derived) and the one with the largest "
+             "(the likeliest innocent).")
+else:
+    chosen = []
+compared = [by_name[n] for n in chosen]
 
 tab_m, tab_o, tab_p, tab_s, tab_g = st.tabs(["Membership evidence (the verdict)", "Output differences per class",
                                              "2-D projection", "Meta-classifier scores", "D_s gallery"])
 with tab_m:
     st.markdown("The verdict rests on this comparison: each suspect's loss on the victim's **training samples "
                 "(members)** against **unseen samples of the same collection (controls)**, within strata of equal "
-                "difficulty. A model derived from the victim fits members better (solid line below dotted), most "
-                "in the hard strata; an innocent model cannot tell them apart.")
+                "difficulty (1 = easiest). One panel per suspect: its line is the controls' mean loss minus the "
+                "members' (error rates, for suspects that answered with labels only). A model derived from the victim "
+                "fits members better, so its line climbs **above zero**, most in the hard strata (red panels, p < "
+                "alpha); an innocent model cannot tell them apart, so its line stays **near zero** (green panels). "
+                "The other suspects are drawn in grey for comparison.")
     if verdicts:
-        st.plotly_chart(plots.membership_figure(verdicts), width="stretch")
+        takeaway(plots.takeaway("membership", a, verdicts))
+        st.plotly_chart(plots.membership_figure(verdicts, kinds=kinds), width="stretch")
     else:
-        st.caption("Choose at least one suspect.")
+        st.caption("No suspect has been verified yet.")
 with tab_o:
     st.markdown("Holmes's features: **O = model − poisoned shadow** on the clean D_s images. The poisoned shadow "
                 "forgot the victim's D_s-specific behaviour, so the victim (and its copies) differ from it in a "
-                "characteristic way; the benign shadow, trained without D_s, does not.")
-    st.plotly_chart(plots.output_difference_figure(a, verdicts), width="stretch")
+                "characteristic way; the benign shadow, trained without D_s, does not. One panel per class (logit); "
+                "a suspect whose boxes sit in the victim's red band answers D_s like the victim.")
+    takeaway(plots.takeaway("output_difference", a, compared))
+    st.plotly_chart(plots.output_difference_figure(a, compared, kinds=kinds), width="stretch")
 with tab_p:
-    st.plotly_chart(plots.projection_figure(a, verdicts), width="stretch")
+    st.markdown("The same features on their two main directions (fitted on the victim and the benign shadow), one "
+                "dot per D_s image and one panel per compared suspect. Closeness means similar answers: dots on the "
+                "victim's cloud answer D_s like the victim, dots on the benign shadow's like an independent model.")
+    takeaway(plots.takeaway("projection", a, compared))
+    st.plotly_chart(plots.projection_figure(a, compared, kinds=kinds), width="stretch")
 with tab_s:
     st.markdown("The meta-classifier was trained to tell victim rows (stolen) from benign-shadow rows; these are its "
                 "scores on D_s samples it never saw. This is supporting evidence: an innocent model trained with the "
                 "same recipe can also score high, which is why the verdict uses the membership test.")
-    st.plotly_chart(plots.meta_scores_figure(a, verdicts), width="stretch")
+    takeaway(plots.takeaway("meta_scores", a, verdicts))
+    st.plotly_chart(plots.meta_scores_figure(a, verdicts, kinds=kinds), width="stretch")
 with tab_g:
-    with_scores = [(s, v) for s, v in pairs if v.per_sample.get("ds_p_stolen")]
-    if not with_scores:
-        st.caption("No suspect answered with logits, so there are no per-sample meta-classifier scores.")
+    if not with_logits:
+        st.caption("No suspect answered with logits, so there is nothing per D_s image to show.")
     else:
-        sel = st.selectbox("Suspect", [s.name for s, _ in with_scores])
-        v = dict((s.name, v) for s, v in with_scores)[sel]
-        p = np.asarray(v.per_sample["ds_p_stolen"])
-        order = st.radio("Show", ["highest P(stolen)", "lowest P(stolen)", "lowest victim loss"], horizontal=True)
-        idx = np.argsort(-p) if order.startswith("highest") else (np.argsort(p) if order.startswith("lowest P")
-                                                                  else np.arange(len(p)))
-        cols = st.columns(8)
-        for j, i in enumerate(idx[:24]):
-            row = int(a.loss_order.ds_rows[i])
-            cap = f"{a.private.classes[a.private.labels[row]]} · P={p[i]:.2f}"
-            cols[j % 8].image(np.asarray(a.private.pil(row).resize((96, 96))), caption=cap)
+        st.markdown(f"**D_s**: the victim's {len(a.loss_order.ds_rows)} lowest-loss private images (outside the "
+                    "trigger's target class), the images it fits best; the poisoned shadow was trained to unlearn "
+                    "them, and Holmes reads every suspect's answers on them. Under each image: its class and the "
+                    "suspect's loss on it (its answer against the true label, in nats; lower = more confident) beside "
+                    "the victim's, or the meta-classifier's P(stolen) for that image.")
+        c1, c2, c3 = st.columns([2, 2, 3])
+        first = chosen[0] if chosen else with_logits[0]
+        sel = c1.selectbox("Suspect", with_logits, index=with_logits.index(first))
+        metric = c2.radio("Under each image", plots.GALLERY_METRICS, horizontal=True)
+        order = c3.radio("Order", plots.GALLERY_ORDERS, horizontal=True)
+        v = by_name[sel]
+        takeaway(plots.gallery_takeaway(a, v, verdicts))
+        items = plots.gallery(a, v, metric, order, n=24)
+        if metric == plots.GALLERY_METRICS[1]:
+            p = np.asarray(v.per_sample["ds_p_stolen"])
+            ref = plots.ds_p_stolen(a)
+            st.caption(f"P(stolen) on {sel}'s D_s images ranges from {p.min():.3f} to {p.max():.3f}; on the same "
+                       f"images, the victim's from {ref['victim'].min():.3f} to {ref['victim'].max():.3f} and the "
+                       f"benign shadow's from {ref['benign shadow'].min():.3f} to {ref['benign shadow'].max():.3f}.")
+        for start in range(0, len(items), 8):  # one row of columns per 8 images, so that the rows line up
+            for col, it in zip(st.columns(8), items[start:start + 8], strict=False):
+                col.image(np.asarray(a.private.pil(it.row).resize((96, 96))), caption=it.caption)
 st.page_link(page("verdict"), label="Next: 4 · Verdict", icon=":material/arrow_forward:")
