@@ -124,6 +124,13 @@ def test_click_through_the_demo_audit(page):
     # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
     assert pg.get_by_text(re.compile(r"no evidence of theft$")).count() == 4  # the badges
     assert pg.get_by_text("2 stolen of 6").count() == 1
+    headline = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
+    assert pg.get_by_text(headline).count() == 1
+    # F5: the audit is in the address and comes back, verdicts and all
+    assert "audit=" in pg.url
+    pg.reload()
+    pg.get_by_text(headline).wait_for(timeout=60_000)
+    assert pg.get_by_text("2 stolen of 6").count() == 1
 
     nav(pg, "5 · Report", "Report")
     pg.get_by_role("button", name="Download report.html").wait_for(timeout=120_000)
@@ -136,6 +143,18 @@ def test_click_through_the_demo_audit(page):
     import json
     record = json.loads(Path(dl.value.path()).read_text())
     assert {s["name"] for s in record["suspects"]} >= {"direct copy", "innocent (same recipe)"}
+    # the PDF, printed by chromium: its text carries the headline
+    pg.get_by_label("Case name").fill("Demo case 17")
+    pg.get_by_label("Case name").press("Enter")
+    pg.get_by_role("button", name="Prepare the PDF").click()
+    pg.get_by_role("button", name="Download report.pdf").wait_for(timeout=180_000)
+    with pg.expect_download() as dl:
+        pg.get_by_role("button", name="Download report.pdf").click()
+    pdf = Path(dl.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF")
+    from pypdf import PdfReader
+    text = " ".join(page.extract_text() for page in PdfReader(dl.value.path()).pages)
+    assert "Demo case 17" in text and "2 of 6 suspects show evidence" in " ".join(text.split())
     shot(pg, "07-report.png")
 
     nav(pg, "6 · Stress test", "Stress test")
