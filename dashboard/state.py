@@ -30,10 +30,25 @@ def get_store() -> ArtifactStore:
     return ArtifactStore()
 
 
+MAX_LIVE = 12  # cases kept in memory (each holds its audit's models); the others reopen from the store
+
+
 @st.cache_resource
 def _live() -> dict[str, dict[str, Any]]:
-    """Server-wide: case id -> {"case": the live Case, "job": its latest job id, "saved": signature}."""
+    """Server-wide: case id -> {"case": the live Case, "job": its latest job id, "saved": signature of the last save,
+    "applied": the job whose result the case is, "frozen": True while the saved record must not be overwritten}."""
     return {}
+
+
+def _entry(case: Case) -> dict[str, Any]:
+    live = _live()
+    entry = live.setdefault(case.id, {"case": case, "job": None, "saved": None})
+    live[case.id] = live.pop(case.id)  # most recently used last
+    for old in [k for k in live if k != case.id][:max(0, len(live) - MAX_LIVE)]:
+        job = get_job(live[old].get("job"))
+        if job is None or not job.running:
+            live.pop(old)
+    return entry
 
 
 def current_case() -> Case:
@@ -42,43 +57,56 @@ def current_case() -> Case:
         st.session_state.case = Case()
         wanted = st.query_params.get(PARAM)
         if wanted:
-            _restore(wanted)
+            try:
+                _restore(wanted)
+            except ForensicsError as e:
+                st.session_state.case = Case()
+                st.session_state.restore_error = str(e)
+                st.query_params.pop(PARAM, None)
     return st.session_state.case
 
 
 def _restore(case_id: str) -> None:
+    """Make ``case_id`` this session's case: the live one (a running build keeps showing), else from the store."""
     live = _live().get(case_id)
     if live is not None:
-        st.session_state.case = live["case"]
         job = get_job(live.get("job"))
-        if job is not None and (job.running or live.get("applied") != job.id):  # running, or done unseen
-            st.session_state.job_id = job.id
-        return
-    try:
-        rec = casefile.load_record(get_store(), case_id)
-        open_record(rec, case_id=case_id)
-    except ForensicsError as e:
-        st.session_state.restore_error = str(e)
-        st.query_params.pop(PARAM, None)
+        gone = live.get("job") is not None and job is None  # its job was dropped: the store has the result
+        if not gone:
+            st.session_state.case = live["case"]
+            if job is not None and (job.running or live.get("applied") != job.id):  # running, or done unseen
+                st.session_state.job_id = job.id
+            return
+    rec = casefile.load_record(get_store(), case_id)
+    open_record(rec, case_id=case_id)
 
 
 def open_case(case_id: str) -> None:
-    """Make the saved case ``case_id`` this session's case (Recent audits on 1 · Load)."""
-    set_case(Case())
-    st.session_state.pop("restore_error", None)
-    _restore(case_id)
-    if "restore_error" in st.session_state:
-        raise ForensicsError(st.session_state.pop("restore_error"))
+    """Make the saved case ``case_id`` this session's case (Recent audits on 1 · Load); on an error the current
+    case stays."""
+    before = {k: st.session_state.get(k) for k in ("case", "job_id", "job_applied")}
+    try:
+        set_case(Case())
+        _restore(case_id)
+    except ForensicsError:
+        for k, v in before.items():
+            if v is None:
+                st.session_state.pop(k, None)
+            else:
+                st.session_state[k] = v
+        raise
 
 
 def open_record(rec: dict[str, Any], *, case_id: str | None = None) -> None:
     """Make a saved case or an audit record this session's case; its verdicts come back through a background job
-    that opens the audit from the store (seconds when the store holds it)."""
+    that opens the audit from the store (seconds when the store holds it).  Until they are back (and if that fails)
+    the saved record is not overwritten."""
     case = casefile.case_from_record(rec, case_id=case_id)
     if case_id is None:
         case.id = Case().id  # a record opened from a file is a new case (its original may still be in the list)
     set_case(case)
     if casefile.has_verdicts(rec):
+        _entry(case).update(case=case, frozen=True)
         start_case_job(casefile.reopen, rec, get_store(), name="reopen", case_id=case.id)
 
 
@@ -94,8 +122,7 @@ def start_case_job(fn, *args: Any, name: str = "audit", **kwargs: Any) -> Job:
     """Start a background job for this session's case and remember it (a reload finds it)."""
     job = start_job(name, fn, *args, **kwargs)
     st.session_state.job_id = job.id
-    case = current_case()
-    _live().setdefault(case.id, {"case": case, "saved": None})["job"] = job.id
+    _entry(current_case())["job"] = job.id
     return job
 
 
@@ -112,12 +139,16 @@ def remember() -> None:
     case = st.session_state.get("case")
     if case is None or case.spec is None:
         return
-    entry = _live().setdefault(case.id, {"case": case, "job": st.session_state.get("job_id"), "saved": None})
+    entry = _entry(case)
+    if entry["case"] is not case and entry.get("applied") and entry["applied"] != st.session_state.get("job_applied"):
+        # another tab on this audit took a newer result: show that one, never save the older one over it
+        st.session_state.case, st.session_state.job_applied = entry["case"], entry["applied"]
+        return
     entry["case"] = case
     if st.session_state.get("job_id"):
         entry["job"] = st.session_state.job_id
     sig = _signature(case)
-    if entry.get("saved") != sig:
+    if not entry.get("frozen") and entry.get("saved") != sig:
         try:
             casefile.save_case(get_store(), case)
             entry["saved"] = sig
@@ -133,12 +164,17 @@ def current_job() -> Job | None:
 
 def apply_finished_job() -> None:
     """Take a finished background audit's result as this session's case, once (the entry script calls
-    this before every page runs, so every page sees the result)."""
+    this before every page runs, so every page sees the result).  What was typed about the case meanwhile
+    (name, auditor, note) is kept."""
+    current = current_case()  # a reload restores the case (and its job) first
     job = current_job()
     if job is not None and job.status == "done" and st.session_state.get("job_applied") != job.id:
-        st.session_state.case = job.result
+        result = job.result
+        if current.id == result.id:
+            result.info = {**result.info, **current.info}
+        st.session_state.case = result
         st.session_state.job_applied = job.id
-        _live().setdefault(job.result.id, {"saved": None}).update(case=job.result, job=job.id, applied=job.id)
+        _entry(result).update(case=result, job=job.id, applied=job.id, frozen=False)
 
 
 def job_running() -> bool:

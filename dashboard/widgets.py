@@ -49,6 +49,8 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
             if v.status == "done":
                 st.markdown(f":green[:material/check_circle:] {v.title} :gray[— {v.detail or 'done'} "
                             f"({v.elapsed(0):.0f} s)]")
+            elif v.status == "failed":
+                st.markdown(f":red[:material/cancel:] {v.title} :red[— {v.detail or 'failed'}]")
             elif v.status == "running" and job.running:
                 st.markdown(f"{SPINNER}<b>{v.title}</b>", unsafe_allow_html=True)
                 left = "estimating the time left" if v.eta is None else f"about {format_seconds(v.eta)} left"
@@ -63,9 +65,12 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
 def need_audit(what: str) -> bool:
     """Show a helpful empty state (and return False) when the audit has not run yet."""
     c = current_case()
-    if c.audit is not None:
-        return True
     job = current_job()
+    if c.audit is not None:
+        if job is not None and job.running:
+            st.caption(f":material/hourglass_top: {JOB_TITLES.get(job.name, 'A build')} is running "
+                       f"({job.fraction_done():.0%} done): these are the previous results until it finishes.")
+        return True
     if job is not None and job.running:
         running_note(job, what)
         return False
@@ -119,7 +124,7 @@ def sidebar_status() -> None:
                 st.write(f"**{JOB_TITLES.get(job.name, 'Audit')}:** running, {job.fraction_done():.0%} done")
             elif c.audit is not None:
                 n_stolen = sum(v.stolen for v in c.verdicts.values())
-                st.write(f"**Verdicts** {n_stolen} stolen of {len(c.verdicts)}")
+                st.write(f"**Verdicts** {n_stolen} of {len(c.verdicts)} flagged (p < alpha)")
             else:
                 st.write("Shadow models: not built yet")
         st.caption(f"Artifact store: `{get_store().root}`")

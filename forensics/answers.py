@@ -76,6 +76,8 @@ def read_outputs(path: str | Path, n_queries: int | None, num_classes: int | Non
         raise LogitsFileError(f"{shown}: expected numbers, found dtype {arr.dtype}")
     if arr.ndim not in (1, 2):  # checked first: a 0-d array has no rows to count
         raise LogitsFileError(f"{shown}: expected a 2-D array (queries x classes) or 1-D labels, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise LogitsFileError(f"{shown}: holds no answers (0 rows); answer every query of queries.csv, in its order")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if n_queries is not None and arr.shape[0] != n_queries:

@@ -168,6 +168,14 @@ def build_audit(spec: "AuditSpec", victim: LoadedModel, foundation: LoadedModel,
     if len(ds_rows) < 30:
         raise DatasetTooSmallError("fewer than 30 private samples lie outside the target class; lower "
                                    "gamma's denominator by adding data, or choose another target_class")
+    rank = np.empty(len(loss), int)
+    rank[np.argsort(loss, kind="stable")] = np.arange(len(loss))
+    skipped = int(round(config.lam * len(private)))  # what the benign shadow leaves out (train_benign_shadow)
+    if rank[ds_rows].max() >= skipped:
+        need = (rank[ds_rows].max() + 1) / len(private)
+        raise ConfigError(f"lambda = {config.lam:g} is too small for gamma = {config.gamma:g}: the benign shadow would "
+                          f"train on {int((rank[ds_rows] >= skipped).sum())} of the {len(ds_rows)} D_s samples it must "
+                          f"never see; raise lambda to at least {np.ceil(need * 100) / 100:g} or lower gamma")
     emit(progress, "loss_order", "done", f"D_s = {len(ds_rows)} lowest-loss samples")
 
     poisoned, h_p, success = train_poisoned_shadow(engine, victim, private, ds_rows, config, progress)

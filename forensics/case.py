@@ -9,6 +9,7 @@ them and ``holmes-forensics reverify`` finds them again.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import secrets
@@ -46,6 +47,14 @@ class Suspect:
         return {"name": self.name, "source": self.source, "kind": self.kind, "revision": self.revision,
                 "answers": self.answers, "query_set": self.query_set, "upload": self.upload}
 
+    def user_message(self, text: str) -> str:
+        """``text`` with the store's copy of an uploaded file named as the user knows it."""
+        if self.upload:
+            for path in (self.answers, self.source.removeprefix("local-dir:")):
+                if path:
+                    text = text.replace(path, self.upload)
+        return text
+
     @property
     def shown_source(self) -> str:
         """The source as the user knows it (an uploaded file by its own name)."""
@@ -64,6 +73,7 @@ class Case:
     info: dict[str, str] = field(default_factory=dict)
     # the case's id in the artifact store (forensics.casefile keeps it under cases/<id>.json)
     id: str = field(default_factory=lambda: secrets.token_hex(6))
+    ran_at: str | None = None   # when the verdicts were computed (ISO 8601); the record's "created"
 
     @classmethod
     def demo(cls, seed: int = 0, *, quick: bool = False) -> "Case":
@@ -128,14 +138,19 @@ class Case:
                     model = audit.load_suspect(s.source, revision=s.revision, progress=progress)
                     verdicts[s.name] = audit.verify(model, name=s.name)
                     cards[s.name] = card(model)
-            except ForensicsError as e:  # named by the user's file, not by its copy in the store
-                errors[s.name] = str(e).replace(s.answers, s.upload or s.source) if s.answers else str(e)
+                    if s.upload:
+                        cards[s.name]["source"] = f"uploaded {s.upload}"
+            except ForensicsError as e:
+                errors[s.name] = s.user_message(str(e))
             except Exception as e:  # noqa: BLE001 - one broken suspect must not cost the others their verdicts
-                errors[s.name] = f"unexpected error: {type(e).__name__}: {e}"
-            emit(progress, f"suspect:{s.name}", "done",
-                 f"could not be verified: {errors[s.name]}" if s.name in errors else
-                 f"p = {verdicts[s.name].p_value:.2g}")
+                errors[s.name] = s.user_message(f"unexpected error: {type(e).__name__}: {e}")
+            if s.name in errors:
+                emit(progress, f"suspect:{s.name}", "failed", f"could not be verified: {errors[s.name]}")
+            else:
+                emit(progress, f"suspect:{s.name}", "done", f"p = {verdicts[s.name].p_value:.2g}")
         self.audit, self.verdicts, self.cards, self.errors = audit, verdicts, cards, errors
+        self.ran_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        audit.engine.progress = None  # this run's progress view is done; later work reports nowhere
         return self
 
     @staticmethod
@@ -175,10 +190,18 @@ def store_answers(store: ArtifactStore, data: bytes, filename: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{digest}{suffix}"
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        _write_once(path, data)
     return str(path)
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    """Write a content-addressed file atomically (a unique temporary name: two sessions may upload it at once)."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with open(fd, "wb") as f:
+        f.write(data)
+    Path(tmp).replace(path)
 
 
 
@@ -191,10 +214,6 @@ def store_upload(store: ArtifactStore, data: bytes, filename: str, what: str) ->
     ``what`` is ``"model"`` (a weights file, or a zipped ``save_for_hf`` folder) or ``"data"`` (a zipped image
     folder).  A zip is extracted safely (:func:`forensics.data.extract_zip`) and the folder it holds returned; if
     that fails, nothing is left behind.  Errors name ``filename``, never the store's paths."""
-    import shutil
-
-    from .data import extract_zip
-
     suffix = Path(filename).suffix.lower()
     allowed = (*MODEL_SUFFIXES, ".zip") if what == "model" else (".zip",)
     if suffix not in allowed:
@@ -207,11 +226,17 @@ def store_upload(store: ArtifactStore, data: bytes, filename: str, what: str) ->
     if suffix != ".zip":
         path = folder / f"{digest}{suffix}"
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            _write_once(path, data)
         return path
-    dest = folder / digest
+    with store.lock(f"upload-{what}", digest):  # two sessions uploading the same zip extract it once
+        return _extract_upload(data, folder / digest, filename, what)
+
+
+def _extract_upload(data: bytes, dest: Path, filename: str, what: str) -> Path:
+    import shutil
+
+    from .data import extract_zip
+
     marker = dest / ".root"
     if marker.is_file():
         return Path(marker.read_text())
@@ -227,7 +252,8 @@ def store_upload(store: ArtifactStore, data: bytes, filename: str, what: str) ->
     except Exception as e:
         shutil.rmtree(dest, ignore_errors=True)
         if isinstance(e, ForensicsError):
-            raise ConfigError(f"{filename}: {str(e).replace(str(dest), filename)}") from e
+            msg = str(e).replace(str(dest), filename)
+            raise ConfigError(msg if filename in msg else f"{filename}: {msg}") from e
         raise
     marker.write_text(str(root))
     return root

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,12 @@ from typing import Any
 from .case import Case, Suspect
 from .errors import ConfigError
 from .progress import Progress, StagePlan, emit
-from .report import case_report
+from .report import RECORD_FORMAT, case_report, now_iso
 from .spec import AuditSpec, audit_plan, open_audit
 from .store import ArtifactStore, write_json
 from .verify import Verdict, headline
 
 CASES = "cases"
-RECORD_FORMAT = "holmes-forensics audit record v1"
 _ID = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -66,7 +64,7 @@ def case_record(case: Case) -> dict[str, Any]:
     rec.update({
         "case_id": case.id,
         "case": dict(case.info),
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "updated": now_iso(),
         "order": [s.name for s in case.suspects],
         "pending": [s.to_dict() for s in case.suspects if s.name not in done],
         "cards": case.cards,
@@ -92,10 +90,13 @@ def run_case(case: Case, store: ArtifactStore, progress: Progress | None = None)
 
 def load_record(store: ArtifactStore, case_id: str) -> dict[str, Any]:
     path = case_path(store, case_id)
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except OSError:
         raise ConfigError(f"no audit {case_id} in the artifact store {store.root}; it may have been deleted, or the "
-                          "dashboard uses another store (FORENSICS_STORE). Reopen it from its audit.json instead")
-    return read_record(path.read_bytes(), path.name)
+                          "dashboard uses another store (FORENSICS_STORE). Reopen it from its audit.json "
+                          "instead") from None
+    return read_record(data, path.name)
 
 
 def read_record(data: bytes | str, name: str = "the record") -> dict[str, Any]:
@@ -119,9 +120,14 @@ def recent_cases(store: ArtifactStore, n: int = 10) -> list[CaseSummary]:
     folder = store.root / CASES
     if not folder.is_dir():
         return []
-    paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    stamped = []
+    for p in folder.glob("*.json"):
+        try:
+            stamped.append((p.stat().st_mtime, p))
+        except OSError:  # deleted meanwhile
+            continue
     out = []
-    for p in paths:
+    for _, p in sorted(stamped, reverse=True):
         try:
             rec = json.loads(p.read_text())
             spec = rec["spec"]
@@ -140,7 +146,7 @@ def recent_cases(store: ArtifactStore, n: int = 10) -> list[CaseSummary]:
 
 
 def _suspect(d: dict[str, Any]) -> Suspect:
-    if not d.get("name") or not d.get("source"):
+    if not isinstance(d, dict) or not d.get("name") or not d.get("source"):
         raise ConfigError(f"a suspect in the record has no name or source ({d.get('name')!r}); it cannot be reopened")
     return Suspect(d["name"], d["source"], kind=d.get("kind"), revision=d.get("revision"), answers=d.get("answers"),
                    query_set=d.get("query_set"), upload=d.get("upload"))
@@ -148,13 +154,20 @@ def _suspect(d: dict[str, Any]) -> Suspect:
 
 def case_from_record(rec: dict[str, Any], *, case_id: str | None = None) -> Case:
     """The case a record describes, without its audit (the spec, suspects, cards, errors, information)."""
-    spec = AuditSpec.from_dict(rec["spec"])
-    suspects = {d["name"]: _suspect(d) for d in [*rec.get("suspects", []), *rec.get("pending", [])]}
-    order = [n for n in rec.get("order", []) if n in suspects] or list(suspects)
-    case = Case(spec=spec, suspects=[suspects[n] for n in order], cards=dict(rec.get("cards") or {}),
-                errors=dict(rec.get("errors") or {}), info=dict(rec.get("case") or {}))
+    try:
+        spec = AuditSpec.from_dict(rec["spec"])
+        listed = [_suspect(d) for d in [*rec.get("suspects", []), *rec.get("pending", [])]]
+        suspects = {s.name: s for s in listed}
+        order = [n for n in rec.get("order", []) if n in suspects] or list(suspects)
+        case = Case(spec=spec, suspects=[suspects[n] for n in order], cards=dict(rec.get("cards") or {}),
+                    errors=dict(rec.get("errors") or {}), info=dict(rec.get("case") or {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"the audit record is damaged ({type(e).__name__}: {e}); reopen it from the audit.json "
+                          "you downloaded, or load the victim again") from e
     if case_id or rec.get("case_id"):
         case.id = case_id or rec["case_id"]
+    if has_verdicts(rec):
+        case.ran_at = rec.get("created")
     return case
 
 
@@ -195,4 +208,5 @@ def reopen(rec: dict[str, Any], store: ArtifactStore, progress: Progress | None 
                                    "label_only": verdicts[s.name].label_only} if s.answers
                                   else {"source": s.source, "fingerprint": verdicts[s.name].fingerprint})
     emit(progress, "verdicts", "done", headline([v.under() for v in verdicts.values()], audit.config.alpha))
+    audit.engine.progress = None  # the reopening's progress view is done
     return case

@@ -155,7 +155,7 @@ def read_record(path: Path):
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    from .report import audit_figures, build_report, render_html, render_pdf
+    from .report import audit_figures, audit_takeaways, build_report, render_html, render_pdf
     from .store import ArtifactStore
 
     seed = args.seed or 0
@@ -171,7 +171,8 @@ def cmd_demo(args) -> int:
     if args.html or args.pdf:
         rep = build_report(res.audit, [(r.suspect.name, r.kind, r.verdict) for r in res.suspects],
                            sources={r.suspect.name: {"source": r.suspect.source} for r in res.suspects})
-        html = render_html(rep, audit_figures(res.audit, [r.verdict for r in res.suspects]))
+        vs = [r.verdict for r in res.suspects]
+        html = render_html(rep, audit_figures(res.audit, vs), audit_takeaways(res.audit, vs))
         if args.html:
             Path(args.html).write_text(html, encoding="utf-8")
             print(f"wrote {args.html}")
@@ -201,7 +202,7 @@ def _verdict_rows(pairs) -> list[dict[str, Any]]:
 
 def cmd_audit(args) -> int:
     from .case import Case, Suspect, store_answers
-    from .report import audit_figures, case_report, render_html, render_pdf
+    from .report import audit_figures, audit_takeaways, case_report, render_html, render_pdf
     from .sources import known_kind
     from .store import ArtifactStore
 
@@ -235,7 +236,8 @@ def cmd_audit(args) -> int:
         Path(args.json).write_text(json.dumps(rep, indent=1))
         print(f"wrote {args.json}")
     if args.html or args.pdf:
-        html = render_html(rep, audit_figures(a, [v for _, _, v in pairs]))
+        vs = [v for _, _, v in pairs]
+        html = render_html(rep, audit_figures(a, vs), audit_takeaways(a, vs))
         if args.html:
             Path(args.html).write_text(html, encoding="utf-8")
             print(f"wrote {args.html}")

@@ -52,16 +52,11 @@ class Engine:
 
     @contextlib.contextmanager
     def threads(self):
-        """Run the block with the engine's CPU thread count (restored afterwards)."""
-        if self.cpu_threads is None or torch.get_num_threads() == self.cpu_threads:
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.cpu_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        """Run the block with the engine's CPU thread count.  Set, not restored: a restore from one job thread
+        would change the count under another job's feet (every engine of a process asks for the same count)."""
+        if self.cpu_threads is not None and torch.get_num_threads() != self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+        yield
 
     def _batches(self, what: str, images: ImageSet, loaded: LoadedModel, **kw):
         """:func:`iter_batches`, reporting each batch as work progress."""

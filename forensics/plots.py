@@ -315,7 +315,7 @@ def meta_scores_figure(audit: Audit, verdicts: Sequence[Verdict] = (), *,
                   annotation_position="top")
     n = len(audit.meta.split["verify"])
     _head(fig, f"Meta-classifier scores on {n} held-out D_s samples",
-          "Right: scored like the victim (stolen); left: like the benign shadow (innocent). Suspects in warm colours "
+          "Right: scored like the victim; left: like the benign shadow (trained without D_s). Suspects in warm colours "
           "show evidence of derivation, in cool colours none.",
           height=max(360, 140 + 48 * len(scores)), top=110, legend=None)
     fig.update_layout(xaxis_title="P(stolen) [probability]", xaxis_range=[0, 1], yaxis_autorange="reversed")
@@ -424,7 +424,8 @@ def pvalue_figure(verdicts: Sequence[Verdict], alpha: float, protocol: str | Non
     p_min = min((r.p_value for _, r in shown), default=1.0)
     tickvals, ticktext = p_ticks(min(p_min, alpha / 10))
     fig = go.Figure()
-    for stolen, legend in ((True, f"derived / stolen (p < {alpha:g})"), (False, f"no evidence (p ≥ {alpha:g})")):
+    for stolen, legend in ((True, f"evidence of derivation (p < {alpha:g})"),
+                           (False, f"no evidence (p ≥ {alpha:g})")):
         group = [(n, r) for n, r in shown if r.stolen == stolen]
         kind = [(kinds or {}).get(n) for n, _ in group]
         fig.add_trace(go.Bar(
@@ -587,7 +588,7 @@ def _takeaway_membership(verdicts: Sequence[Verdict], alpha: float | None = None
     if not hit:
         who = "No suspect fits" if len(shown) > 1 else f"The suspect {shown[0].suspect} does not fit"
         return (f"{who} the victim's training samples clearly better than unseen ones: every gap stays within "
-                f"{worst:.2f} {unit} of zero, within what chance allows.")
+                f"{worst:.2f} {unit} of zero.")
     peaks = []
     hard = True
     for v in hit:

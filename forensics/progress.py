@@ -18,7 +18,8 @@ Progress = Callable[[Any], None]
 
 @dataclass
 class StageProgress:
-    """A pipeline stage starts (``status='start'``) or ends (``'done'``)."""
+    """A pipeline stage starts (``status='start'``) or ends (``'done'``, or ``'failed'`` when the run goes on
+    without it, e.g. a suspect that could not be verified)."""
 
     stage: str
     status: str
@@ -56,7 +57,7 @@ def work(progress: Progress | None, label: str, done: int, total: int) -> None:
 class StageView:
     key: str
     title: str
-    status: str = "pending"            # pending, running, done, reused
+    status: str = "pending"            # pending, running, done, failed
     detail: str = ""
     started: float | None = None
     ended: float | None = None
@@ -75,6 +76,7 @@ def stage_views(events: Sequence[tuple[float, Any]], now: float) -> list[StageVi
     views: dict[str, StageView] = {}
     current: StageView | None = None
     work_start: dict[str, float] = {}
+    last_done: dict[str, int] = {}
     eta_at: dict[str, float] = {}
     last_t = 0.0
     for t, ev in events:
@@ -89,8 +91,8 @@ def stage_views(events: Sequence[tuple[float, Any]], now: float) -> list[StageVi
                 v.status, v.started, v.ended, v.detail = "running", t, None, ev.detail or v.detail
                 v.work, v.fraction, v.eta = "", None, None
                 current = v
-            else:
-                v.status = "done"
+            else:  # done, or failed (a suspect that could not be verified)
+                v.status = "failed" if ev.status == "failed" else "done"
                 v.ended, v.detail = t, ev.detail or v.detail
                 v.started = v.started if v.started is not None else t
                 v.fraction, v.eta = 1.0, 0.0
@@ -106,7 +108,10 @@ def stage_views(events: Sequence[tuple[float, Any]], now: float) -> list[StageVi
                 current.work = (f"{ev.label}: " + ("reused from the store" if math.isnan(ev.loss) else "trained")
                                 if finished else f"{ev.label}: epoch {ev.epoch}/{ev.epochs}, loss {ev.loss:.3f}")
             key = f"{current.key}/{label}"
-            start = work_start.setdefault(key, max(last_t, current.started or t))  # the work began after the last event
+            if key not in work_start or done < last_done.get(key, 0):  # new work, or the same label again
+                work_start[key] = max(last_t, current.started or t)  # it began after the previous event
+            last_done[key] = done
+            start = work_start[key]
             frac = 1.0 if finished else min(done / max(total, 1), 1.0)
             current.fraction = frac
             spent = t - start
@@ -123,7 +128,7 @@ def overall_fraction(views: Sequence[StageView]) -> float:
     """Share of the planned stages done (a running stage counts its current fraction)."""
     if not views:
         return 0.0
-    parts = [1.0 if v.status == "done" else (v.fraction or 0.0) * 0.99 if v.status == "running" else 0.0
+    parts = [1.0 if v.status in ("done", "failed") else (v.fraction or 0.0) * 0.99 if v.status == "running" else 0.0
              for v in views]
     return sum(parts) / len(parts)
 

@@ -53,6 +53,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+RECORD_FORMAT = "holmes-forensics audit record v1"
+
+
 def now_iso() -> str:
     """The local date and time, ISO 8601 with the UTC offset (what the record's ``created`` holds)."""
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -68,7 +71,7 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
                  extra: dict[str, Any] | None = None,
                  sources: dict[str, dict[str, Any]] | None = None,
                  info: dict[str, str] | None = None,
-                 errors: dict[str, str] | None = None) -> dict[str, Any]:
+                 errors: dict[str, str] | None = None, created: str | None = None) -> dict[str, Any]:
     """The JSON audit record: fingerprints, revisions, data, configs, seeds, versions, per-sample
     scores and p-values.  Its ``spec`` says how to rebuild the audit (sources and data locations) and
     ``sources`` how to find each suspect again (model source or stored answers file), which is what
@@ -76,8 +79,8 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
     note; only those given), ``errors`` the suspects that could not be verified and why."""
     sources = sources or {}
     return {
-        "format": "holmes-forensics audit record v1",
-        "created": now_iso(),
+        "format": RECORD_FORMAT,
+        "created": created or now_iso(),
         "case": case_info(info),
         "spec": audit.spec.to_dict(),
         "audit": audit.summary(),
@@ -94,8 +97,8 @@ def case_report(case) -> dict[str, Any]:
     pairs = case.ordered_verdicts()
     return build_report(case.audit, [(s.name, s.kind, v) for s, v in pairs],
                         sources={s.name: {"source": s.source, "revision": s.revision, "answers": s.answers,
-                                          "query_set": s.query_set} for s, _ in pairs},
-                        info=getattr(case, "info", None), errors=getattr(case, "errors", None))
+                                          "query_set": s.query_set, "upload": s.upload} for s, _ in pairs},
+                        info=case.info, errors=case.errors, created=case.ran_at)
 
 
 def audit_figures(audit: Audit, verdicts: Sequence[Verdict]) -> list:
@@ -106,6 +109,13 @@ def audit_figures(audit: Audit, verdicts: Sequence[Verdict]) -> list:
             plots.projection_figure(audit, verdicts), plots.meta_scores_figure(audit, verdicts),
             plots.training_curves_figure(audit.shadows.histories)]
     return figs
+
+
+def audit_takeaways(audit: Audit, verdicts: Sequence[Verdict]) -> list[str]:
+    """The one-sentence takeaway of each of :func:`audit_figures`, in the same order."""
+    from . import plots
+
+    return [plots.takeaway(name, audit, verdicts) for name in plots.FIGURE_NAMES]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -352,17 +362,19 @@ D_s: {_e(a.get('d_s_size'))} samples; membership test: {_e(a.get('members'))} tr
 suspects), never an input to the verdict.</p>{table}"""
 
 
-def _figure_html(fig: Any, first: bool) -> str:
-    """One figure (its own title and subtitle), kept whole on a printed page."""
+def _figure_html(fig: Any, first: bool, takeaway: str = "") -> str:
+    """One figure (its own title and subtitle) with its takeaway, kept whole on a printed page."""
     plot = fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False, "responsive": True})
-    return f"<div class='fig'>{plot}</div>"
+    said = f"<p class='takeaway'><b>Takeaway:</b> {_e(takeaway)}</p>" if takeaway else ""
+    return f"<div class='fig'>{said}{plot}</div>"
 
 
-def render_html(report: dict[str, Any], figures: Sequence[Any] = ()) -> str:
+def render_html(report: dict[str, Any], figures: Sequence[Any] = (), takeaways: Sequence[str] = ()) -> str:
     """A self-contained HTML page (plotly.js inlined once, no external assets) summarising the audit: the case, an
     executive summary, the verdict table, the supporting evidence (dP, paper protocol), the audit setup, the figures
     and the JSON record.  Its print CSS lays it out on A4 (what :func:`render_pdf` prints)."""
-    plots_html = "".join(_figure_html(f, first=(i == 0)) for i, f in enumerate(figures))
+    said = list(takeaways) + [""] * max(0, len(figures) - len(takeaways))
+    plots_html = "".join(_figure_html(f, i == 0, said[i]) for i, f in enumerate(figures))
     summ = executive_summary(report)
     name = (report.get("case") or {}).get("case_name")
     title = f"{name} - Holmes forensics audit" if name else "Holmes forensics audit"
@@ -376,10 +388,11 @@ def render_html(report: dict[str, Any], figures: Sequence[Any] = ()) -> str:
 {_setup(report)}
 {'<h2>Figures</h2>' + plots_html if plots_html else ''}
 <h2>How to read this report</h2>
-<p>A p-value below alpha means the suspect fits the victim's private training samples better than unseen samples
-of the same collection, beyond what chance allows: evidence that it was derived from the victim. A large p-value
-is not proof of innocence. Anyone with the same models and data can re-run every verification from the JSON audit
-record (<code>holmes-forensics reverify</code>) and must get the same p-values.</p>
+<p>{_e(summ['meaning'])} A large p-value is not proof of innocence. Anyone with the same
+models and data can re-run every verification from the JSON audit record (<code>holmes-forensics reverify</code>):
+on the same kind of CPU with the same thread count, or the same GPU and precision (the record's
+<code>audit.runtime</code>), the p-values come out the same bit for bit; elsewhere up to floating-point
+differences.</p>
 <p class="print-only small">The full JSON audit record (fingerprints, configs, per-sample scores) is in the HTML
 report and in audit.json.</p>
 <details><summary>Audit record (JSON)</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>

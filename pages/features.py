@@ -67,7 +67,7 @@ with tab_p:
 with tab_s:
     st.markdown("The meta-classifier was trained to tell victim rows (stolen) from benign-shadow rows; these are its "
                 "scores on D_s samples it never saw. This is supporting evidence: an innocent model trained with the "
-                "same recipe can also score high, which is why the verdict uses the membership test.")
+                "same recipe can also score high, which is why the default verdict uses the membership test.")
     takeaway(plots.takeaway("meta_scores", a, verdicts))
     st.plotly_chart(plots.meta_scores_figure(a, verdicts, kinds=kinds), width="stretch")
 with tab_g:

@@ -102,7 +102,8 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
                                          "audit.json, or upload it")
                 rec = casefile.read_record(path.read_bytes(), path.name)
             open_record(rec)
-            st.toast("Reopening the audit: its verdicts appear in a few seconds")
+            st.toast("Reopening the audit: 2 · Shadow models shows its progress (seconds when this store holds its "
+                     "shadow models)")
             st.rerun()
         except Exception as e:  # noqa: BLE001
             show_error(e)

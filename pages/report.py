@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard.state import current_case
 from dashboard.widgets import need_audit, show_error
-from forensics.report import audit_figures, case_report, executive_summary, render_html, render_pdf
+from forensics.report import audit_figures, audit_takeaways, case_report, executive_summary, render_html, render_pdf
 from forensics.verify import format_p
 
 st.title("Report")
@@ -55,7 +55,8 @@ record["created"] = st.session_state.setdefault("report_created", {}).setdefault
 @st.cache_data(show_spinner="Rendering the report…", max_entries=8)
 def render(digest: str, created: str, _record: dict) -> tuple[str, str]:
     verdicts = [v for _, v in case.ordered_verdicts()]
-    return json.dumps(_record, indent=1), render_html(_record, audit_figures(case.audit, verdicts))
+    return json.dumps(_record, indent=1), render_html(_record, audit_figures(case.audit, verdicts),
+                                                      audit_takeaways(case.audit, verdicts))
 
 
 record_json, html = render(digest, record["created"], record)
@@ -92,8 +93,9 @@ with c3.container(border=True):
                 "library versions, per-sample scores and p-values.")
     st.download_button("Download audit.json", record_json, file_name="holmes-audit.json", mime="application/json",
                        icon=":material/download:")
-st.markdown("Anyone with the same models and data can re-run every verification from the record and must get the "
-            "same p-values:")
+st.markdown("Anyone with the same models and data can re-run every verification from the record; on the same kind "
+            "of CPU with the same thread count (or the same GPU and precision: the record's `audit.runtime`) the "
+            "p-values come out the same bit for bit:")
 st.code("holmes-forensics reverify holmes-audit.json", language="bash")
 with st.expander("Preview the record"):
     st.json({k: record[k] for k in ("case", "spec", "versions")}, expanded=False)

@@ -9,6 +9,7 @@ from dashboard.state import current_case
 from dashboard.widgets import need_audit
 from forensics.plots import pvalue_figure
 from forensics.protocols import get_protocol, list_protocols
+from forensics.report import meaning
 from forensics.verify import describe_comparison, format_p, headline
 
 st.title("Verdict")
@@ -30,26 +31,26 @@ if not get_protocol(protocol).calibrated:
 shown = [(s, v, r) for s, v in case.ordered_verdicts() if (r := v.under(protocol, alpha)) is not None]
 with st.container(border=True):
     st.markdown(f"### {headline([r for _, _, r in shown], alpha, failed=len(case.errors))}")
-    st.caption("\"Evidence of derivation\" means p < alpha: the suspect fits your model's private training samples "
-               "better than chance allows, so it was derived from your model or trained on its data.")
+    st.caption(meaning(protocol, alpha))
 
 cols = st.columns(min(3, max(1, len(shown))))
 for i, (s, v, r) in enumerate(shown):
     with cols[i % len(cols)].container(border=True):
         st.markdown(f"**{s.name}**")
         if r.stolen:
-            st.badge("evidence of derivation (stolen)", icon=":material/gpp_maybe:", color="red")
+            st.badge("evidence of derivation", icon=":material/gpp_maybe:", color="red")
         else:
-            st.badge("no evidence of theft", icon=":material/verified_user:", color="green")
+            st.badge("no evidence of derivation", icon=":material/verified_user:", color="green")
         st.metric("p-value", format_p(r.p_value), help="the chance of evidence at least this strong if the suspect "
-                  "had never learned from your model; below alpha means stolen")
+                  "had never learned from your model; below alpha: evidence of derivation")
         st.caption(describe_comparison(v.evidence[protocol], protocol, alpha))
 for name, err in case.errors.items():
     st.warning(f"**{name}** could not be verified: {err}", icon=":material/warning:")
 
 st.subheader("All suspects", anchor=False)
 rows = [{"suspect": s.name, "kind (known in the demo)": s.kind or "unknown", "p-value": format_p(r.p_value),
-         "verdict": r.verdict, "samples compared": r.m, "answers": "labels only" if v.label_only else "logits",
+         "verdict": "evidence of derivation" if r.stolen else "no evidence", "samples compared": r.m,
+         "answers": "labels only" if v.label_only else "logits",
          "fingerprint": (v.fingerprint or "black-box")[:12]} for s, v, r in shown]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 if shown:
@@ -67,17 +68,22 @@ with st.expander("Supporting evidence (not the verdict): Holmes's dP and the pap
 
 design = a.membership
 with st.container(border=True):
-    st.markdown(f"""
+    if protocol == "membership":
+        st.markdown(f"""
 **What the test means.** For each suspect we ask: *does it fit the victim's private training samples better than
 unseen samples from the same collection, among samples of equal difficulty?* A model that never learned from the
 victim (or its data) cannot tell those samples apart, so for an innocent model the p-value is uniformly distributed:
 it falls below alpha = {alpha} only {alpha:.1%} of the time.
 
-**"Stolen"** (p < alpha) is strong statistical evidence that the suspect was derived from the victim, or trained on
-its private data. **"No evidence of theft"** (p ≥ alpha) is not a proof of innocence: a thief who changed the model
-a lot (for example, distilled it into another architecture through other data) can weaken the signal.
+**Evidence of derivation** (p < alpha) is strong statistical evidence that the suspect was derived from the victim, or
+trained on its private data. **No evidence of derivation** (p ≥ alpha) is not a proof of innocence: a thief who
+changed the model a lot (for example, distilled it into another architecture through other data) can weaken the
+signal.
 
-Audit settings: protocol `{a.config.protocol}`, seed {a.config.seed}, {len(design.member_rows)} members,
+Audit settings: protocol `{protocol}`, seed {a.config.seed}, {len(design.member_rows)} members,
 {len(design.control_rows)} controls, {a.config.strata} difficulty strata.
 """)
+    else:
+        st.markdown(f"**What this protocol means.** {meaning(protocol, alpha)} No evidence is not a proof of "
+                    f"innocence. Audit settings: protocol `{protocol}`, seed {a.config.seed}.")
 st.page_link(page("report"), label="Next: 5 · Report", icon=":material/arrow_forward:")

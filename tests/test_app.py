@@ -106,8 +106,8 @@ def test_demo_walkthrough_every_page(env):
     assert "p-value" in values
     df = at.dataframe[0].value
     assert list(df["suspect"])[:2] == ["direct copy", "fine-tuned copy"]
-    assert dict(zip(df["suspect"], df["verdict"], strict=True))["direct copy"] == "stolen"
-    assert dict(zip(df["suspect"], df["verdict"], strict=True))["innocent (same recipe)"] == "not stolen"
+    assert dict(zip(df["suspect"], df["verdict"], strict=True))["direct copy"] == "evidence of derivation"
+    assert dict(zip(df["suspect"], df["verdict"], strict=True))["innocent (same recipe)"] == "no evidence"
     assert "What the test means" in texts(at)
     # a stricter alpha is applied without re-running anything
     at.select_slider[0].set_value(0.001).run()

@@ -102,6 +102,7 @@ def test_click_through_the_demo_audit(page):
     shot(pg, "01-load-empty.png")
     pg.get_by_role("button", name="Load the demo").click()
     pg.get_by_text("direct copy").first.wait_for(timeout=60_000)
+    pg.get_by_text("demo:direct_copy").first.wait_for(timeout=60_000)
     shot(pg, "02-load-demo.png")
 
     nav(pg, "2 · Shadow models", "Shadow models")
@@ -122,15 +123,15 @@ def test_click_through_the_demo_audit(page):
     pg.get_by_text("Evidence per suspect").first.wait_for(timeout=60_000)  # the table and chart drawn, not loading
     shot(pg, "06-verdict.png")
     # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
-    assert pg.get_by_text(re.compile(r"no evidence of theft$")).count() == 4  # the badges
-    assert pg.get_by_text("2 stolen of 6").count() == 1
+    assert pg.get_by_text(re.compile(r"^no evidence of derivation$")).count() == 4  # the badges
+    assert pg.get_by_text("2 of 6 flagged (p < alpha)").count() == 1
     headline = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
     assert pg.get_by_text(headline).count() == 1
     # F5: the audit is in the address and comes back, verdicts and all
     assert "audit=" in pg.url
     pg.reload()
     pg.get_by_text(headline).wait_for(timeout=60_000)
-    assert pg.get_by_text("2 stolen of 6").count() == 1
+    assert pg.get_by_text("2 of 6 flagged (p < alpha)").count() == 1
 
     nav(pg, "5 · Report", "Report")
     pg.get_by_role("button", name="Download report.html").wait_for(timeout=120_000)

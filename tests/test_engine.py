@@ -101,7 +101,8 @@ def test_logits_are_reused_by_a_second_engine_without_running_the_model(tmp_path
 
 def test_training_on_the_cpu_uses_the_pinned_thread_count_whatever_torch_was_set_to(tmp_path, monkeypatch):
     """The intra-op thread count changes CPU results (measured: the demo victim's weights differ between 1 and
-    2 threads); the engine pins FORENSICS_CPU_THREADS for its work, so the caller's setting does not matter."""
+    2 threads); the engine pins FORENSICS_CPU_THREADS for its work, so the caller's setting does not matter.
+    (The count is set, not restored afterwards: jobs in threads of one process would undo each other's.)"""
     from forensics.training import TrainConfig
 
     monkeypatch.setenv("FORENSICS_CPU_THREADS", "2")
@@ -114,7 +115,6 @@ def test_training_on_the_cpu_uses_the_pinned_thread_count_whatever_torch_was_set
         engine = Engine(ArtifactStore(tmp_path / str(outer)), device="cpu", cache_blocks=None)
         engine.train(loaded, images, images.labels, cfg,
                      progress=lambda ev: seen.append(torch.get_num_threads()))
-        assert torch.get_num_threads() == outer  # restored
         weights.append(loaded.fingerprint)
     torch.set_num_threads(1)
     assert set(seen) == {2}

@@ -43,7 +43,7 @@ def test_pvalue_ticks_are_monotone_readable_p_values():
     assert bars["s4"][0] == 0 < bars["s3"][0] < bars["s2"][0] < bars["s1"][0] < bars["s0"][0] <= ax.range[1]
     # coloured by verdict, with a legend that says what the colours mean
     legend = {tr.name: tr.marker.color for tr in fig.data}
-    assert legend == {"derived / stolen (p < 0.01)": plots.VERDICT_COLORS[True],
+    assert legend == {"evidence of derivation (p < 0.01)": plots.VERDICT_COLORS[True],
                       "no evidence (p ≥ 0.01)": plots.VERDICT_COLORS[False]}
     assert list(fig.layout.yaxis.categoryarray) == [v.suspect for v in vs]  # suspects on the y axis, in order
     assert any("alpha = 0.01" in (a.text or "") for a in fig.layout.annotations)
