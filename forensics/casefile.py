@@ -147,7 +147,8 @@ def recent_cases(store: ArtifactStore, n: int = 10) -> list[CaseSummary]:
 
 def _suspect(d: dict[str, Any]) -> Suspect:
     if not isinstance(d, dict) or not d.get("name") or not d.get("source"):
-        raise ConfigError(f"a suspect in the record has no name or source ({d.get('name')!r}); it cannot be reopened")
+        what = d.get("name") if isinstance(d, dict) else d
+        raise ConfigError(f"a suspect in the record has no name or source ({what!r}); it cannot be reopened")
     return Suspect(d["name"], d["source"], kind=d.get("kind"), revision=d.get("revision"), answers=d.get("answers"),
                    query_set=d.get("query_set"), upload=d.get("upload"))
 

@@ -109,7 +109,7 @@ def stage_views(events: Sequence[tuple[float, Any]], now: float) -> list[StageVi
                                 if finished else f"{ev.label}: epoch {ev.epoch}/{ev.epochs}, loss {ev.loss:.3f}")
             key = f"{current.key}/{label}"
             if key not in work_start or done < last_done.get(key, 0):  # new work, or the same label again
-                work_start[key] = max(last_t, current.started or t)  # it began after the previous event
+                work_start[key] = max(last_t, t if current.started is None else current.started)  # after the last event
             last_done[key] = done
             start = work_start[key]
             frac = 1.0 if finished else min(done / max(total, 1), 1.0)

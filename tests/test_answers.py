@@ -166,3 +166,12 @@ def test_api_answer_formats():
     assert set(ANSWER_FORMATS) >= {"logits", "top1", "top3", "probs2", "temperature3"}
     with pytest.raises(ConfigError, match="answer format"):
         format_answers(z, "probs9")
+
+
+def test_empty_answers_are_refused_with_the_users_file_name(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((0, K), np.float32))
+    with pytest.raises(LogitsFileError, match=r"my-answers.npy: holds no answers"):
+        read_outputs(tmp_path / "x.npy", None, K, name="my-answers.npy")
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2.5]))
+    with pytest.raises(LogitsFileError, match="whole numbers from 0 to"):
+        read_outputs(tmp_path / "y.npy", None, K)

@@ -123,7 +123,7 @@ def test_click_through_the_demo_audit(page):
     pg.get_by_text("Evidence per suspect").first.wait_for(timeout=60_000)  # the table and chart drawn, not loading
     shot(pg, "06-verdict.png")
     # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
-    assert pg.get_by_text(re.compile(r"^no evidence of derivation$")).count() == 4  # the badges
+    assert pg.get_by_text(re.compile(r"no evidence of derivation$")).count() == 4  # the badges
     assert pg.get_by_text("2 of 6 flagged (p < alpha)").count() == 1
     headline = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
     assert pg.get_by_text(headline).count() == 1

@@ -116,6 +116,16 @@ def test_target_class_outside_the_classes_is_a_clear_error(quick_demo, store_roo
         open_audit(spec, ArtifactStore(store_root))
 
 
+def test_a_lambda_too_small_for_gamma_is_refused_before_training(quick_demo, store_root):
+    """The benign shadow must never see D_s: it skips the lambda lowest-loss samples, so lambda must cover D_s."""
+    store = ArtifactStore(store_root)
+    spec = AuditSpec.demo(0, quick=True)
+    spec.config = replace(spec.config, gamma=0.3, lam=0.1)
+    with pytest.raises(ConfigError, match=r"lambda = 0.1 is too small for gamma = 0.3: .* raise lambda to at least"):
+        open_audit(spec, store)
+    assert store.stats.computed["benign_shadow"] == 0
+
+
 def test_the_audit_keeps_a_snapshot_of_its_spec(quick_demo):
     spec = AuditSpec.demo(0, quick=True)
     audit = open_audit(spec, ArtifactStore(quick_demo.audit.engine.store.root))
