@@ -117,7 +117,8 @@ def sidebar_status() -> None:
         if c.spec is None:
             st.write("No victim loaded.")
         else:
-            st.write(f"**Victim** `{c.spec.victim}`")
+            shown = (c.cards.get("victim") or {}).get("source", "")
+            st.write(f"**Victim** `{shown if shown.startswith('uploaded ') else c.spec.victim}`")
             st.write(f"**Suspects** {len(c.suspects)}")
             job = current_job()
             if job is not None and job.running:
@@ -150,10 +151,11 @@ def model_card(title: str, card: dict) -> None:
         c2.markdown(str(card["num_classes"]))
         acc = card.get("accuracy")
         c3.caption("accuracy", help=f"on the {card['accuracy_on']}" if card.get("accuracy_on") else
-                   "measured when the audit runs")
-        c3.markdown("not measured yet" if acc is None else f"{acc:.3f}")
+                   "measured when the audit runs, for the models that classify your classes (not the foundation, "
+                   "whose head is new)")
+        c3.markdown("n/a" if acc is None else f"{acc:.3f}")
         st.caption("fingerprint (SHA-256 of the weights)")
-        st.code(card["fingerprint"][:32] + "…", language=None)
+        st.code(card["fingerprint"][:24] + "…", language=None, wrap_lines=True)
         src = card["source"] + (f" @ {card['revision'][:12]}" if card.get("revision") else "")
         st.caption("source")
         st.code(src, language=None, wrap_lines=True)

@@ -115,8 +115,11 @@ class Case:
             return c
 
         sh = audit.shadows
+        uploaded = (self.cards.get("victim") or {}).get("source", "")
         cards = {"victim": card(audit.victim), "foundation": audit.foundation.card(),
                  "poisoned shadow": card(sh.poisoned), "benign shadow": card(sh.benign)}
+        if uploaded.startswith("uploaded "):  # an uploaded victim keeps the user's file name
+            cards["victim"]["source"] = uploaded
         if sh.reference is not None:
             cards["reference shadow"] = card(sh.reference)
         emit(progress, "cards", "done")

@@ -84,7 +84,8 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
                 st.rerun()
             except ForensicsError as e:
                 show_error(e)
-    st.markdown("**Reopen an audit from its record** — the `audit.json` of **5 · Report** or of the CLI's `--json`. "
+    st.markdown("**Reopen an audit from its record** — an `audit.json` downloaded on **5 · Report** or written by "
+                "the CLI's `--json`. "
                 "Its verdicts are read from the record; the shadow models come from the artifact store (computed "
                 "again only if this store lacks them).")
     c1, c2 = st.columns(2)
@@ -115,6 +116,9 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
         c1, c2 = st.columns([3, 1])
         victim = c1.text_input("Victim model", placeholder="hf-hub:my-org/my-finetuned-vit")
         victim_rev = c2.text_input("Victim revision", placeholder="main")
+        victim_up = st.file_uploader("…or upload the victim: a .safetensors / .pth file (give the timm architecture "
+                                     "below) or a zipped folder that timm's save_for_hf wrote", key="victim_upload",
+                                     max_upload_size=MAX_ZIP_MB)
         c1, c2 = st.columns([3, 1])
         foundation = c1.text_input("Foundation model", placeholder="hf-hub:timm/vit_base_patch16_224.augreg_in21k")
         foundation_rev = c2.text_input("Foundation revision", placeholder="main")
@@ -146,6 +150,12 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
                     raise ForensicsError(f"give the {what} folder (a path on this server) or upload it as a zip")
                 return path.strip()
 
+            if victim_up is not None:
+                if victim.strip():
+                    raise ForensicsError("give the victim either as a source or as an upload, not both")
+                stored = store_upload(get_store(), victim_up.getvalue(), victim_up.name, "model")
+                victim = f"local-dir:{stored}" if stored.is_dir() else str(stored)
+                shown[str(stored)] = victim_up.name
             if not victim.strip() or not foundation.strip():
                 raise ForensicsError("give both the victim and the foundation it was fine-tuned from")
             data_dir = folder(data_path, data_zip, "private data")
@@ -162,7 +172,8 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
             # model suspects carry over to a new victim; answers belong to the old query set and do not
             keep = [s for s in case.suspects if not s.answers] if case.spec and not case.spec.is_demo else []
             new = Case(spec=spec, suspects=keep)
-            new.cards = {"victim": {**v.card(), "accuracy": None}}
+            new.cards = {"victim": {**v.card(), "accuracy": None,
+                                    **({"source": f"uploaded {victim_up.name}"} if victim_up is not None else {})}}
             set_case(new)
             st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
             st.rerun()

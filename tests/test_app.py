@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from forensics.jobs import get_job
@@ -424,6 +425,19 @@ def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, s
     added = at.session_state["case"].suspects[-1]
     assert added.name == "suspect.zip" and added.shown_source == "uploaded suspect.zip"
     assert added.source.startswith("local-dir:") and Path(added.source[len("local-dir:"):], "config.json").is_file()
+    # a weights file in the victim's architecture
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    weights = tmp_path / "my-suspect.safetensors"
+    save_file(timm.create_model("tf_efficientnet_lite0", num_classes=10).state_dict(), str(weights))
+    at.file_uploader(key="model_upload").set_value(("my-suspect.safetensors", weights.read_bytes(),
+                                                     "application/octet-stream"))
+    button(at, "Check and add suspect").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["case"].suspects[-1].shown_source == "uploaded my-suspect.safetensors"
+    assert at.session_state["case"].cards["my-suspect.safetensors"]["source"] == "uploaded my-suspect.safetensors"
     # a zip with no model in it: a clear error naming the file, no folder left in the store
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
