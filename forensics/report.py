@@ -30,7 +30,6 @@ __all__ = ["build_report", "case_report", "render_html", "render_pdf", "audit_fi
 
 # what the auditor may type about the case (Case.info), in the order the report shows them
 CASE_FIELDS = ("case_name", "auditor", "note")
-CHROMIUM_ENV = settings.CHROMIUM
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -413,7 +412,7 @@ def find_browser() -> str:
     if env:
         found = shutil.which(env)
         if found is None:
-            raise PdfRenderError(f"{CHROMIUM_ENV}={env!r} is not an executable browser; {NO_BROWSER}")
+            raise PdfRenderError(f"{settings.CHROMIUM}={env!r} is not an executable browser; {NO_BROWSER}")
         return found
     for name in BROWSERS:
         found = shutil.which(name)

@@ -9,15 +9,22 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 target=.
+install_chromium() {
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+}
 if [ "${1:-}" = "--dev" ]; then
   target=".[dev]"
   if ! command -v chromium >/dev/null 2>&1; then
-    echo "installing Debian's chromium for the browser test"
-    SUDO=""
-    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    echo "installing Debian's chromium (the browser test, and the PDF report)"
+    install_chromium
   fi
+elif ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && ! command -v google-chrome >/dev/null 2>&1; then
+  # the PDF report is printed by a headless Chromium; everything else works without one
+  echo "installing Debian's chromium for the PDF report"
+  install_chromium || echo "warning: chromium could not be installed; the PDF report will say so (the HTML report has the same content; or set FORENSICS_CHROMIUM)"
 fi
 # the package itself, editable, with the dependencies of pyproject.toml (and the console script holmes-forensics)
 .venv/bin/python -m pip install --disable-pip-version-check -q -e "$target"
