@@ -54,7 +54,8 @@ rows = [{"suspect": s.name, "kind (known in the demo)": s.kind or "unknown", "p-
          "fingerprint": (v.fingerprint or "black-box")[:12]} for s, v, r in shown]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 if shown:
-    st.plotly_chart(pvalue_figure([v for _, v, _ in shown], alpha, protocol), width="stretch")
+    kinds = {s.name: s.kind for s, _, _ in shown}
+    st.plotly_chart(pvalue_figure([v for _, v, _ in shown], alpha, protocol, kinds=kinds), width="stretch")
 
 with st.expander("Supporting evidence (not the verdict): Holmes's dP and the paper's protocol"):
     st.markdown("**dP** is the Holmes meta-classifier's score difference between a suspect and the benign shadow, "
