@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from typing import Any
 
 import streamlit as st
@@ -30,6 +31,7 @@ def get_store() -> ArtifactStore:
     return ArtifactStore()
 
 
+_LOCK = threading.Lock()
 MAX_LIVE = 12  # cases kept in memory (each holds its audit's models); the others reopen from the store
 
 
@@ -41,14 +43,16 @@ def _live() -> dict[str, dict[str, Any]]:
 
 
 def _entry(case: Case) -> dict[str, Any]:
+    """The registry's entry for ``case`` (created if new), most recently used; the oldest idle ones are dropped."""
     live = _live()
-    entry = live.setdefault(case.id, {"case": case, "job": None, "saved": None})
-    live[case.id] = live.pop(case.id)  # most recently used last
-    for old in [k for k in live if k != case.id][:max(0, len(live) - MAX_LIVE)]:
-        job = get_job(live[old].get("job"))
-        if job is None or not job.running:
-            live.pop(old)
-    return entry
+    with _LOCK:  # sessions run in threads of one server
+        entry = live.setdefault(case.id, {"case": case, "job": None, "saved": None})
+        live[case.id] = live.pop(case.id)  # most recently used last
+        for old in [k for k in live if k != case.id][:max(0, len(live) - MAX_LIVE)]:
+            job = get_job(live[old].get("job"))
+            if job is None or not job.running:
+                live.pop(old)
+        return entry
 
 
 def current_case() -> Case:
@@ -68,7 +72,8 @@ def current_case() -> Case:
 
 def _restore(case_id: str) -> None:
     """Make ``case_id`` this session's case: the live one (a running build keeps showing), else from the store."""
-    live = _live().get(case_id)
+    with _LOCK:
+        live = _live().get(case_id)
     if live is not None:
         job = get_job(live.get("job"))
         gone = live.get("job") is not None and job is None  # its job was dropped: the store has the result
