@@ -1,6 +1,7 @@
 """Small widgets the pages share: empty states, error messages, the sidebar, model cards."""
 from __future__ import annotations
 
+import html
 import logging
 import time
 
@@ -52,7 +53,7 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
             elif v.status == "failed":
                 st.markdown(f":red[:material/cancel:] {v.title} :red[— {v.detail or 'failed'}]")
             elif v.status == "running" and job.running:
-                st.markdown(f"{SPINNER}<b>{v.title}</b>", unsafe_allow_html=True)
+                st.markdown(f"{SPINNER}<b>{html.escape(v.title)}</b>", unsafe_allow_html=True)  # user names
                 left = "estimating the time left" if v.eta is None else f"about {format_seconds(v.eta)} left"
                 st.progress(v.fraction or 0.0,
                             text=f"{v.work or 'working'} · {v.elapsed(time.time()):.0f} s so far · {left}")
