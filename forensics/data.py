@@ -23,7 +23,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass
 class ImageSet:
-    """Labelled images with stable ids; either in memory (``images``) or on disk (``paths``)."""
+    """Labelled images with stable ids: in memory (``images``, decoded arrays of one shape), on disk (``paths``)
+    or as encoded files in memory (``blobs``: PNG/JPEG bytes, as Hugging Face datasets and parquet files keep
+    them; decoded when used)."""
 
     name: str
     labels: np.ndarray
@@ -31,15 +33,17 @@ class ImageSet:
     classes: list[str]
     images: np.ndarray | None = None
     paths: list[Path] | None = None
+    blobs: list[bytes] | None = None
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.ids = np.asarray(self.ids).astype(str)
         n = len(self.labels)
-        if (self.images is None) == (self.paths is None):
-            raise ValueError("an ImageSet holds either images or paths")
-        if len(self.ids) != n or len(self.images if self.images is not None else self.paths) != n:
+        held = [x for x in (self.images, self.paths, self.blobs) if x is not None]
+        if len(held) != 1:
+            raise ValueError("an ImageSet holds exactly one of images, paths or blobs")
+        if len(self.ids) != n or len(held[0]) != n:
             raise ValueError("images, labels and ids must have the same length")
 
     def __len__(self) -> int:
@@ -59,6 +63,9 @@ class ImageSet:
             h.update("\n".join(self.ids.tolist()).encode())
             if self.images is not None:
                 h.update(np.ascontiguousarray(self.images).tobytes())
+            elif self.blobs is not None:
+                for b in self.blobs:
+                    h.update(hashlib.sha256(b).digest())
             else:
                 for p in self.paths:
                     h.update(Path(p).read_bytes())
@@ -70,6 +77,15 @@ class ImageSet:
 
         if self.images is not None:
             return Image.fromarray(self.images[i]).convert("RGB")
+        if self.blobs is not None:
+            import io
+
+            try:
+                with Image.open(io.BytesIO(self.blobs[i])) as im:
+                    return im.convert("RGB")
+            except (OSError, UnidentifiedImageError) as e:
+                raise DataSourceError(f"cannot read image {str(self.ids[i])!r} of {self.name}: {e}; remove or "
+                                      "replace it in the dataset") from e
         try:
             with Image.open(self.paths[i]) as im:
                 return im.convert("RGB")
@@ -85,6 +101,7 @@ class ImageSet:
             classes=list(self.classes),
             images=None if self.images is None else self.images[index],
             paths=None if self.paths is None else [self.paths[i] for i in index],
+            blobs=None if self.blobs is None else [self.blobs[i] for i in index],
         )
 
     def summary(self) -> dict[str, Any]:
@@ -121,6 +138,9 @@ def concat(sets: Sequence[ImageSet], name: str) -> ImageSet:
     if all(s.images is not None for s in sets) and len({s.images.shape[1:] for s in sets}) == 1:
         return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
                         list(sets[0].classes), images=np.concatenate([s.images for s in sets]))
+    if all(s.blobs is not None for s in sets):
+        return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
+                        list(sets[0].classes), blobs=[b for s in sets for b in s.blobs])
     paths = []
     for s in sets:
         if s.paths is None:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 from . import demo_assets
 from .attacks import Kind
-from .data import ImageSet, load_image_folder
+from .data import ImageSet
+from .datasources import load_data_source
 from .errors import ConfigError, ModelSourceError
 from .models import (
     WEIGHT_SUFFIXES,
@@ -141,10 +142,11 @@ def load_foundation(source: str, num_classes: int, *, arch: str | None = None, r
 
 
 def load_data(source: str, *, quick: bool = False, classes: list[str] | None = None) -> ImageSet:
-    """An image folder (one subfolder per class) or ``demo:<split>``."""
+    """``demo:<split>``, or any data source of :mod:`forensics.datasources` (an image folder, a saved Hugging Face
+    dataset and its split, a parquet / arrow file, an imagefolder with metadata, a CSV of paths and labels)."""
     if is_demo(source):
         return demo_assets.demo_split(source.strip()[len(DEMO):], quick)
-    return load_image_folder(source, classes=classes)
+    return load_data_source(source, classes=classes)
 
 
 def data_classes(source: str, *, quick: bool = False) -> list[str]:

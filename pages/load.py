@@ -10,9 +10,8 @@ from dashboard.widgets import model_card, show_error
 from forensics import casefile, settings
 from forensics.answers import read_outputs
 from forensics.case import Case, Suspect, store_answers, store_upload
-from forensics.data import load_image_folder
 from forensics.errors import ForensicsError
-from forensics.sources import check_suspect, data_classes, load_model
+from forensics.sources import check_suspect, data_classes, load_data, load_model
 from forensics.spec import AuditSpec
 
 env = settings.current()
@@ -161,8 +160,8 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
             data_dir = folder(data_path, data_zip, "private data")
             held_dir = folder(held_path, held_zip, "held-out data")
             with st.spinner("Loading the data and the victim…"):
-                private = load_image_folder(data_dir)
-                load_image_folder(held_dir, classes=private.classes)
+                private = load_data(data_dir)
+                load_data(held_dir, classes=private.classes)
                 v = load_model(victim.strip(), arch=arch.strip() or None, num_classes=private.num_classes,
                                revision=victim_rev.strip() or None, input_size=int(input_size) or None)
             spec = AuditSpec(victim=victim.strip(), foundation=foundation.strip(), data=data_dir, heldout=held_dir,

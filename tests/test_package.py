@@ -17,7 +17,7 @@ import forensics
 # lower layers first; a module may import from its own layer or the ones before it
 LAYERS = [
     {"_version", "errors", "settings", "rng", "progress", "metrics"},
-    {"store", "data", "stats"},
+    {"store", "data", "stats", "datasources"},
     {"models"},
     {"splitting"},
     {"training"},
