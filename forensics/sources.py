@@ -154,6 +154,20 @@ def data_classes(source: str, *, quick: bool = False) -> list[str]:
     return load_data(source, quick=quick).classes
 
 
+def check_class_names(model: LoadedModel, classes: list[str], what: str) -> None:
+    """A model that names its classes (a transformers checkpoint's ``id2label``) must name the data's, in order."""
+    names = model.extra.get("classes")
+    if not names or list(names) == list(classes):
+        return
+    if sorted(names) == sorted(classes):
+        raise ConfigError(f"{what} {model.source} names the data's classes in another order ({names[:6]}... vs the "
+                          f"data's {classes[:6]}...): its outputs would be read as the wrong classes. Give the data "
+                          "in the model's order (e.g. a dataset with the same ClassLabel names)")
+    only_model, only_data = sorted(set(names) - set(classes)), sorted(set(classes) - set(names))
+    raise ConfigError(f"{what} {model.source} classifies other classes than the data holds (only the model: "
+                      f"{only_model[:8]}; only the data: {only_data[:8]}); audit it with the data it was trained on")
+
+
 def open_models(spec: "AuditSpec", engine: "Engine", private: ImageSet,
                 progress: Progress | None = None) -> tuple[LoadedModel, LoadedModel]:
     """The victim and its foundation (with a fresh head of the data's class count) of ``spec``."""
@@ -171,6 +185,7 @@ def open_models(spec: "AuditSpec", engine: "Engine", private: ImageSet,
     foundation = load_foundation(spec.foundation, k, arch=spec.arch or victim.arch, revision=spec.foundation_revision,
                                  input_size=spec.input_size, seed=spec.config.seed)
     foundation.data_config = dict(victim.data_config)
+    check_class_names(victim, private.classes, "the victim")
     if foundation.arch != victim.arch:
         raise ModelSourceError(f"the foundation is a {foundation.arch} but the victim a {victim.arch}; give the "
                                "foundation the victim was fine-tuned from")
@@ -189,6 +204,7 @@ def load_suspect(audit: "Audit", source: str, *, revision: str | None = None,
                    input_size=spec.input_size)
     if spec.input_size:
         m.data_config = dict(audit.victim.data_config)
+    check_class_names(m, audit.private.classes, "the suspect")
     return m
 
 
@@ -204,7 +220,9 @@ def check_suspect(spec: "AuditSpec", source: str, *, revision: str | None = None
         return None
     k = len(data_classes(spec.data, quick=spec.quick))
     arch = spec.arch or victim_arch or (demo_assets.ARCH if spec.is_demo else None)
-    return load_model(source, arch=arch, num_classes=k, revision=revision, input_size=spec.input_size).card()
+    model = load_model(source, arch=arch, num_classes=k, revision=revision, input_size=spec.input_size)
+    check_class_names(model, data_classes(spec.data, quick=spec.quick), "the suspect")
+    return model.card()
 
 
 def evaluation_data(spec: "AuditSpec", audit: "Audit") -> tuple[ImageSet | None, str]:

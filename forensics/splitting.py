@@ -15,6 +15,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .models import fingerprint_state_dict
+from .models.hf_transformers import TransformersClassifier
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -129,6 +130,45 @@ def _vit(model: nn.Module, k: int) -> tuple[Forward, Forward]:
     return prefix, tail
 
 
+def _hf_layers(model: nn.Module):
+    """(inner model, its base model, its transformer layers) of a transformers ViT / DeiT classifier."""
+    inner = model.model
+    if inner.config.model_type not in ("vit", "deit"):
+        raise ConfigError(f"partial fine-tuning of transformers models is supported for ViT and DeiT, not "
+                          f"{inner.config.model_type!r}; set trainable_blocks=None (full fine-tuning)")
+    base = getattr(inner, inner.base_model_prefix)
+    layers = base.layers if hasattr(base, "layers") else base.encoder.layer  # transformers 5 / 4
+    return inner, base, layers
+
+
+def _hf_vit_split(model: nn.Module, trainable_blocks: int) -> Split:
+    """A transformers ViT / DeiT: embeddings and the first layers frozen (cached), the last layers, the final norm
+    and the classifier (on the CLS token) trained."""
+    inner, base, layers = _hf_layers(model)
+    n = len(layers)
+    k = n - min(int(trainable_blocks), n)
+    if k == 0:
+        raise ConfigError("for a ViT, trainable_blocks must be smaller than its depth (the patch and position "
+                          "embeddings stay frozen), or None for full fine-tuning")
+
+    def run(h, chosen):
+        for layer in chosen:
+            out = layer(h)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+    def prefix(x):
+        return run(base.embeddings(x), layers[:k])
+
+    def tail(h):
+        return inner.classifier(base.layernorm(run(h, layers[k:]))[:, 0, :])
+
+    tail_modules = [*layers[k:], base.layernorm, inner.classifier]
+    ids = {id(t) for m in tail_modules for t in m.state_dict(keep_vars=True).values()}
+    state = frozenset(name for name, t in model.state_dict(keep_vars=True).items() if id(t) in ids)
+    return Split(k, "hf-vit", prefix, tail, tail_modules, state)
+
+
 def _families() -> dict[type, tuple[str, Callable[[nn.Module, int], tuple[Forward, Forward]]]]:
     from timm.models.efficientnet import EfficientNet
     from timm.models.mobilenetv3 import MobileNetV3
@@ -139,7 +179,8 @@ def _families() -> dict[type, tuple[str, Callable[[nn.Module, int], tuple[Forwar
 
 
 def split_model(model: nn.Module, trainable_blocks: int | None) -> Split:
-    """Split ``model`` so that its last ``trainable_blocks`` blocks and the head are the tail.
+    """Split ``model`` so that its last ``trainable_blocks`` blocks and the head are the tail (transformer layers of a
+    transformers ViT / DeiT classifier count as blocks too).
 
     ``None`` means full fine-tuning (empty prefix).  Partial fine-tuning with cached activations is
     supported for timm's EfficientNet / MobileNetV3 families (``blocks`` are stages) and Vision
@@ -147,6 +188,8 @@ def split_model(model: nn.Module, trainable_blocks: int | None) -> Split:
     """
     if trainable_blocks is None:
         return Split(-1, "full", lambda x: x, model, [model], frozenset(model.state_dict()))
+    if isinstance(model, TransformersClassifier):
+        return _hf_vit_split(model, trainable_blocks)
     found = next((entry for cls, entry in _families().items() if isinstance(model, cls)), None)
     if found is None:
         raise ConfigError(f"partial fine-tuning is supported for timm EfficientNet, MobileNet and ViT models, not "

@@ -8,7 +8,8 @@ from ..errors import HubModelNotFoundError, ModelSourceError
 from .loaded import LoadedModel
 from .timm_models import load_local_dir
 
-HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin"]
+# timm's folders, and transformers checkpoints (their image processor config too); never code
+HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "preprocessor_config.json"]
 
 
 def load_hub_model(repo_id: str, *, revision: str | None = None, num_classes: int | None = None,

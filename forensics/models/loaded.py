@@ -42,7 +42,7 @@ class LoadedModel:
             "num_params": self.num_params,
             "fingerprint": self.fingerprint,
             "input_size": list(self.data_config.get("input_size", [])),
-            **self.extra,
+            **{k: v for k, v in self.extra.items() if not k.startswith("_")},  # "_..." is for the code, not the card
         }
 
     def clone(self) -> "LoadedModel":

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ClassCountMismatchError, CorruptWeightsError, ModelSourceError
+from .hf_transformers import TransformersClassifier, is_transformers_config, load_transformers_dir, save_transformers
 from .loaded import LoadedModel, data_config_for, fingerprint_state_dict, jsonable_config
 from .weights import read_weights
 
@@ -128,6 +129,9 @@ def load_local_dir(folder: Path, *, num_classes: int | None = None, input_size: 
         raise CorruptWeightsError(f"{source}: config.json is not valid JSON ({e})") from e
     if not isinstance(cfg, dict):
         raise CorruptWeightsError(f"{source}: config.json must hold a JSON object")
+    if is_transformers_config(cfg):
+        return load_transformers_dir(folder, cfg, num_classes=num_classes, input_size=input_size, source=source,
+                                     revision=revision)
     arch = cfg.get("architecture") or (cfg.get("pretrained_cfg") or {}).get("architecture")
     if not arch:
         raise ModelSourceError(f"{source}: config.json names no 'architecture'; is this a timm model?")
@@ -159,7 +163,8 @@ def load_local_dir(folder: Path, *, num_classes: int | None = None, input_size: 
     dcfg.update({k2: tuple(v) if isinstance(v, list) else v for k2, v in saved.items()
                  if k2 != "input_size" or input_size is None})
     return LoadedModel(model, arch, k, source, fingerprint_state_dict(model.state_dict()), dcfg,
-                       revision=revision, extra={k2: cfg[k2] for k2 in ("forensics",) if k2 in cfg})
+                       revision=revision, extra={"library": "timm", "format": name,
+                                                 **{k2: cfg[k2] for k2 in ("forensics",) if k2 in cfg}})
 
 
 def save_model(loaded: LoadedModel, folder: Path, *, info: dict | None = None) -> None:
@@ -168,6 +173,8 @@ def save_model(loaded: LoadedModel, folder: Path, *, info: dict | None = None) -
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(loaded.model, TransformersClassifier):
+        return save_transformers(loaded, folder, info or {})
     state = {k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
     dcfg = jsonable_config(loaded.data_config)
@@ -185,4 +192,8 @@ def load_saved(folder: Path, source: str) -> LoadedModel:
     """Load a model this package saved, keeping its recorded source name."""
     m = load_local_dir(Path(folder), source=source)
     m.extra.pop("forensics", None)
+    own = Path(folder) / "forensics.json"  # a transformers model: the data config this package used
+    if own.is_file():
+        dcfg = json.loads(own.read_text())["data_config"]
+        m.data_config = {k: tuple(v) if isinstance(v, list) else v for k, v in dcfg.items()}
     return m

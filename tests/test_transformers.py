@@ -1,0 +1,108 @@
+"""transformers image classifiers: real checkpoints written with save_pretrained (tiny ViTs), loaded from folders
+and from an offline Hub cache, preprocessed as their own image processor does, partially fine-tuned."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import toy_images
+
+from forensics.data import EvalTransform
+from forensics.engine import Engine
+from forensics.errors import ClassCountMismatchError, ConfigError, ModelSourceError
+from forensics.models import load_saved, save_model
+from forensics.sources import check_class_names, load_foundation, load_model
+from forensics.splitting import split_model
+from forensics.store import ArtifactStore
+from forensics.training import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+NAMES = ["dark", "mid", "bright"]
+
+
+def tiny_vit(folder, *, seed: int = 0, labels=NAMES, layers: int = 3, processor: dict | None = None):
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(seed)
+    cfg = ViTConfig(image_size=32, patch_size=8, num_hidden_layers=layers, hidden_size=32, num_attention_heads=2,
+                    intermediate_size=37, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                    label2id={n: i for i, n in enumerate(labels)})
+    model = ViTForImageClassification(cfg).eval()
+    model.save_pretrained(str(folder))
+    ViTImageProcessor(**(processor or {"size": {"height": 32, "width": 32}, "image_mean": [0.4, 0.5, 0.6],
+                                       "image_std": [0.2, 0.25, 0.3]})).save_pretrained(str(folder))
+    return model
+
+
+def test_a_saved_checkpoint_loads_with_its_own_preprocessing_and_class_names(tmp_path):
+    from transformers import ViTImageProcessor
+
+    hf = tiny_vit(tmp_path / "v")
+    m = load_model(f"local-dir:{tmp_path / 'v'}", num_classes=3)
+    assert m.arch == "transformers:ViTForImageClassification" and m.num_classes == 3
+    card = m.card()
+    assert card["library"] == "transformers" and card["format"] == "model.safetensors" and card["classes"] == NAMES
+    assert "_processor" not in card
+    images = toy_images(6)
+    ours = Engine(ArtifactStore(tmp_path / "s"), device="cpu", cache_blocks=None).logits(m, images)
+    proc = ViTImageProcessor.from_pretrained(str(tmp_path / "v"))
+    pixels = proc(images=[images.pil(i) for i in range(6)], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        theirs = hf(pixel_values=pixels).logits.numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    # the transform itself gives the image processor's pixels
+    ours_px = torch.stack([EvalTransform(m.data_config)(images.pil(i)) for i in range(6)])
+    np.testing.assert_allclose(ours_px.numpy(), pixels.numpy(), atol=1e-5)
+
+
+def test_the_hub_offline_and_the_usual_errors(tmp_path, offline_hub):
+    tiny_vit(tmp_path / "v", seed=1)
+    commit = offline_hub.add("acme/tiny-vit", tmp_path / "v")
+    m = load_model("hf-hub:acme/tiny-vit", num_classes=3)
+    assert m.revision == commit and m.source == "hf-hub:acme/tiny-vit" and m.extra["library"] == "transformers"
+    with pytest.raises(ClassCountMismatchError, match="has 3 classes but 5 were expected"):
+        load_model(f"local-dir:{tmp_path / 'v'}", num_classes=5)
+    with pytest.raises(ConfigError, match="classifies other classes than the data holds"):
+        check_class_names(m, ["cat", "dog", "fox"], "the suspect")
+    with pytest.raises(ConfigError, match="in another order"):
+        check_class_names(m, ["bright", "dark", "mid"], "the victim")
+    cfg = json.loads((tmp_path / "v" / "config.json").read_text())
+    (tmp_path / "v" / "config.json").write_text(json.dumps({**cfg, "auto_map": {"AutoModel": "x.Model"}}))
+    with pytest.raises(ModelSourceError, match="remote code is never run"):
+        load_model(f"local-dir:{tmp_path / 'v'}")
+    tiny_vit(tmp_path / "w")
+    (tmp_path / "w" / "preprocessor_config.json").unlink()
+    with pytest.raises(ModelSourceError, match="no preprocessor_config.json"):
+        load_model(f"local-dir:{tmp_path / 'w'}")
+
+
+def test_a_transformers_foundation_gets_a_fresh_seeded_head(tmp_path):
+    tiny_vit(tmp_path / "v")
+    a = load_foundation(f"local-dir:{tmp_path / 'v'}", 5, seed=3)
+    b = load_foundation(f"local-dir:{tmp_path / 'v'}", 5, seed=3)
+    assert a.num_classes == 5 and a.fingerprint == b.fingerprint
+    assert a.model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_partial_fine_tuning_trains_the_last_layers_only_and_round_trips_through_the_store(tmp_path):
+    tiny_vit(tmp_path / "v", layers=3)
+    m = load_model(f"local-dir:{tmp_path / 'v'}", num_classes=3)
+    split = split_model(m.model, 1)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(split.tail(split.prefix(x)).numpy(), m.model(x).numpy(), atol=1e-5)
+    assert split.family == "hf-vit" and split.k == 2
+    assert all(n.startswith(("model.vit.layers.2.", "model.vit.layernorm.", "model.classifier."))
+               for n in split.tail_state)
+    before = {k: v.clone() for k, v in m.model.state_dict().items()}
+    engine = Engine(ArtifactStore(tmp_path / "s"), device="cpu", cache_blocks=1)
+    images = toy_images(48)
+    engine.train(m, images, images.labels, TrainConfig(epochs=2, batch_size=16, lr=1e-2, trainable_blocks=1))
+    changed = {k for k, v in m.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= split.tail_state
+    save_model(m, tmp_path / "saved")
+    back = load_saved(tmp_path / "saved", source="store:test")
+    assert back.fingerprint == m.fingerprint and back.data_config == m.data_config
+    np.testing.assert_allclose(engine.logits(back, images), engine.logits(m, images), atol=1e-5)
