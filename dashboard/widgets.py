@@ -143,7 +143,7 @@ def model_card(title: str, card: dict) -> None:
             if card.get("fingerprint"):
                 st.caption(f"fingerprint `{card['fingerprint'][:16]}…`")
             return
-        st.caption("architecture")
+        st.caption("architecture" + (f" · {card['library']}, {card['format']}" if card.get("library") else ""))
         st.markdown(f"`{card['arch']}`")  # on its own line: long timm names are not broken mid-word
         c1, c2, c3 = st.columns(3)
         c1.caption("parameters")

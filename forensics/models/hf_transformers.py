@@ -119,14 +119,22 @@ def data_config_from_processor(proc: dict[str, Any], *, source: str, input_size:
     return cfg
 
 
-def load_transformers_dir(folder: Path, cfg: dict[str, Any], *, num_classes: int | None, input_size: int | None,
-                          source: str, revision: str | None) -> LoadedModel:
-    """Load a transformers image classifier from ``folder`` (config, processor config, weights; no remote code)."""
+def _transformers(source: str):
+    """The transformers module, quiet (no progress bars or load reports on the console)."""
     try:
         import transformers
     except ImportError as e:  # pragma: no cover - a dependency of the package
         raise ModelSourceError(f"{source}: a transformers checkpoint needs the transformers package "
                                "(pip install transformers)") from e
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def load_transformers_dir(folder: Path, cfg: dict[str, Any], *, num_classes: int | None, input_size: int | None,
+                          source: str, revision: str | None) -> LoadedModel:
+    """Load a transformers image classifier from ``folder`` (config, processor config, weights; no remote code)."""
+    transformers = _transformers(source)
     archs = [str(a) for a in cfg.get("architectures") or []]
     # a base model (e.g. ViTModel, a foundation) gets transformers' image-classification head, fresh: fine for a
     # foundation (its head is replaced anyway); a victim or suspect must carry its own (its class count is checked)
@@ -181,6 +189,7 @@ def save_transformers(loaded: LoadedModel, folder: Path, info: dict[str, Any]) -
     proc = loaded.extra.get("_processor")
     if proc is None:
         raise ModelSourceError(f"{loaded.source}: no image processor config to save with the model")
+    _transformers(loaded.source)
     loaded.model.model.save_pretrained(str(folder), safe_serialization=True)
     (folder / PROCESSOR).write_text(json.dumps(proc, indent=2))
     (folder / "forensics.json").write_text(json.dumps({"data_config": jsonable_config(loaded.data_config),
