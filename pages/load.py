@@ -110,8 +110,9 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
 
 with st.expander("Audit your own model", expanded=case.spec is not None and not case.spec.is_demo):
     with st.form("victim_form"):
-        st.markdown("**Models** — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder`, or a path to a "
-                    "`.safetensors` / `.pth` file on this server (then give the timm architecture).")
+        st.markdown("**Models** — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder` (timm's `save_for_hf` or a "
+                    "transformers checkpoint with its `preprocessor_config.json`), or a path to a `.safetensors` / "
+                    "`.pth` file on this server (then give the timm architecture).")
         c1, c2 = st.columns([3, 1])
         victim = c1.text_input("Victim model", placeholder="hf-hub:my-org/my-finetuned-vit")
         victim_rev = c2.text_input("Victim revision", placeholder="main")
@@ -124,13 +125,17 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
         c1, c2 = st.columns(2)
         arch = c1.text_input("timm architecture (weights files only)", placeholder="vit_base_patch16_224")
         input_size = c2.number_input("Input size override (0 = the model's own)", 0, 1024, 0, step=16)
-        st.markdown("**Data** — folders on this server with one subfolder per class, or zip uploads of such a "
-                    f"folder (at most {MAX_ZIP_MB} MB).")
+        st.markdown("**Data** — on this server: a folder with one subfolder per class, a Hugging Face dataset saved "
+                    "with `save_to_disk` (`/data/ds?split=test` picks a split), a `.parquet` / `.arrow` file, an "
+                    "imagefolder with `metadata.csv`, or a `.csv` of image paths and labels (other column names: "
+                    "`?image=COL&label=COL`); or a zip upload of a class-folder tree (at most "
+                    f"{MAX_ZIP_MB} MB).")
         c1, c2 = st.columns(2)
-        data_path = c1.text_input("Private training data folder", placeholder="/data/private")
+        data_path = c1.text_input("Private training data",
+                                  placeholder="/data/private  or  /data/my-dataset?split=train")
         data_zip = c1.file_uploader("…or upload it as a zip", key="data_zip", max_upload_size=MAX_ZIP_MB)
-        held_path = c2.text_input("Held-out folder (same collection, never seen by the victim)",
-                                  placeholder="/data/heldout")
+        held_path = c2.text_input("Held-out data (same collection, never seen by the victim)",
+                                  placeholder="/data/heldout  or  /data/my-dataset?split=test")
         held_zip = c2.file_uploader("…or upload it as a zip", key="held_zip", max_upload_size=MAX_ZIP_MB)
         submitted = st.form_submit_button("Load victim and data", type="primary", disabled=busy)
     if submitted:
@@ -146,7 +151,8 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
                     shown[root] = upload.name
                     return root
                 if not path.strip():
-                    raise ForensicsError(f"give the {what} folder (a path on this server) or upload it as a zip")
+                    raise ForensicsError(f"give the {what} (a folder, dataset or table on this server) or upload it "
+                                         "as a zip")
                 return path.strip()
 
             if victim_up is not None:

@@ -184,7 +184,7 @@ def test_unknown_hub_id_offline_is_a_clear_error_and_keeps_inputs(env, offline_h
     for t in at.text_input:
         if t.label.startswith("Private training data"):
             t.set_value(str(data))
-        elif t.label.startswith("Held-out folder"):
+        elif t.label.startswith("Held-out data"):
             t.set_value(str(data))
     button(at, "Load victim and data").click().run()
     assert not at.exception

@@ -154,3 +154,46 @@ def test_an_audit_whose_victim_is_a_transformers_model(tmp_path, monkeypatch):
     # measured on the CI machine kind: copy 3.0e-6, fine-tune 0.0064, innocent 0.20
     assert p["copy"] < 1e-3 and p["fine-tune"] < 0.05 and p["innocent"] > 0.05, p
     assert case.cards["victim"]["library"] == "transformers" and case.cards["victim"]["classes"] == names
+
+
+def test_clip_style_image_towers_are_foundations(tmp_path, save_hf):
+    """The two forms of a CLIP image tower with a linear head: timm's CLIP ViTs (pre-norm layout) and a transformers
+    CLIP checkpoint (the whole contrastive model, or CLIPForImageClassification): the image tower gets a fresh head."""
+    import timm
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    # timm: the CLIP ViT architecture (norm_pre, quick-gelu-free layout) at a tiny size, written with save_for_hf
+    torch.manual_seed(0)
+    tower = timm.create_model("vit_base_patch16_clip_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
+                              embed_dim=32, depth=2, num_heads=2)
+    folder = tmp_path / "timm-clip"
+    folder.mkdir()
+    timm.models.save_for_hf(tower, str(folder), model_args={"img_size": 32, "patch_size": 8, "embed_dim": 32,
+                                                            "depth": 2, "num_heads": 2})
+    f = load_foundation(f"local-dir:{folder}", 5, seed=1)
+    assert f.num_classes == 5 and f.arch == "vit_base_patch16_clip_224" and f.card()["library"] == "timm"
+    split = split_model(f.model, 1)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(split.tail(split.prefix(x)).numpy(), f.model(x).numpy(), atol=1e-5)
+
+    # transformers: a whole CLIP checkpoint (text tower included); its image processor resizes the shortest edge
+    # (bicubic) and crops the centre
+    cfg = CLIPConfig(text_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
+                                      vocab_size=99, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+                     vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                        num_attention_heads=2, image_size=32, patch_size=8))
+    CLIPModel(cfg).save_pretrained(str(tmp_path / "clip"))
+    proc = CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
+    proc.save_pretrained(str(tmp_path / "clip"))
+    c = load_foundation(f"local-dir:{tmp_path / 'clip'}", 4, seed=1)
+    assert c.num_classes == 4 and c.arch == "transformers:CLIPForImageClassification"
+    assert c.extra["head"] == "none in the checkpoint" or "new 4-class head" in c.extra["head"]
+    assert c.model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
+    images = toy_images(4)
+    ours = torch.stack([EvalTransform(c.data_config)(images.pil(i).resize((48, 36))) for i in range(4)])
+    theirs = proc(images=[images.pil(i).resize((48, 36)) for i in range(4)], return_tensors="pt")["pixel_values"]
+    # the same pixels up to one level of 8 bits on a few of them (bicubic rounding): measured 48 of 12,288 values
+    diff = np.abs(ours.numpy() - theirs.numpy())
+    one_level = 1 / 255 / min(c.data_config["std"]) + 1e-6
+    assert diff.max() <= one_level and (diff > 1e-5).mean() < 0.01

@@ -146,8 +146,10 @@ def load_local_dir(folder: Path, *, num_classes: int | None = None, input_size: 
             expected=num_classes, found=k_file,
         )
     k = num_classes or k_file
-    if not k:
+    declared = "num_classes" in cfg or "num_classes" in (cfg.get("pretrained_cfg") or {})
+    if not k and not declared:
         raise ModelSourceError(f"{source}: config.json gives no num_classes; pass num_classes")
+    # num_classes 0: a headless tower (e.g. a CLIP image tower), a foundation that gets its head from the audit
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (folder / name).is_file():
             state = read_weights(folder / name)
