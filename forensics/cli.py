@@ -84,8 +84,11 @@ def _add_spec(p: argparse.ArgumentParser) -> None:
     g.add_argument("--foundation", help="the pre-trained model the victim was fine-tuned from")
     g.add_argument("--foundation-revision")
     g.add_argument("--arch", help="timm architecture of weights files")
-    g.add_argument("--data", help="the victim's private training data: one subfolder per class")
-    g.add_argument("--heldout", help="unseen data from the same collection: one subfolder per class")
+    g.add_argument("--data", help="the victim's private training data: a folder (one subfolder per class), a saved "
+                                  "Hugging Face dataset (PATH?split=train), a .parquet/.arrow file, an imagefolder "
+                                  "with metadata.csv, or a .csv of image paths and labels (?image=COL&label=COL)")
+    g.add_argument("--heldout", help="unseen data from the same collection, in any of --data's forms (e.g. "
+                                     "PATH?split=test of the same dataset)")
     g.add_argument("--input-size", type=int, help="override the model's input side length")
     g.add_argument("--gamma", type=float, help="fraction of lowest-loss samples in D_s (default 0.1)")
     g.add_argument("--lam", type=float, help="fraction of lowest-loss samples the benign shadow skips (default 0.5)")
