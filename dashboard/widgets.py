@@ -155,6 +155,8 @@ def model_card(title: str, card: dict) -> None:
                    "measured when the audit runs, for the models that classify your classes (not the foundation, "
                    "whose head is new)")
         c3.markdown("n/a" if acc is None else f"{acc:.3f}")
+        if card.get("split"):
+            st.caption(f"fine-tuning split: {card['split']}")
         st.caption("fingerprint (SHA-256 of the weights)")
         st.code(card["fingerprint"][:24] + "…", language=None, wrap_lines=True)
         src = card["source"] + (f" @ {card['revision'][:12]}" if card.get("revision") else "")

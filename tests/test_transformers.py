@@ -44,7 +44,7 @@ def test_a_saved_checkpoint_loads_with_its_own_preprocessing_and_class_names(tmp
     assert m.arch == "transformers:ViTForImageClassification" and m.num_classes == 3
     card = m.card()
     assert card["library"] == "transformers" and card["format"] == "model.safetensors" and card["classes"] == NAMES
-    assert "_processor" not in card
+    assert "_processor" not in card and card["split"].startswith("3 transformer layers: partial fine-tuning")
     images = toy_images(6)
     ours = Engine(ArtifactStore(tmp_path / "s"), device="cpu", cache_blocks=None).logits(m, images)
     proc = ViTImageProcessor.from_pretrained(str(tmp_path / "v"))

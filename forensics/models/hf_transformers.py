@@ -174,6 +174,13 @@ def load_transformers_dir(folder: Path, cfg: dict[str, Any], *, num_classes: int
     extra = {"library": "transformers", "format": weights, "model_type": config.model_type, "_processor": proc}
     if head != "trained":
         extra["head"] = head
+    base = getattr(model, model.base_model_prefix, None)
+    layers = getattr(base, "layers", None) or getattr(getattr(base, "encoder", None), "layer", None)
+    if config.model_type in ("vit", "deit") and layers is not None:
+        extra["split"] = (f"{len(layers)} transformer layers: partial fine-tuning trains the last N of them and the "
+                          "head on cached activations of the first ones")
+    else:
+        extra["split"] = "full fine-tuning only (partial fine-tuning: transformers ViT and DeiT)"
     names = class_names(config)
     if names is not None:
         extra["classes"] = names
