@@ -207,9 +207,10 @@ else:
 tab_model, tab_answers = st.tabs(["Add a suspect model", "Add black-box answers"])
 with tab_model:
     with st.form("suspect_form", clear_on_submit=False):
-        st.markdown("A model source — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder`, a weights file path on this "
-                    "server — **or upload** a `.safetensors` / `.pth` file (the victim's architecture) or a zipped "
-                    "folder that timm's `save_for_hf` wrote (any architecture).")
+        st.markdown("A model source — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder` (timm or transformers), a weights "
+                    "file path on this server — **or upload** a `.safetensors` / `.pth` file (the victim's "
+                    "architecture) or a zipped model folder (timm's `save_for_hf`, or a transformers checkpoint with "
+                    "its `preprocessor_config.json`).")
         c1, c2, c3 = st.columns([3, 1, 2])
         src = c1.text_input("Suspect model",
                             placeholder="hf-hub:someone/suspicious-model  or  /path/suspect.safetensors")
