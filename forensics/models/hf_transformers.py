@@ -113,7 +113,7 @@ def data_config_from_processor(proc: dict[str, Any], *, source: str, input_size:
     else:
         mean, std = [0.0] * 3, [1.0] * 3
     cfg.update(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
-               interpolation=RESAMPLE.get(int(proc.get("resample", 2)), "bilinear"))
+               interpolation=RESAMPLE.get(int(2 if proc.get("resample") is None else proc["resample"]), "bilinear"))
     if input_size is not None:
         cfg["input_size"] = (3, int(input_size), int(input_size))
     return cfg
@@ -150,7 +150,8 @@ def load_transformers_dir(folder: Path, cfg: dict[str, Any], *, num_classes: int
         proc = json.loads(proc_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptWeightsError(f"{source}: {PROCESSOR} is not valid JSON ({e})") from e
-    weights = next((n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
+    weights = next((n for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+                    if (folder / n).is_file()), None)  # a large checkpoint is sharded: its index names the shards
     if weights is None:
         raise ModelSourceError(f"{source}: neither model.safetensors nor pytorch_model.bin in the folder")
     try:
@@ -165,13 +166,14 @@ def load_transformers_dir(folder: Path, cfg: dict[str, Any], *, num_classes: int
     try:
         model = transformers.AutoModelForImageClassification.from_pretrained(
             str(folder), config=config, trust_remote_code=False, local_files_only=True,
-            use_safetensors=weights == "model.safetensors")
+            use_safetensors=weights != "pytorch_model.bin")
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise CorruptWeightsError(f"{source}: the weights cannot be loaded as a transformers image classifier "
                                   f"({str(e).splitlines()[0][:300]})") from e
     wrapped = TransformersClassifier(model.eval()).eval()
     dcfg = data_config_from_processor(proc, source=source, input_size=input_size)
-    extra = {"library": "transformers", "format": weights, "model_type": config.model_type, "_processor": proc}
+    shown = "sharded safetensors" if weights.endswith(".index.json") else weights
+    extra = {"library": "transformers", "format": shown, "model_type": config.model_type, "_processor": proc}
     if head != "trained":
         extra["head"] = head
     base = getattr(model, model.base_model_prefix, None)

@@ -9,7 +9,8 @@ from .loaded import LoadedModel
 from .timm_models import load_local_dir
 
 # timm's folders, and transformers checkpoints (their image processor config too); never code
-HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "preprocessor_config.json"]
+HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "preprocessor_config.json",
+             "model.safetensors.index.json", "model-*-of-*.safetensors"]
 
 
 def load_hub_model(repo_id: str, *, revision: str | None = None, num_classes: int | None = None,
