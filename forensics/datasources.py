@@ -164,6 +164,11 @@ def _classes_and_labels(values: list, names: list[str] | None, classes: Sequence
         else:
             names = sorted({str(v) for v in values})
             values = [str(v) for v in values]
+    bad = next((i for i, v in enumerate(values) if isinstance(v, (int, np.integer)) and not 0 <= v < len(names)), None)
+    if bad is not None:
+        raise DataSourceError(f"{where}: row {bad} has label {values[bad]} (classes 0..{len(names) - 1}"
+                              + ("; -1 marks an unlabelled image" if values[bad] == -1 else "")
+                              + "); the audit needs every image labelled with one of the classes")
     as_name = [names[int(v)] if isinstance(v, (int, np.integer)) else str(v) for v in values]
     if classes is None:
         classes = names

@@ -115,3 +115,13 @@ def test_an_unreadable_image_is_an_error_that_names_it(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DataSourceError, match="x.txt: not a data source this tool reads"):
         load_data_source(str(tmp_path / "x.txt"))
+
+
+def test_unlabelled_rows_are_refused(tmp_path):
+    import datasets
+
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=NAMES)})
+    ds = datasets.Dataset.from_dict({"image": images(3), "label": [0, -1, 2]}, features=feats)
+    ds.to_parquet(str(tmp_path / "t.parquet"))
+    with pytest.raises(DataSourceError, match="row 1 has label -1 .*unlabelled image"):
+        load_data_source(str(tmp_path / "t.parquet"))
