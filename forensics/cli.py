@@ -288,6 +288,33 @@ def cmd_reverify(args) -> int:
     return 0 if same else 1
 
 
+def cmd_scan(args) -> int:
+    """Verify every suspect of a list against the audit of a record, a JSON line each, resumable."""
+    from .scan import read_suspect_list, scan
+    from .spec import open_audit
+    from .store import ArtifactStore
+    from .verify import format_p
+
+    spec, _ = read_record(args.record)
+    spec.device = args.device
+    suspects = read_suspect_list(args.suspects)
+    audit = open_audit(spec, ArtifactStore(args.store) if args.store else None, ConsoleProgress(args.quiet))
+    out = Path(args.out) if args.out else Path(args.record).with_suffix(".scan.jsonl")
+    counts: dict[str, int] = {}
+
+    def show(row, i, n):
+        counts[row.status] = counts.get(row.status, 0) + 1
+        what = f"p = {format_p(row.p_value)}  {row.verdict}" if row.p_value is not None else f"ERROR {row.error}"
+        print(f"[{i}/{n}] {row.status:8s} {what}  {row.suspect}", flush=True)
+
+    rows = list(scan(audit, suspects, out, on_row=show))
+    flagged = sum(r.verdict == "stolen" for r in rows)
+    print(f"{len(rows)} suspects: {counts.get('verified', 0)} verified, {counts.get('reused', 0)} reused from "
+          f"{out.name}, {counts.get('failed', 0)} failed; {flagged} with evidence of derivation at alpha = "
+          f"{audit.config.alpha:g}. Lines in {out}")
+    return 2 if counts.get("failed") else 0
+
+
 def cmd_export(args) -> int:
     from .answers import export_queries
     from .report import build_report
@@ -446,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-baselines", action="store_true", help="only the audit's own protocols")
         s.add_argument("--out", type=Path, default=Path(f"{name}-out"), help=f"output folder (default {name}-out)")
         s.set_defaults(fn=fn)
+    sc = sub.add_parser("scan", help="verify many suspects (a file, one source per line) against an audit record, "
+                                     "resumable")
+    sc.add_argument("--record", type=Path, required=True, help="the JSON audit record (audit --json, export-queries "
+                                                               "or the dashboard)")
+    sc.add_argument("--suspects", type=Path, required=True,
+                    help="a text file: one suspect per line (hf-hub:ORG/NAME[@REV], local-dir:PATH, a weights file, "
+                         "an answers .csv/.npy); # comments")
+    sc.add_argument("--out", help="the JSON-lines output (default RECORD.scan.jsonl); suspects already in it for the "
+                                  "same audit are not verified again")
+    _add_common(sc, seed=False)
+    sc.set_defaults(fn=cmd_scan)
     r = sub.add_parser("reverify", help="re-run the verifications of a JSON audit record and compare p-values")
     r.add_argument("record", type=Path, help="the JSON audit record (dashboard download or audit --json)")
     _add_common(r, seed=False)
