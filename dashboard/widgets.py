@@ -9,7 +9,7 @@ import streamlit as st
 
 from forensics.errors import ForensicsError
 from forensics.jobs import Job
-from forensics.progress import format_seconds
+from forensics.progress import format_seconds, overall_fraction
 
 from .nav import page
 from .state import current_case, current_job, get_store
@@ -34,7 +34,7 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
     title = JOB_TITLES.get(job.name, job.name)
     with st.container(border=True):
         if job.running:
-            frac = job.fraction_done()
+            frac = overall_fraction(views)  # the views already read, not the events again
             st.markdown(f"{SPINNER}<b>{title}</b>: running, {frac:.0%} done, {job.seconds:.0f} s so far",
                         unsafe_allow_html=True)
             st.progress(frac)

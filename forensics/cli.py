@@ -158,7 +158,7 @@ def read_record(path: Path):
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    from .report import audit_figures, audit_takeaways, build_report, render_html, render_pdf
+    from .report import build_report
     from .store import ArtifactStore
 
     seed = args.seed or 0
@@ -174,15 +174,22 @@ def cmd_demo(args) -> int:
     if args.html or args.pdf:
         rep = build_report(res.audit, [(r.suspect.name, r.kind, r.verdict) for r in res.suspects],
                            sources={r.suspect.name: {"source": r.suspect.source} for r in res.suspects})
-        vs = [r.verdict for r in res.suspects]
-        html = render_html(rep, audit_figures(res.audit, vs), audit_takeaways(res.audit, vs))
-        if args.html:
-            Path(args.html).write_text(html, encoding="utf-8")
-            print(f"wrote {args.html}")
-        if args.pdf:  # after the HTML: a missing browser costs only the PDF
-            Path(args.pdf).write_bytes(render_pdf(html))
-            print(f"wrote {args.pdf}")
+        _write_report(args, rep, res.audit, [r.verdict for r in res.suspects])
     return 0
+
+
+def _write_report(args, record: dict, audit, verdicts) -> None:
+    """``--html`` and ``--pdf`` of a command: the report rendered once, the PDF after the HTML (a missing browser
+    costs only the PDF)."""
+    from .report import audit_figures, audit_takeaways, render_html, render_pdf
+
+    html = render_html(record, audit_figures(audit, verdicts), audit_takeaways(audit, verdicts))
+    if args.html:
+        Path(args.html).write_text(html, encoding="utf-8")
+        print(f"wrote {args.html}")
+    if args.pdf:
+        Path(args.pdf).write_bytes(render_pdf(html))
+        print(f"wrote {args.pdf}")
 
 
 def _open(args):
@@ -205,7 +212,7 @@ def _verdict_rows(pairs) -> list[dict[str, Any]]:
 
 def cmd_audit(args) -> int:
     from .case import Case, Suspect, store_answers
-    from .report import audit_figures, audit_takeaways, case_report, render_html, render_pdf
+    from .report import case_report
     from .sources import known_kind
     from .store import ArtifactStore
 
@@ -239,14 +246,7 @@ def cmd_audit(args) -> int:
         Path(args.json).write_text(json.dumps(rep, indent=1))
         print(f"wrote {args.json}")
     if args.html or args.pdf:
-        vs = [v for _, _, v in pairs]
-        html = render_html(rep, audit_figures(a, vs), audit_takeaways(a, vs))
-        if args.html:
-            Path(args.html).write_text(html, encoding="utf-8")
-            print(f"wrote {args.html}")
-        if args.pdf:  # after the HTML: a missing browser costs only the PDF
-            Path(args.pdf).write_bytes(render_pdf(html))
-            print(f"wrote {args.pdf}")
+        _write_report(args, rep, a, [v for _, _, v in pairs])
     return 2 if case.errors else 0
 
 

@@ -62,3 +62,29 @@ def kill_when_epoch_starts(epoch: int):
 
 
 CFG = TrainConfig(epochs=3, batch_size=16, lr=5e-3, seed=0)
+
+
+def hf_vit_foundation(folder: Path, names: list[str]) -> Path:
+    """A tiny transformers ViT (4 layers, 32 px, seeded) with its image processor, saved with save_pretrained: the
+    foundation of the transformers end-to-end audits."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=32, patch_size=8, num_hidden_layers=4, hidden_size=64, num_attention_heads=4,
+                    intermediate_size=128, num_labels=len(names), id2label=dict(enumerate(names)),
+                    label2id={n: i for i, n in enumerate(names)})
+    ViTForImageClassification(cfg).save_pretrained(str(folder))
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3,
+                      image_std=[0.5] * 3).save_pretrained(str(folder))
+    return folder
+
+
+def hf_trained(engine, start: Path, data: ImageSet, train: TrainConfig, out: Path) -> Path:
+    """The model of ``start`` (a folder) fully fine-tuned on ``data`` by the engine, saved to ``out``."""
+    from forensics.models import save_model
+    from forensics.sources import load_model
+
+    m = load_model(f"local-dir:{start}")
+    engine.train(m, data, data.labels, train)
+    save_model(m, out)
+    return out

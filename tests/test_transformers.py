@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import toy_images
+from helpers import hf_trained, hf_vit_foundation, toy_images
 
 from forensics.data import EvalTransform
 from forensics.engine import Engine
@@ -121,25 +121,14 @@ def test_an_audit_whose_victim_is_a_transformers_model(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FORENSICS_CPU_THREADS", "2")
     private, aux = load_data("demo:private", quick=True), load_data("demo:aux", quick=True)
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    torch.manual_seed(0)
     names = private.classes
-    cfg = ViTConfig(image_size=32, patch_size=8, num_hidden_layers=4, hidden_size=64, num_attention_heads=4,
-                    intermediate_size=128, num_labels=len(names), id2label=dict(enumerate(names)),
-                    label2id={n: i for i, n in enumerate(names)})
-    ViTForImageClassification(cfg).save_pretrained(str(tmp_path / "foundation"))
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3,
-                      image_std=[0.5] * 3).save_pretrained(str(tmp_path / "foundation"))
+    hf_vit_foundation(tmp_path / "foundation", names)
     store = ArtifactStore(tmp_path / "store")
     engine = Engine(store, device="cpu", cache_blocks=None)
     train = TrainConfig(epochs=8, batch_size=32, lr=1e-3, trainable_blocks=None, seed=0)
 
     def trained(start, data, seed, out):
-        m = load_model(f"local-dir:{start}")
-        engine.train(m, data, data.labels, replace(train, seed=seed))
-        save_model(m, tmp_path / out)
-        return tmp_path / out
+        return hf_trained(engine, start, data, replace(train, seed=seed), tmp_path / out)
 
     victim = trained(tmp_path / "foundation", private, 0, "victim")
     spec = AuditSpec(victim=f"local-dir:{victim}", foundation=f"local-dir:{tmp_path / 'foundation'}",

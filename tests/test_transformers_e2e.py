@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
+from helpers import hf_trained, hf_vit_foundation
 from test_app import navigation_like_the_server  # noqa: F401 - autouse: AppTest runs app.py as the server does
 
 pytestmark = pytest.mark.slow
@@ -18,11 +18,9 @@ def hf_case(tmp_path_factory):
     """A tiny transformers ViT foundation, a victim fine-tuned from it on the reduced demo's private images, a copy,
     an innocent model, and the demo's private / held-out images as one saved DatasetDict."""
     import datasets
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     from forensics.engine import Engine
-    from forensics.models import save_model
-    from forensics.sources import load_data, load_model
+    from forensics.sources import load_data
     from forensics.store import ArtifactStore
     from forensics.training import TrainConfig
 
@@ -36,21 +34,12 @@ def hf_case(tmp_path_factory):
                                           features=feats)
 
     datasets.DatasetDict({"train": as_dataset(private), "test": as_dataset(heldout)}).save_to_disk(str(root / "ds"))
-    torch.manual_seed(0)
-    cfg = ViTConfig(image_size=32, patch_size=8, num_hidden_layers=4, hidden_size=64, num_attention_heads=4,
-                    intermediate_size=128, num_labels=len(names), id2label=dict(enumerate(names)),
-                    label2id={n: i for i, n in enumerate(names)})
-    ViTForImageClassification(cfg).save_pretrained(str(root / "foundation"))
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3,
-                      image_std=[0.5] * 3).save_pretrained(str(root / "foundation"))
+    hf_vit_foundation(root / "foundation", names)
     engine = Engine(ArtifactStore(root / "scratch"), device="cpu", cache_blocks=None)
     train = TrainConfig(epochs=8, batch_size=32, lr=1e-3, trainable_blocks=None, seed=0)
 
     def trained(start, data, seed, out):
-        m = load_model(f"local-dir:{start}")
-        engine.train(m, data, data.labels, replace(train, seed=seed))
-        save_model(m, root / out)
-        return root / out
+        return hf_trained(engine, start, data, replace(train, seed=seed), root / out)
 
     victim = trained(root / "foundation", private, 0, "victim")
     innocent = trained(root / "foundation", aux, 2, "innocent")
