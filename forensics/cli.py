@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
@@ -491,9 +492,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _torchrun_follower(args) -> bool:
+    """Under torchrun every worker runs the command (they train together, see :mod:`forensics.distributed`); rank 0
+    prints and writes the outputs, the others run silent and write theirs to a scratch folder that is thrown away."""
+    from . import distributed
+
+    if not distributed.launched() or os.environ.get("RANK", "0") == "0":
+        return False
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"forensics-rank{os.environ['RANK']}-"))
+    for name in ("json", "html", "pdf", "out"):
+        if getattr(args, name, None) is not None:
+            setattr(args, name, scratch / Path(str(getattr(args, name))).name)
+    args.quiet = True
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this worker's life
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    _torchrun_follower(args)
     try:
         return args.fn(args)
     except ForensicsError as e:

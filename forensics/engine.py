@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import settings
+from . import distributed, settings
 from .data import ImageSet, Trigger, iter_batches
 from .errors import ConfigError
 from .models import LoadedModel, jsonable_config
@@ -38,7 +38,9 @@ class Engine:
     def __init__(self, store: ArtifactStore, *, device: str = "auto", cache_blocks: int | None = 1,
                  batch_size: int | None = None, num_workers: int = 0):
         self.store = store
-        self.device = resolve_device(device)
+        # under torchrun: this worker's GPU, and the process group joined (see :mod:`.distributed`)
+        self.device = distributed.local_device(resolve_device(device))
+        self.world = distributed.init(self.device)
         self.cache_blocks = cache_blocks
         # inference batch: large on a GPU; on a CPU 32 channels_last images run fastest (measured)
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 32)

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .data import AugmentedImages, EvalTransform, ImageSet, TransformedImages, Trigger
-from .errors import ConfigError
+from .errors import ArtifactError, ConfigError
 from .models import LoadedModel, jsonable_config, load_saved, save_model
 from .rng import RNG_LOCK
 from .splitting import Split, split_model
-from .store import artifact_key, fingerprint_array, read_json, write_json
+from .store import Entry, artifact_key, fingerprint_array, read_json, write_json
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -93,9 +94,11 @@ class TrainHistory:
     epochs: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int = 0
     seconds: float = 0.0
+    workers: int = 1  # torchrun workers that trained it (data parallel); 1 in one process
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "resumed_from_epoch": self.resumed_from_epoch, "seconds": self.seconds}
+        return {"epochs": self.epochs, "resumed_from_epoch": self.resumed_from_epoch, "seconds": self.seconds,
+                "workers": self.workers}
 
 
 ProgressFn = Callable[[TrainProgress], None]
@@ -139,7 +142,7 @@ class _Checkpoint:
         return history.resumed_from_epoch
 
     def save(self, model, opt, sched, epoch: int, history: TrainHistory) -> None:
-        if self.path is None:
+        if self.path is None or not distributed.world().main:  # under torchrun, rank 0 writes it
             return
         sd = model.state_dict()
         tmp = self.path.with_name(f".checkpoint.tmp-{os.getpid()}")
@@ -204,6 +207,10 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     history = TrainHistory()
     ckpt = _Checkpoint(checkpoint_dir, cfg, n, split.tail_state)
     first_epoch = ckpt.restore(model, opt, sched, history)
+    group = distributed.world()
+    history.workers = group.size
+    # under torchrun every worker restored the same checkpoint (or none): DDP starts from rank 0's weights anyway
+    step_module = distributed.wrap(_Forward(model, model if split.family == "full" else split.tail), engine.device)
     if feats is None:
         rows = triggered if triggered is not None else (np.ones(n, bool) if trigger is not None else None)
         dataset = (AugmentedImages(images, EvalTransform(loaded.data_config), cfg.seed, trigger, rows)
@@ -212,12 +219,12 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
         def batch(idx):
             x = engine.to_device(torch.stack([dataset[int(i)][0] for i in idx]))
             if split.family == "full":
-                return x, model
+                return x
             with torch.no_grad(), engine.autocast():  # the frozen prefix, in eval mode, on this batch's views
-                return split.prefix(x).float(), split.tail
+                return split.prefix(x).float()
     else:
         def batch(idx):
-            return feats[idx].to(engine.device), split.tail
+            return feats[idx].to(engine.device)
 
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, cfg.epochs):
@@ -228,26 +235,31 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
         torch.manual_seed(cfg.seed * 104729 + epoch)
         sum_loss, sum_correct, seen = 0.0, 0, 0
         for b in range(steps_per_epoch):
-            idx = order[b * bs:(b + 1) * bs]
-            x, fwd = batch(idx)
+            # the global batch; under torchrun this worker's share of it, its loss weighted so that the averaged
+            # gradient is the one-process gradient of the whole batch
+            idx, weight = distributed.local_share(order[b * bs:(b + 1) * bs], group)
+            x = batch(idx)
             y = t_all[idx].to(engine.device)
             with engine.autocast():
-                out = fwd(x).float()
+                out = step_module(x).float()
             loss, hard = _loss(out, y, soft, cfg)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if weight != 1.0 else loss).backward()
             opt.step()
             sched.step()
             step += 1
-            sum_loss += float(loss.detach()) * len(idx)
-            sum_correct += int((out.argmax(1) == hard).sum())
-            seen += len(idx)
+            if weight:
+                sum_loss += float(loss.detach()) * len(idx)
+                sum_correct += int((out.argmax(1) == hard).sum())
+                seen += len(idx)
             if progress is not None:
-                progress(TrainProgress(label, epoch + 1, cfg.epochs, step, total, sum_loss / seen,
-                                       sum_correct / seen))
+                progress(TrainProgress(label, epoch + 1, cfg.epochs, step, total, sum_loss / max(seen, 1),
+                                       sum_correct / max(seen, 1)))
+        sum_loss, sum_correct, seen = distributed.sum_over_workers([sum_loss, sum_correct, seen])
         history.epochs.append({"epoch": epoch + 1, "loss": sum_loss / seen, "accuracy": sum_correct / seen,
                                "lr": float(sched.get_last_lr()[0])})
         ckpt.save(model, opt, sched, epoch + 1, history)
+    distributed.sync_state(model)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval().cpu()
@@ -259,6 +271,19 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
         last = history.epochs[-1]
         progress(TrainProgress(label, cfg.epochs, cfg.epochs, total, total, last["loss"], last["accuracy"], True))
     return history
+
+
+class _Forward(torch.nn.Module):
+    """The training step's forward pass (the whole model, or the tail on cached activations) as a module, so that
+    DDP can wrap it; the model is its only submodule."""
+
+    def __init__(self, model: torch.nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self._forward = (forward,)  # a tuple: the model is not registered twice
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward[0](x)
 
 
 def _train_mode(model: torch.nn.Module, split: Split) -> None:
@@ -281,16 +306,38 @@ def train_stored(engine: "Engine", stage: str, start: LoadedModel, images: Image
         inputs["triggered"] = fingerprint_array(np.asarray(triggered, bool))
     key = artifact_key(stage, config, inputs)
 
-    def compute(tmp: Path):
+    def train():
         model = start.clone()
         hist = engine.train(model, images, targets, cfg, trigger=trigger, triggered=triggered,
                             checkpoint_dir=engine.store.work_dir(stage, key), progress=progress,
                             label=label or stage)
-        save_model(model, tmp, info={"stage": stage, "start": start.fingerprint})
-        write_json(tmp / "history.json", hist.to_dict())
-        return {"fingerprint": model.fingerprint}
+        return model, hist
 
-    entry = engine.store.fetch(stage, config, inputs, compute)
+    def save(trained):
+        def compute(tmp: Path):
+            model, hist = trained() if callable(trained) else trained
+            save_model(model, tmp, info={"stage": stage, "start": start.fingerprint})
+            write_json(tmp / "history.json", hist.to_dict())
+            return {"fingerprint": model.fingerprint}
+        return engine.store.fetch(stage, config, inputs, compute)
+
+    group = distributed.world()
+    if group.size == 1:
+        entry = save(train)
+    else:
+        # torchrun: all workers train together (outside the entry's lock: they meet in every step), rank 0 writes
+        # the entry, the others read it; rank 0 decides whether it exists, so that all take the same path
+        exists = distributed.broadcast(engine.store.has(stage, key))
+        if not exists:
+            trained = train()
+            if group.main:
+                save(trained)
+        distributed.barrier()
+        entry = Entry(engine.store.path(stage, key), not exists)
+        if not engine.store.has(stage, key):
+            raise ArtifactError(f"the {stage} entry {key} is not in the store after training: every torchrun worker "
+                                f"must see the same store folder ({engine.store.root}); on several machines use a "
+                                "network file system mounted at the same path")
     loaded = load_saved(entry.path, source=f"store:{stage}/{key}")
     if progress is not None and not entry.computed:  # say it is done, so a progress view does not wait
         progress(TrainProgress(label or stage, cfg.epochs, cfg.epochs, 1, 1, float("nan"), float("nan"), True))

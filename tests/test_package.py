@@ -16,7 +16,7 @@ import forensics
 
 # lower layers first; a module may import from its own layer or the ones before it
 LAYERS = [
-    {"_version", "errors", "settings", "rng", "progress", "metrics"},
+    {"_version", "errors", "settings", "rng", "progress", "metrics", "distributed"},
     {"store", "data", "stats", "datasources"},
     {"models"},
     {"splitting"},
