@@ -435,3 +435,39 @@ def stress_figure(bench: BenchResult, protocol: str, alpha: float):
                       legend=dict(orientation="h", y=1.08), yaxis=dict(categoryorder="array",
                                                                         categoryarray=names[::-1]))
     return fig
+
+
+# -- the zoo on a Ray cluster --------------------------------------------------------------------------------------
+_CONTEXTS: dict[str, tuple[dict[int, Audit], dict[int, ZooContext]]] = {}  # per worker process
+
+
+def build_entry_in_worker(seed: int, name: str, quick: bool, store_root: str, baselines: bool) -> dict[str, Any]:
+    """A Ray task: build and verify one zoo entry of the demo against the audit of ``seed``, through the shared store
+    (its suspect's training, logits and answers land there); returns its seconds and p-values."""
+    from .store import ArtifactStore
+
+    key = json.dumps([seed, quick, store_root])
+    if key not in _CONTEXTS:
+        _CONTEXTS.clear()
+        _CONTEXTS[key] = demo_contexts([seed], ArtifactStore(store_root), quick=quick)
+    r = verify_entry(zoo_entries([name])[0], _CONTEXTS[key][1][seed], seed, baselines=baselines)
+    return {"times": r.times, "p_values": {p: e.get("p_value") for p, e in r.verdict.evidence.items()}}
+
+
+def fan_out_zoo(entries: list[ZooEntry], seeds: list[int], *, quick: bool, store_root: str | Path, baselines: bool,
+                address: str | None, workers: int | None = None,
+                on_done: Callable[[Any], None] | None = None) -> list[str]:
+    """Build every (seed, entry) of the demo's zoo as Ray tasks (:mod:`.fanout`), so that the in-process
+    :func:`run_bench` afterwards only reads the store; returns the errors of tasks that failed (they are then built
+    in process)."""
+    from .fanout import ray_map
+
+    items = [(s, e.name) for s in seeds for e in entries]
+    errors = []
+    for o in ray_map(build_entry_in_worker, items, lambda it: (it[0], it[1], quick, str(store_root), baselines),
+                     address=address, workers=workers):
+        if o.error:
+            errors.append(f"{o.item[1]} #{o.item[0]}: {o.error}")
+        if on_done is not None:
+            on_done(o)
+    return errors

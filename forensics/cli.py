@@ -291,28 +291,46 @@ def cmd_reverify(args) -> int:
 
 def cmd_scan(args) -> int:
     """Verify every suspect of a list against the audit of a record, a JSON line each, resumable."""
-    from .scan import read_suspect_list, scan
+    from .progress import format_seconds
+    from .scan import read_suspect_list, scan, scan_ray
     from .spec import open_audit
     from .store import ArtifactStore
     from .verify import format_p
 
-    spec, _ = read_record(args.record)
+    spec, rec = read_record(args.record)
     spec.device = args.device
     suspects = read_suspect_list(args.suspects)
-    audit = open_audit(spec, ArtifactStore(args.store) if args.store else None, ConsoleProgress(args.quiet))
     out = Path(args.out) if args.out else Path(args.record).with_suffix(".scan.jsonl")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give at least 1")
     counts: dict[str, int] = {}
+    start = time.perf_counter()
 
     def show(row, i, n):
         counts[row.status] = counts.get(row.status, 0) + 1
         what = f"p = {format_p(row.p_value)}  {row.verdict}" if row.p_value is not None else f"ERROR {row.error}"
-        print(f"[{i}/{n}] {row.status:8s} {what}  {row.suspect}", flush=True)
+        spent = time.perf_counter() - start
+        left = f", ~{format_seconds(spent / i * (n - i))} left" if i < n else ""
+        print(f"[{i}/{n}] {row.status:8s} {what}  {row.suspect}  ({format_seconds(spent)}{left})", flush=True)
 
-    rows = list(scan(audit, suspects, out, on_row=show))
+    if args.ray:
+        qfp = (rec.get("audit") or {}).get("queries_fingerprint")
+        if not qfp:
+            raise ConfigError(f"{args.record} has no query-set fingerprint (audit.queries_fingerprint); write the "
+                              "record again with this version (audit --json, export-queries or the dashboard)")
+        store = ArtifactStore(args.store) if args.store else ArtifactStore()
+        # the audit's stages are in the store (or built here once), so that no worker trains them
+        alpha = open_audit(spec, store, ConsoleProgress(args.quiet)).config.alpha
+        rows = list(scan_ray(spec.to_dict(), qfp, suspects, out, store_root=store.root.resolve(), address=args.ray,
+                             workers=args.workers, on_row=show))
+    else:
+        audit = open_audit(spec, ArtifactStore(args.store) if args.store else None, ConsoleProgress(args.quiet))
+        alpha = audit.config.alpha
+        rows = list(scan(audit, suspects, out, on_row=show))
     flagged = sum(r.verdict == "stolen" for r in rows)
-    print(f"{len(rows)} suspects: {counts.get('verified', 0)} verified, {counts.get('reused', 0)} reused from "
-          f"{out.name}, {counts.get('failed', 0)} failed; {flagged} with evidence of derivation at alpha = "
-          f"{audit.config.alpha:g}. Lines in {out}")
+    print(f"{len(rows)} suspects in {format_seconds(time.perf_counter() - start)}: {counts.get('verified', 0)} "
+          f"verified, {counts.get('reused', 0)} reused from {out.name}, {counts.get('failed', 0)} failed; {flagged} "
+          f"with evidence of derivation at alpha = {alpha:g}. Lines in {out}")
     return 2 if counts.get("failed") else 0
 
 
@@ -384,9 +402,10 @@ def _bench(args, stress: bool) -> int:
     meta.update(date=datetime.datetime.now().isoformat(timespec="seconds"), machine=_machine(),
                 entries=[e.name for e in entries])
     times = {"audits": time.perf_counter() - t}
-    if not args.quiet:
-        print(f"\n{'suspect':46s} {'kind':8s} {'agree':>5s} " + " ".join(
-            f"{p.name[:10]:>10s}" for p in list_protocols(baselines=not args.no_baselines)), flush=True)
+    def header():
+        if not args.quiet:
+            print(f"\n{'suspect':46s} {'kind':8s} {'agree':>5s} " + " ".join(
+                f"{p.name[:10]:>10s}" for p in list_protocols(baselines=not args.no_baselines)), flush=True)
 
     def show(r):
         e = r.verdict.evidence
@@ -395,6 +414,7 @@ def _bench(args, stress: bool) -> int:
             for p in list_protocols(baselines=not args.no_baselines)), flush=True)
 
     if audits is None:
+        header()
         result = b.stress_test(audit, thief, innocent, entries, seeds, test=test,
                                other_foundation=args.other_foundation, baselines=not args.no_baselines,
                                budgets=() if stress else b.BUDGETS,
@@ -403,6 +423,18 @@ def _bench(args, stress: bool) -> int:
             print(f"skipped {why}", file=sys.stderr)
         result.times["audits"] = times["audits"]
     else:
+        if getattr(args, "ray", None):
+            t_ray = time.perf_counter()
+            failed = b.fan_out_zoo(entries, seeds, quick=args.small, store_root=store.root.resolve(),
+                                   baselines=not args.no_baselines, address=args.ray, workers=args.workers,
+                                   on_done=None if args.quiet else lambda o: print(
+                                       f"  built {o.item[1]} #{o.item[0]} on a Ray worker in {o.seconds:.1f} s"
+                                       + (f" - FAILED: {o.error} (built here instead)" if o.error else ""),
+                                       flush=True))
+            times["zoo on Ray"] = time.perf_counter() - t_ray
+            for why in failed:
+                print(f"a Ray task failed, built in this process instead: {why}", file=sys.stderr)
+        header()
         result = b.run_bench(audits, contexts, entries, seeds, baselines=not args.no_baselines,
                              on_result=None if args.quiet else show, times=times)
     result.times["total"] = time.perf_counter() - t
@@ -472,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--seeds", type=int, nargs="+", help="attack seeds (default 0 1 2; with --small, 0)")
         s.add_argument("--small", action="store_true", help="the reduced demo and 6 suspects (what the tests run)")
         s.add_argument("--no-baselines", action="store_true", help="only the audit's own protocols")
+        if name == "bench":
+            s.add_argument("--ray", metavar="ADDRESS", help="build the zoo's suspects as Ray tasks first (auto, "
+                                                            "HOST:6379, ray://HOST:10001 or local), then sum up here")
+            s.add_argument("--workers", type=int, help="with --ray: at most N zoo entries at a time")
         s.add_argument("--out", type=Path, default=Path(f"{name}-out"), help=f"output folder (default {name}-out)")
         s.set_defaults(fn=fn)
     sc = sub.add_parser("scan", help="verify many suspects (a file, one source per line) against an audit record, "
@@ -483,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "an answers .csv/.npy); # comments")
     sc.add_argument("--out", help="the JSON-lines output (default RECORD.scan.jsonl); suspects already in it for the "
                                   "same audit are not verified again")
+    sc.add_argument("--ray", metavar="ADDRESS", help="verify the suspects as Ray tasks: auto (the cluster of this "
+                                                     "machine), HOST:6379 or ray://HOST:10001, or local (start Ray "
+                                                     "here); the store must be at the same path on every node")
+    sc.add_argument("--workers", type=int, help="with --ray: at most N suspects at a time (default: one per GPU of the "
+                                                "cluster, or per CPU)")
     _add_common(sc, seed=False)
     sc.set_defaults(fn=cmd_scan)
     r = sub.add_parser("reverify", help="re-run the verifications of a JSON audit record and compare p-values")

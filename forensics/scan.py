@@ -6,7 +6,8 @@ line: ``hf-hub:ORG/NAME[@REV]``, ``local-dir:PATH``, a weights file, ``demo:<sus
 and verifies each suspect in turn, appending one JSON line per suspect to the output as soon as it is known.  A line
 already in the output for the same audit (its query-set fingerprint) and suspect is not recomputed, so a scan that
 was interrupted, or that is re-run with more suspects, continues where it stopped.  A suspect that cannot be loaded
-or verified gets a line that says why.  (Fanning the suspects out over several machines is issue 10's Ray part.)
+or verified gets a line that says why.  With ``--ray ADDRESS`` the suspects are Ray tasks (:func:`scan_ray`,
+:mod:`.fanout`), with the same rows.
 """
 from __future__ import annotations
 
@@ -39,23 +40,31 @@ class ScanRow:
         return asdict(self)
 
 
-def read_suspect_list(path: str | Path) -> list[str]:
-    """Suspect sources, one per line (blank lines and ``#`` comments skipped; duplicates kept once)."""
-    p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read the suspect list {str(p)!r} ({e}); give a text file with one source per "
-                          "line") from e
+def parse_suspect_lines(text: str, name: str = "the suspect list") -> list[str]:
+    """Suspect sources from the text of a list, one per line: blank lines and ``#`` comments skipped (a `` #``
+    after a source starts a comment too), surrounding spaces dropped, duplicates kept once, in order.  ``name``
+    says in the error which list it was (a file name, "the text box").  The CLI's ``scan`` and the dashboard's
+    "Add many suspects" both read lists with it."""
     out: list[str] = []
-    for line in lines:
-        s = line.strip()
+    for line in text.splitlines():
+        s = line.split(" #", 1)[0].split("\t#", 1)[0].strip()
         if s and not s.startswith("#") and s not in out:
             out.append(s)
     if not out:
-        raise ConfigError(f"{p.name} lists no suspects; put one source per line (hf-hub:ORG/NAME, local-dir:PATH, a "
+        raise ConfigError(f"{name} lists no suspects; put one source per line (hf-hub:ORG/NAME, local-dir:PATH, a "
                           "weights file or an answers file)")
     return out
+
+
+def read_suspect_list(path: str | Path) -> list[str]:
+    """Suspect sources from a text file, one per line (the rules of :func:`parse_suspect_lines`)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the suspect list {str(p)!r} ({e}); give a text file with one source per "
+                          "line") from e
+    return parse_suspect_lines(text, p.name)
 
 
 def done_rows(out: Path, queries_fingerprint: str) -> dict[str, dict[str, Any]]:
@@ -73,32 +82,95 @@ def done_rows(out: Path, queries_fingerprint: str) -> dict[str, dict[str, Any]]:
     return done
 
 
+def verify_row(audit: Audit, source: str) -> ScanRow:
+    """One suspect's row: its verdict, or why it has none (one broken suspect never stops a scan)."""
+    qfp = audit.queries.fingerprint
+    t = time.perf_counter()
+    try:
+        v = audit.verify(source, name=source)
+        row = ScanRow(source, "verified", v.p_value, v.verdict, v.protocol, v.alpha, v.fingerprint,
+                      queries_fingerprint=qfp)
+    except ForensicsError as e:
+        row = ScanRow(source, "failed", error=str(e), queries_fingerprint=qfp)
+    except Exception as e:  # noqa: BLE001 - one broken suspect must not stop the scan
+        row = ScanRow(source, "failed", error=f"unexpected error: {type(e).__name__}: {e}", queries_fingerprint=qfp)
+    row.seconds = round(time.perf_counter() - t, 3)
+    return row
+
+
+def _reused(source: str, r: dict[str, Any], qfp: str) -> ScanRow:
+    return ScanRow(source, "reused", r.get("p_value"), r.get("verdict"), r.get("protocol"), r.get("alpha"),
+                   r.get("fingerprint"), queries_fingerprint=qfp)
+
+
+def _append(out: Path, row: ScanRow) -> None:
+    with out.open("a") as f:  # one line, appended as soon as it is known
+        f.write(json.dumps(row.to_dict()) + "\n")
+
+
 def scan(audit: Audit, suspects: list[str], out: str | Path, *,
          on_row: Callable[[ScanRow, int, int], None] | None = None) -> Iterator[ScanRow]:
-    """Verify ``suspects`` against ``audit``, appending a JSON line per suspect to ``out``; yields each row."""
+    """Verify ``suspects`` against ``audit`` in this process, appending a JSON line per suspect to ``out``; yields
+    each row."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     qfp = audit.queries.fingerprint
     done = done_rows(out, qfp)
     for i, source in enumerate(suspects):
-        t = time.perf_counter()
         if source in done:
-            r = done[source]
-            row = ScanRow(source, "reused", r.get("p_value"), r.get("verdict"), r.get("protocol"), r.get("alpha"),
-                          r.get("fingerprint"), queries_fingerprint=qfp)
+            row = _reused(source, done[source], qfp)
         else:
-            try:
-                v = audit.verify(source, name=source)
-                row = ScanRow(source, "verified", v.p_value, v.verdict, v.protocol, v.alpha, v.fingerprint,
-                              queries_fingerprint=qfp)
-            except ForensicsError as e:
-                row = ScanRow(source, "failed", error=str(e), queries_fingerprint=qfp)
-            except Exception as e:  # noqa: BLE001 - one broken suspect must not stop the scan
-                row = ScanRow(source, "failed", error=f"unexpected error: {type(e).__name__}: {e}",
-                              queries_fingerprint=qfp)
-            row.seconds = round(time.perf_counter() - t, 3)
-            with out.open("a") as f:  # one line, appended as soon as it is known
-                f.write(json.dumps(row.to_dict()) + "\n")
+            row = verify_row(audit, source)
+            _append(out, row)
         if on_row is not None:
             on_row(row, i + 1, len(suspects))
+        yield row
+
+
+# -- the same on a Ray cluster -------------------------------------------------------------------------------------
+_AUDITS: dict[str, Audit] = {}  # per worker process: the audit is opened once, then every suspect of it reuses it
+
+
+def verify_in_worker(spec: dict[str, Any], store_root: str, source: str) -> dict[str, Any]:
+    """A Ray task: open the record's audit from the shared store (once per worker process) and verify one suspect."""
+    from .spec import AuditSpec, open_audit
+    from .store import ArtifactStore, canonical_json
+
+    key = canonical_json({"spec": spec, "store": store_root})
+    if key not in _AUDITS:
+        _AUDITS.clear()
+        _AUDITS[key] = open_audit(AuditSpec.from_dict(spec), ArtifactStore(store_root))
+    return verify_row(_AUDITS[key], source).to_dict()
+
+
+def scan_ray(spec: dict[str, Any], queries_fingerprint: str, suspects: list[str], out: str | Path, *,
+             store_root: str | Path, address: str | None, workers: int | None = None,
+             on_row: Callable[[ScanRow, int, int], None] | None = None) -> Iterator[ScanRow]:
+    """:func:`scan` with the suspects as Ray tasks (one GPU each where the cluster has GPUs), rows in the order they
+    finish.  ``spec`` is the record's audit spec (``AuditSpec.to_dict()``); the workers open the audit from the store
+    at ``store_root``, which they must all see at that path."""
+    from .fanout import ray_map
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_rows(out, queries_fingerprint)
+    n, k = len(suspects), 0
+    for source in suspects:
+        if source in done:
+            k += 1
+            row = _reused(source, done[source], queries_fingerprint)
+            if on_row is not None:
+                on_row(row, k, n)
+            yield row
+    todo = [s for s in suspects if s not in done]
+    for o in ray_map(verify_in_worker, todo, lambda s: (spec, str(store_root), s), address=address, workers=workers):
+        if o.error is None:
+            row = ScanRow(**o.value)
+        else:  # the task itself failed (its worker died twice, or the audit could not be opened there)
+            row = ScanRow(o.item, "failed", error=f"the Ray task failed: {o.error}", seconds=round(o.seconds, 3),
+                          queries_fingerprint=queries_fingerprint)
+        _append(out, row)
+        k += 1
+        if on_row is not None:
+            on_row(row, k, n)
         yield row

@@ -29,7 +29,7 @@ LAYERS = [
     {"sources"},
     {"verify", "audit"},
     {"spec"},
-    {"case", "casefile", "demo", "plots", "report", "jobs", "zoo", "bench", "scan"},
+    {"case", "casefile", "demo", "plots", "report", "jobs", "zoo", "bench", "scan", "fanout"},
     {"cli", "__main__", "__init__"},
 ]
 
