@@ -26,10 +26,15 @@ SPINNER = ("<style>@keyframes hf-spin{to{transform:rotate(360deg)}}.hf-spin{disp
            "<span class='hf-spin' role='progressbar' aria-label='running'></span>")
 
 
+COMPACT_FROM = 7  # from this many suspects on, the progress view sums them up instead of a line each
+SUSPECT = "suspect:"
+
+
 def job_progress(job: Job, *, expanded: bool = True) -> None:
     """A running (or finished) job as a list of stages: a check mark when done, a bar with the time left for the
     running one, an empty circle for those to come.  The header turns while the job runs (an animated spinner,
-    never a check mark before the end)."""
+    never a check mark before the end).  Many suspects are summed up: a count per state, the running one with its
+    bar, each failed one with its reason, and one chip per suspect."""
     views = job.stages()
     title = JOB_TITLES.get(job.name, job.name)
     with st.container(border=True):
@@ -46,21 +51,104 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
             return
         if not views:
             st.markdown(f"{SPINNER}Starting…", unsafe_allow_html=True)
+        suspects = [v for v in views if v.key.startswith(SUSPECT)]
+        compact = len(suspects) >= COMPACT_FROM
         for v in views:
-            if v.status == "done":
-                st.markdown(f":green[:material/check_circle:] {v.title} :gray[— {v.detail or 'done'} "
-                            f"({v.elapsed(0):.0f} s)]")
-            elif v.status == "failed":
-                st.markdown(f":red[:material/cancel:] {v.title} :red[— {v.detail or 'failed'}]")
-            elif v.status == "running" and job.running:
-                st.markdown(f"{SPINNER}<b>{html.escape(v.title)}</b>", unsafe_allow_html=True)  # user names
-                left = "estimating the time left" if v.eta is None else f"about {format_seconds(v.eta)} left"
-                st.progress(v.fraction or 0.0,
-                            text=f"{v.work or 'working'} · {v.elapsed(time.time()):.0f} s so far · {left}")
-            elif v.status == "running":  # the job stopped in this stage
-                st.markdown(f":red[:material/cancel:] {v.title} :gray[— stopped here]")
-            else:
-                st.markdown(f":gray[:material/radio_button_unchecked: {v.title}]")
+            if not (compact and v.key.startswith(SUSPECT)):
+                _stage_line(v, job)
+        if compact:
+            _suspects_summary(suspects, job)
+
+
+def _stage_line(v, job: Job) -> None:
+    if v.status == "done":
+        st.markdown(f":green[:material/check_circle:] {v.title} :gray[— {v.detail or 'done'} "
+                    f"({v.elapsed(0):.0f} s)]")
+    elif v.status == "failed":
+        st.markdown(f":red[:material/cancel:] {v.title} :red[— {v.detail or 'failed'}]")
+    elif v.status == "running" and job.running:
+        _running(v, html.escape(v.title))  # user names
+    elif v.status == "running":  # the job stopped in this stage
+        st.markdown(f":red[:material/cancel:] {v.title} :gray[— stopped here]")
+    else:
+        st.markdown(f":gray[:material/radio_button_unchecked: {v.title}]")
+
+
+def _running(v, title_html: str) -> None:
+    st.markdown(f"{SPINNER}<b>{title_html}</b>", unsafe_allow_html=True)
+    left = "estimating the time left" if v.eta is None else f"about {format_seconds(v.eta)} left"
+    st.progress(v.fraction or 0.0, text=f"{v.work or 'working'} · {v.elapsed(time.time()):.0f} s so far · {left}")
+
+
+CHIP = ("display:inline-block;margin:0 .35em .35em 0;padding:.1em .6em;border-radius:1em;font-size:.85em;"
+        "white-space:nowrap;border:1px {b};background:{bg};color:{fg}")
+# (border, background, text): a verified suspect is neither green nor red here - its verdict is on 4 · Verdict
+CHIP_STYLES = {"done": ("solid #aab6c3", "#ffffff", "#1d2733"), "failed": ("solid #f1b5b5", "#fdf0f0", "#a11d1d"),
+               "running": ("solid #1f4e79", "#eaf2fa", "#1f4e79"), "stopped": ("solid #f1b5b5", "#fdf0f0", "#a11d1d"),
+               "pending": ("dashed #c3c9d1", "#f6f7f9", "#6b7480")}
+CHIP_MARKS = {"done": "✓", "failed": "✗", "running": "●", "stopped": "✗", "pending": "○"}
+
+
+def suspect_states(views, running: bool) -> list[tuple[str, str, str]]:
+    """``(name, state, note)`` per suspect stage: state is done, failed, running, stopped (the job stopped while
+    it ran) or pending; the note is its p-value or why it failed."""
+    out = []
+    for v in views:
+        name = v.key[len(SUSPECT):]
+        state = v.status if v.status != "running" or running else "stopped"
+        note = v.detail.removeprefix("could not be verified: ") if state in ("done", "failed") else ""
+        out.append((name, state, note))
+    return out
+
+
+def _suspects_summary(views, job: Job) -> None:
+    states = suspect_states(views, job.running)
+    count = {k: sum(state == k for _, state, _ in states) for k in CHIP_MARKS}
+    parts = [f"{count['done']} verified"] + ([f"{count['failed']} could not be verified"] if count["failed"] else [])
+    parts += [f"{count['running']} running"] if count["running"] else []
+    parts += [f"{count['stopped']} stopped"] if count["stopped"] else []
+    parts += [f"{count['pending']} " + ("waiting" if job.running else "not reached")] if count["pending"] else []
+    st.markdown(f"**Suspects** ({len(states)}) — " + ", ".join(parts))
+    for v in views:
+        if v.status == "running" and job.running:
+            _running(v, html.escape(v.title))
+    chips = []
+    for name, state, note in states:
+        b, bg, fg = CHIP_STYLES[state]
+        label = html.escape(name) + (f" · {html.escape(note)}" if state == "done" and note else "")
+        tip = {"done": "verified", "failed": f"could not be verified: {note}", "running": "running now",
+               "stopped": "the build stopped here",
+               "pending": "waiting" if job.running else "not reached"}[state]
+        chips.append(f"<span style='{CHIP.format(b=b, bg=bg, fg=fg)}' title='{html.escape(tip, quote=True)}'>"
+                     f"{CHIP_MARKS[state]} {label}</span>")
+    st.markdown("<div style='line-height:1.9'>" + "".join(chips) + "</div>", unsafe_allow_html=True)
+    failed = [(n, note) for n, s, note in states if s == "failed"]
+    if failed:
+        st.markdown("".join(f"<div style='color:#a11d1d;margin-bottom:.25em'>✗ <b>{html.escape(n)}</b> — could not "
+                            f"be verified: {html.escape(note)}</div>" for n, note in failed), unsafe_allow_html=True)
+
+
+def many_report(lines) -> None:
+    """What "Add many suspects" did with each line of the list: added (as which name), already a suspect, or
+    refused with the reason; a button forgets the report."""
+    added = [o for o in lines if o.status == "added"]
+    skipped = [o for o in lines if o.status == "skipped"]
+    refused = [o for o in lines if o.status == "refused"]
+    with st.container(border=True):
+        head = f"**Add many suspects:** {len(added)} of {len(lines)} lines added"
+        if added:
+            st.success(head + ": " + ", ".join(f"**{o.name}**" for o in added), icon=":material/check_circle:")
+        else:
+            st.markdown(head + ".")
+        if skipped:
+            st.info(f"{len(skipped)} already in the list, not added again: " +
+                    ", ".join(f"`{o.source}` (as **{o.name}**)" for o in skipped), icon=":material/info:")
+        if refused:
+            st.error(f"{len(refused)} refused — they are left in the box of **Add many suspects** to be fixed:\n\n" +
+                     "\n".join(f"- `{o.source}` — {o.reason}" for o in refused), icon=":material/error:")
+        if st.button("Dismiss this report", key="many_report_dismiss", icon=":material/close:"):
+            st.session_state.pop("many_report", None)
+            st.rerun()
 
 
 def need_audit(what: str) -> bool:

@@ -6,12 +6,12 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.state import current_case, current_job, get_store, job_running, open_case, open_record, set_case
-from dashboard.widgets import model_card, show_error
+from dashboard.suspects import add_answers_suspect, add_many, add_model_suspect, read_list
+from dashboard.widgets import many_report, model_card, show_error
 from forensics import casefile, settings
-from forensics.answers import read_outputs
-from forensics.case import Case, Suspect, store_answers, store_upload
+from forensics.case import Case, store_upload
 from forensics.errors import ForensicsError
-from forensics.sources import check_suspect, data_classes, load_data, load_model
+from forensics.sources import load_data, load_model
 from forensics.spec import AuditSpec
 
 env = settings.current()
@@ -191,20 +191,45 @@ if case.spec is None:
     st.stop()
 
 st.divider()
-st.subheader("Suspects", anchor=False)
+st.subheader(f"Suspects ({len(case.suspects)})" if case.suspects else "Suspects", anchor=False)
+report = st.session_state.get("many_report")
+if report is not None and report["case"] == (case.id, case.ran_at):  # until the audit runs again
+    many_report(report["lines"])
 if case.suspects:
-    for s in list(case.suspects):
-        c1, c2, c3 = st.columns([4, 4, 1], vertical_alignment="center")
-        truth = "a theft" if s.kind == "stolen" else "innocent"
-        c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {truth}]" if s.kind else ""))
-        c2.code(s.shown_source, language=None, wrap_lines=True)
-        if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:", disabled=busy):
-            case.remove_suspect(s.name)
+    many = len(case.suspects) > 6
+    with st.container(height=480 if many else "content", border=many):  # a long list scrolls inside its box
+        for s in list(case.suspects):
+            c1, c2, c3 = st.columns([4, 4, 1.3], vertical_alignment="center")
+            truth = "a theft" if s.kind == "stolen" else "innocent"
+            c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {truth}]" if s.kind else ""))
+            c2.code(s.shown_source, language=None, wrap_lines=True)
+            if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:", disabled=busy):
+                case.remove_suspect(s.name)
+                st.rerun()
+    if many:
+        if st.session_state.get("confirm_remove_all"):
+            st.warning(f"Remove all {len(case.suspects)} suspects from this audit?", icon=":material/warning:")
+            c1, c2, _ = st.columns([2, 1, 3])
+            if c1.button("Remove them all", type="primary", disabled=busy):
+                for s in list(case.suspects):
+                    case.remove_suspect(s.name)
+                st.session_state.pop("confirm_remove_all", None)
+                st.rerun()
+            if c2.button("Keep them"):
+                st.session_state.pop("confirm_remove_all", None)
+                st.rerun()
+        elif st.button("Remove all suspects…", icon=":material/delete_sweep:", disabled=busy):
+            st.session_state.confirm_remove_all = True
             st.rerun()
 else:
-    st.caption("No suspects yet.")
+    st.caption("No suspects yet: add one model, black-box answers, or a whole list below.")
 
-tab_model, tab_answers = st.tabs(["Add a suspect model", "Add black-box answers"])
+MANY = "Add many suspects"
+if "suspect_tab_next" in st.session_state:  # after a batch: its tab stays open, with the lines it refused
+    st.session_state.suspect_tab = st.session_state.pop("suspect_tab_next")
+# keyed and tracked, so the open tab survives the reruns that add suspects above it
+tab_model, tab_answers, tab_many = st.tabs(["Add a suspect model", "Add black-box answers", MANY],
+                                           key="suspect_tab", on_change="rerun")
 with tab_model:
     with st.form("suspect_form", clear_on_submit=False):
         st.markdown("A model source — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder` (timm or transformers), a weights "
@@ -234,16 +259,11 @@ with tab_model:
             else:
                 raise ForensicsError("give the suspect's source (hf-hub:ORG/NAME, local-dir:PATH or a weights file) "
                                      "or upload its weights")
-            label = name.strip() or upload or source
             with st.spinner("Loading the suspect to check it…"):
-                card = check_suspect(case.spec, source, revision=rev.strip() or None,
-                                     victim_arch=(case.cards.get("victim") or {}).get("arch"))
-            case.add_suspect(Suspect(label, source, revision=rev.strip() or None, upload=upload))
-            if card is not None:
-                if upload:
-                    card["source"] = f"uploaded {upload}"
-                case.cards[label] = card
+                add_model_suspect(case, source, name=name.strip() or None, revision=rev.strip() or None,
+                                  upload=upload)
             case.audit = None  # the verdicts must be recomputed
+            st.session_state.pop("many_report", None)
             st.rerun()
         except Exception as e:  # noqa: BLE001
             show_error(e, names=shown)
@@ -268,32 +288,70 @@ with tab_answers:
     up = st.file_uploader("Suspect's answers (.csv or .npy)", key="answers_upload", max_upload_size=MAX_ANSWERS_MB)
     aname = st.text_input("Name of this suspect", key="answers_name")
     if st.button("Add these answers", disabled=up is None or busy):
-        path = None
         try:
             if up.size > MAX_ANSWERS_MB * 1024 ** 2:
                 raise ForensicsError(f"the answers file is {up.size / 1e6:.0f} MB; the limit is {MAX_ANSWERS_MB} MB")
-            path = store_answers(get_store(), up.getvalue(), up.name)
-            query_set = None
-            try:
-                if case.audit is not None:  # check shape and values now, not after the next run
-                    read_outputs(path, len(case.audit.queries), case.audit.num_classes, name=up.name)
-                    query_set = case.audit.queries.fingerprint
-                else:  # the query set is not built yet: the format and the class count
-                    read_outputs(path, None, len(data_classes(case.spec.data, quick=case.spec.quick)), name=up.name)
-            except ForensicsError:
-                Path(path).unlink(missing_ok=True)  # a refused upload leaves nothing in the store
-                raise
-            case.add_suspect(Suspect(aname.strip() or up.name, f"answers:{up.name}", answers=path,
-                                   query_set=query_set, upload=up.name))
+            add_answers_suspect(case, get_store(), up.getvalue(), up.name, name=aname.strip() or None)
             case.audit = None
+            st.session_state.pop("many_report", None)
             st.rerun()
         except Exception as e:  # noqa: BLE001
-            show_error(e, names={path: up.name} if path else None)
+            show_error(e)
+with tab_many:
+    st.markdown("**One source per line**, on this server: `hf-hub:ORG/NAME[@REV]`, `local-dir:/path/to/folder`, "
+                "a weights file, or a black-box suspect's answers (`.csv` / `.npy`). Blank lines and `# comments` "
+                "are skipped, a repeated line counts once (the same list serves `holmes-forensics scan "
+                "--suspects`).")
+    st.caption("Each line is checked as a suspect added alone and named after its repo, folder or file (to choose "
+               "a name, add it alone). A refused line is reported with its reason and stays in the box to be fixed; "
+               "the others are added.")
+    if "many_sources_next" in st.session_state:  # what the last batch refused: set before the box is drawn
+        st.session_state.many_sources = st.session_state.pop("many_sources_next")
+    with st.form("many_form"):
+        text = st.text_area("Suspect sources, one per line", key="many_sources", height=180,
+                            placeholder="# a comment\nhf-hub:someone/suspicious-model\nhf-hub:someone/other-model@v2\n"
+                                        "local-dir:/models/thief-a\n/models/thief-b.safetensors\n/answers/api.csv")
+        list_up = st.file_uploader("…or upload a list (.txt, one source per line)",
+                                   key=f"many_upload_{st.session_state.get('many_round', 0)}",
+                                   max_upload_size=MAX_ANSWERS_MB)
+        add_many_now = st.form_submit_button("Check and add these suspects", disabled=busy,
+                                             icon=":material/playlist_add:")
+    if add_many_now:
+        try:
+            sources = read_list(text, (list_up.name, list_up.getvalue()) if list_up is not None else None)
+        except Exception as e:  # noqa: BLE001
+            show_error(e)
+        else:
+            bar = st.progress(0.0, text=f"Checking {len(sources)} suspects…")
+
+            def checking(i: int, n: int, source: str) -> None:
+                bar.progress(i / n, text=f"Checking suspect {i + 1} of {n}: {source}")
+
+            lines = add_many(case, get_store(), sources, on_line=checking)
+            if any(o.status == "added" for o in lines):
+                case.audit = None  # the verdicts must be recomputed
+            st.session_state.many_report = {"case": (case.id, case.ran_at), "lines": lines}
+            st.session_state.many_sources_next = "\n".join(o.source for o in lines if o.status == "refused")
+            st.session_state.many_round = st.session_state.get("many_round", 0) + 1  # empties the list upload
+            st.session_state.suspect_tab_next = MANY
+            st.rerun()
 
 if case.cards:
     st.divider()
     st.subheader("Model cards", anchor=False)
-    cols = st.columns(3)
-    for i, (title, card) in enumerate(case.cards.items()):
-        with cols[i % 3]:
-            model_card(title, card)
+    suspect_names = {s.name for s in case.suspects}
+    audit_cards = [(t, c) for t, c in case.cards.items() if t not in suspect_names]
+    suspect_cards = [(t, c) for t, c in case.cards.items() if t in suspect_names]
+
+    def card_grid(cards) -> None:
+        cols = st.columns(3)
+        for i, (title, card) in enumerate(cards):
+            with cols[i % 3]:
+                model_card(title, card)
+
+    if len(suspect_cards) > 6:  # many suspects: their cards fold away below the audit's own
+        card_grid(audit_cards)
+        with st.expander(f"The suspects' model cards ({len(suspect_cards)})"):
+            card_grid(suspect_cards)
+    else:
+        card_grid(audit_cards + suspect_cards)
