@@ -538,11 +538,11 @@ def _torchrun_follower(args) -> bool:
     prints and writes the outputs, the others run silent and write theirs to a scratch folder that is thrown away."""
     from . import distributed
 
-    if not distributed.launched() or os.environ.get("RANK", "0") == "0":
+    if not distributed.launched() or distributed.rank_from_launcher() == 0:
         return False
     import tempfile
 
-    scratch = Path(tempfile.mkdtemp(prefix=f"forensics-rank{os.environ['RANK']}-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"forensics-rank{distributed.rank_from_launcher()}-"))
     for name in ("json", "html", "pdf", "out"):
         if getattr(args, name, None) is not None:
             setattr(args, name, scratch / Path(str(getattr(args, name))).name)

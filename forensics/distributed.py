@@ -21,13 +21,13 @@ Limits: BatchNorm layers in the trained part use each worker's share of the batc
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from . import settings
 from .errors import ConfigError
 
 
@@ -48,7 +48,7 @@ SINGLE = World(0, 1, 0)
 def launched() -> bool:
     """True when this process is one of several launched by torchrun (or another launcher setting its variables)."""
     try:
-        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+        return int(settings.launcher().get("WORLD_SIZE", "1")) > 1
     except ValueError:
         return False
 
@@ -56,7 +56,7 @@ def launched() -> bool:
 def world() -> World:
     """This process's place in the group; :data:`SINGLE` outside torchrun."""
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        return World(dist.get_rank(), dist.get_world_size(), int(settings.launcher().get("LOCAL_RANK", "0")))
     return SINGLE
 
 
@@ -67,16 +67,17 @@ def init(device: torch.device) -> World:
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; run without torchrun")
     if not dist.is_initialized():
+        env = settings.launcher()
         for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
-            if var not in os.environ:
+            if var not in env:
                 raise ConfigError(f"WORLD_SIZE is set but {var} is not: start the command with torchrun "
                                   "(torchrun --nproc_per_node N -m forensics ...), or unset WORLD_SIZE")
         backend = "nccl" if device.type == "cuda" else "gloo"
-        timeout = timedelta(minutes=float(os.environ.get("FORENSICS_DIST_TIMEOUT_MIN", "60")))
+        timeout = timedelta(minutes=settings.dist_timeout_minutes())
         # the store of torchrun's agent outlives a restart: keys of each attempt under their own prefix, or the
         # restarted workers read the addresses of the dead ones (gloo: "connectFullMesh failed ... refused")
         store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
-        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
         dist.init_process_group(backend, store=dist.PrefixStore(f"forensics/attempt-{attempt}", store),
                                 rank=rank, world_size=size, timeout=timeout)
     return world()
@@ -85,13 +86,18 @@ def init(device: torch.device) -> World:
 def local_device(device: torch.device) -> torch.device:
     """On GPUs each worker of a machine takes its own (``LOCAL_RANK``)."""
     if launched() and device.type == "cuda" and device.index is None:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        local = int(settings.launcher().get("LOCAL_RANK", "0"))
         if local >= torch.cuda.device_count():
             raise ConfigError(f"worker {local} of this machine has no GPU of its own ({torch.cuda.device_count()} "
                               "visible); start at most one process per GPU (--nproc_per_node)")
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return device
+
+
+def rank_from_launcher() -> int:
+    """This worker's rank as torchrun set it (before the group is joined); 0 outside torchrun."""
+    return int(settings.launcher().get("RANK", "0"))
 
 
 def barrier() -> None:

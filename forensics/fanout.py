@@ -17,9 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from . import settings
 from .errors import ConfigError
-
-ENV_PREFIXES = ("FORENSICS_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TIMM_")
 
 
 def _ray():
@@ -51,11 +50,6 @@ def connect(address: str | None, workers: int | None = None):
     return ray
 
 
-def task_environment() -> dict[str, str]:
-    """What the workers must share with this process: the store, thread count, offline mode, Hub cache."""
-    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
-
-
 @dataclass
 class Outcome:
     """One item's result (``value``) or why it has none (``error``), and the seconds its task ran."""
@@ -68,7 +62,7 @@ class Outcome:
 
 
 def _timed(fn: Callable[..., Any], env: dict[str, str], args: tuple) -> tuple[Any, float]:
-    os.environ.update(env)
+    settings.adopt_environment(env)
     t = time.perf_counter()
     value = fn(*args)
     return value, time.perf_counter() - t
@@ -85,7 +79,7 @@ def ray_map(fn: Callable[..., Any], items: Sequence[Any], args: Callable[[Any], 
     slots = gpus if gpus else int(resources.get("CPU", 1))
     limit = max(1, min(workers or slots, slots))
     remote = ray.remote(_timed).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=1)
-    env = task_environment()
+    env = settings.shared_environment()
     pending: dict[Any, int] = {}
     queue = list(enumerate(items))
     while queue or pending:

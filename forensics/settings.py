@@ -17,7 +17,12 @@ DEMO_QUICK = "FORENSICS_DEMO_QUICK"
 MAX_UPLOAD_MB = "FORENSICS_MAX_UPLOAD_MB"
 CPU_THREADS = "FORENSICS_CPU_THREADS"
 CHROMIUM = "FORENSICS_CHROMIUM"
+DIST_TIMEOUT = "FORENSICS_DIST_TIMEOUT_MIN"
 DEFAULT_CPU_THREADS = 2
+#: what torchrun sets for each worker (read by :func:`launcher`; torch.distributed reads them itself too)
+LAUNCHER = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")
+#: what Ray workers get from the process that starts them (the same store, threads, offline mode, Hub cache)
+SHARED_PREFIXES = ("FORENSICS_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TIMM_")
 
 #: name -> what it means (the README's configuration table says the same)
 VARIABLES = {
@@ -28,6 +33,7 @@ VARIABLES = {
                  "machine; 'auto' = torch's own choice, faster on many cores but machine-dependent)",
     CHROMIUM: "the Chromium/Chrome binary that prints the PDF report (default: chromium, chromium-browser or "
               "google-chrome on the PATH)",
+    DIST_TIMEOUT: "under torchrun: minutes a worker waits for the others before it gives up (default 60)",
 }
 
 
@@ -72,6 +78,32 @@ def current() -> Settings:
             raise ConfigError(f"{CPU_THREADS}={raw!r}: give a whole number of threads >= 1, or 'auto'")
     return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb, cpu_threads=threads,
                     chromium=env.get(CHROMIUM, "").strip() or None)
+
+
+def launcher() -> dict[str, str]:
+    """torchrun's variables of this worker (empty outside torchrun)."""
+    return {k: os.environ[k] for k in LAUNCHER if k in os.environ}
+
+
+def dist_timeout_minutes() -> float:
+    raw = os.environ.get(DIST_TIMEOUT, "").strip() or "60"
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = 0.0
+    if minutes <= 0:
+        raise ConfigError(f"{DIST_TIMEOUT}={raw!r}: give the minutes a torchrun worker waits for the others (> 0)")
+    return minutes
+
+
+def shared_environment() -> dict[str, str]:
+    """The variables a Ray worker must share with the process that started it (:data:`SHARED_PREFIXES`)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(SHARED_PREFIXES)}
+
+
+def adopt_environment(env: dict[str, str]) -> None:
+    """In a Ray worker: take the starting process's variables (:func:`shared_environment`) before the work."""
+    os.environ.update(env)
 
 
 def child_environment(**overrides: str) -> dict[str, str]:

@@ -202,7 +202,9 @@ def load_suspect(audit: "Audit", source: str, *, revision: str | None = None,
                                         seed=audit.config.seed, quick=spec.quick, progress=progress)
     m = load_model(source, arch=spec.arch or audit.victim.arch, num_classes=audit.num_classes, revision=revision,
                    input_size=spec.input_size)
-    if spec.input_size:
+    # a bare weights file says nothing of its preprocessing: query it as the victim is queried (the architecture's
+    # default input size would be wrong for a victim fine-tuned at another size: a copy would go unnoticed)
+    if spec.input_size or (src.kind == "file" and m.arch == audit.victim.arch):
         m.data_config = dict(audit.victim.data_config)
     check_class_names(m, audit.private.classes, "the suspect")
     return m

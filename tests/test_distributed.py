@@ -52,6 +52,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["partial", "full"])
 def test_two_workers_train_the_weights_of_one_process(runs, mode):
     one, w_one = _result(runs / f"one-{mode}", 0)
@@ -73,6 +74,7 @@ def test_two_workers_train_the_weights_of_one_process(runs, mode):
     assert not [p for p in (store / "benign_shadow").iterdir() if p.name.startswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_training_resumes(runs, tmp_path):
     out = tmp_path / "out"
     _run([*TORCHRUN, "--max-restarts", "1", str(DRIVER), str(tmp_path / "store"), str(out), "--kill-epoch", "3",

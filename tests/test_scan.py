@@ -51,3 +51,17 @@ def test_the_suspect_list_is_checked(tmp_path):
         read_suspect_list(tmp_path / "empty.txt")
     with pytest.raises(ConfigError, match="cannot read the suspect list"):
         read_suspect_list(tmp_path / "missing.txt")
+
+
+def test_a_bare_weights_file_is_queried_as_the_victim_is(quick_demo, tmp_path):
+    """A weights file has no preprocessing of its own: the reduced demo's victim runs at 64 px, timm's default for
+    its architecture is 224 px.  Queried at 224 px a re-uploaded copy went unnoticed (measured: p = 0.39)."""
+    from safetensors.torch import save_file
+
+    from forensics.sources import load_suspect
+
+    audit = quick_demo.audit
+    copy = tmp_path / "upload.safetensors"
+    save_file({k: v.half().float().contiguous() for k, v in audit.victim.model.state_dict().items()}, str(copy))
+    assert load_suspect(audit, str(copy)).data_config == audit.victim.data_config
+    assert audit.verify(str(copy)).p_value < 1e-6
