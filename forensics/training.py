@@ -216,15 +216,27 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
         dataset = (AugmentedImages(images, EvalTransform(loaded.data_config), cfg.seed, trigger, rows)
                    if cfg.augment else TransformedImages(images, EvalTransform(loaded.data_config), trigger, rows))
 
-        def batch(idx):
-            x = engine.to_device(torch.stack([dataset[int(i)][0] for i in idx]))
+        def prepare(x):
+            x = engine.to_device(x)
             if split.family == "full":
                 return x
             with torch.no_grad(), engine.autocast():  # the frozen prefix, in eval mode, on this batch's views
                 return split.prefix(x).float()
+
+        def epoch_inputs(shares):
+            """Each step's images: decoded and transformed by DataLoader workers ahead of the step where the engine
+            has workers (a GPU would otherwise wait for the CPU), in this process otherwise.  Same batches either
+            way: every view is drawn per (seed, epoch, row)."""
+            if engine.num_workers > 0:
+                loader = torch.utils.data.DataLoader(dataset, batch_sampler=[s.tolist() for s, _ in shares],
+                                                     num_workers=engine.num_workers,
+                                                     pin_memory=engine.device.type == "cuda",
+                                                     generator=torch.Generator().manual_seed(0))  # not the global RNG
+                return (prepare(x) for x, _ in loader)
+            return (prepare(torch.stack([dataset[int(i)][0] for i in s])) for s, _ in shares)
     else:
-        def batch(idx):
-            return feats[idx].to(engine.device)
+        def epoch_inputs(shares):
+            return (feats[s].to(engine.device) for s, _ in shares)
 
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, cfg.epochs):
@@ -234,11 +246,10 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
         torch.manual_seed(cfg.seed * 104729 + epoch)
         sum_loss, sum_correct, seen = 0.0, 0, 0
-        for b in range(steps_per_epoch):
-            # the global batch; under torchrun this worker's share of it, its loss weighted so that the averaged
-            # gradient is the one-process gradient of the whole batch
-            idx, weight = distributed.local_share(order[b * bs:(b + 1) * bs], group)
-            x = batch(idx)
+        # each step's global batch; under torchrun this worker's share of it, its loss weighted so that the averaged
+        # gradient is the one-process gradient of the whole batch
+        shares = [distributed.local_share(order[b * bs:(b + 1) * bs], group) for b in range(steps_per_epoch)]
+        for (idx, weight), x in zip(shares, epoch_inputs(shares), strict=True):
             y = t_all[idx].to(engine.device)
             with engine.autocast():
                 out = step_module(x).float()

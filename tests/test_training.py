@@ -205,3 +205,19 @@ def test_train_stored_says_whether_it_reused(tmp_path):
     again, _ = train_stored(engine, "stage", make_loaded(), images, images.labels, cfg, progress=events.append)
     assert len(events) == 1 and events[0].done and np.isnan(events[0].loss)
     assert again.fingerprint == first.fingerprint
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_loader_workers_give_the_same_weights(tmp_path, augment):
+    """Images decoded by DataLoader workers (the default on a GPU) train the weights of the in-process path, with
+    augmentation too (views are drawn per seed, epoch and row, and the loader does not draw from torch's RNG)."""
+    images = toy_images(60)
+    start = make_loaded("test_efficientnet", seed=1)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=5e-3, trainable_blocks=None, seed=2, augment=augment)
+    runs = []
+    for workers in (0, 2):
+        m = start.clone()
+        Engine(ArtifactStore(tmp_path / str(workers)), device="cpu", num_workers=workers).train(
+            m, images, images.labels, cfg)
+        runs.append(m)
+    assert_same_state(runs[0].model, runs[1].model)
