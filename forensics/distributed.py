@@ -132,9 +132,11 @@ def sum_over_workers(values: list[float]) -> list[float]:
     """Element-wise sum of ``values`` over all workers (float64)."""
     if world().size == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    # NCCL reduces only tensors on the worker's GPU
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return t.tolist()
+    return t.cpu().tolist()
 
 
 def sync_state(model: torch.nn.Module) -> None:
