@@ -239,19 +239,22 @@ def _oom(e: BaseException) -> bool:
 # -- the measurements ------------------------------------------------------------------------------------------
 def bench_input(loaded: LoadedModel, images: ImageSet, n: int | None = None, *, device: str = "auto"
                 ) -> dict[str, Any]:
-    """How fast the training loop's input path prepares images: the same dataset and transform ``fit`` uses
-    (``TransformedImages`` + ``EvalTransform``, one image at a time in the main process, before each step), with
-    the thread count the engine uses on ``device``."""
+    """How fast one process prepares the training loop's images: the same dataset and transform ``fit`` uses
+    (``TransformedImages`` + ``EvalTransform``, one image at a time), with the thread count the engine uses on
+    ``device``; and how many DataLoader workers the engine spreads that work over there (0: the main process, in
+    turn with each step)."""
     threads = settings.current().cpu_threads if resolve_device(device).type == "cpu" else None
     if threads is not None:
         torch.set_num_threads(threads)  # as Engine.threads() does (set, not restored)
+    with tempfile.TemporaryDirectory(prefix="forensics-gpu-bench-") as tmp:
+        workers = Engine(ArtifactStore(tmp), device=device).num_workers  # the engine's DataLoader workers here
     ds = TransformedImages(images, EvalTransform(loaded.data_config))
     n = min(n or len(images), len(images))
     ds[0]  # first call: transform set-up
     t = time.perf_counter()
     torch.stack([ds[i][0] for i in range(n)])
     dt = time.perf_counter() - t
-    return {"images": n, "seconds": dt, "images_per_s": n / dt}
+    return {"images": n, "seconds": dt, "images_per_s": n / dt, "engine_workers": workers}
 
 
 def bench_train(loaded: LoadedModel, images: ImageSet, *, device: str, batch_size: int, warmup: int, steps: int,
@@ -469,8 +472,10 @@ def format_tables(res: dict[str, Any]) -> str:
                  f"{flops['activation_bytes'] / 1e6:.2f} MB per image (fp32)")
     out.append(line)
     inp = res["input"]
-    out.append(f"training input path (main process, one image at a time, before each step): "
-               f"{inp['images_per_s']:,.0f} images/s ({inp['images']} images)")
+    w = inp.get("engine_workers", 0)
+    out.append(f"input path (decode + eval transform, one process): {inp['images_per_s']:,.0f} images/s "
+               f"({inp['images']} images); " + (f"the engine runs it in {w} DataLoader workers here (at best about "
+               f"{w} x that)" if w else "the engine runs it in the main process here, in turn with each step"))
     out.append("")
     mem = " peak GPU GiB |" if gpu else ""
     out.append("### Shadow fine-tuning (`Engine.train`, steady-state steps)")

@@ -86,3 +86,21 @@ def test_audit(gpu_bench, tmp_path):
     for stage in ("loss_order", "poisoned_shadow", "benign_shadow", "reference_shadow", "meta_classifier"):
         assert a["stages_s"][stage] > 0
     assert np.isfinite(a["store_gb"]) and a["queries"] > 0
+
+
+def test_gpu_tables_format(gpu_bench):
+    """The GPU branch of the tables (no GPU needed): machine line, peak, MFU in per cent, an out-of-memory row."""
+    info = {"device": "cuda", "gpu": "NVIDIA H200", "gpu_memory_gib": 139.8, "cuda": "13.0", "cpu": "x",
+            "cpu_cores": 16,
+            "torch": "2", "timm": "1", "python": "3.11", "precision": "bf16 autocast, channels_last",
+            "peak_tflops": 989.4, "peak_source": "H200 SXM"}
+    flops = {"forward": 35e9, "train_full": 105e9}
+    res = {"machine": info, "flops": flops, "arch": "vit_base_patch16_224", "input_px": 224, "image_px": 224,
+           "trainable_blocks": 1, "input": {"images": 256, "images_per_s": 800.0, "engine_workers": 8},
+           "train": [{"mode": "full", "batch_size": 64, "images_per_s": 3000.0, "step_ms": 21.3, "tflops": 315.0,
+                      "mfu": 315.0 / 989.4, "peak_gpu_gib": 20.0},
+                     {"mode": "full", "batch_size": 512, "error": "out of memory", "peak_gpu_gib": 139.0}],
+           "logits": []}
+    text = gpu_bench.format_tables(res)
+    assert "NVIDIA H200" in text and "989.4 TFLOP/s" in text and "31.8 %" in text and "out of memory" in text
+    assert "8 DataLoader workers" in text and "(skipped)" in text
