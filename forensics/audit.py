@@ -141,11 +141,16 @@ def _check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSe
                           f"{private.classes}; both must come from the same collection")
     n = len(private)
     n_s = int(round(config.gamma * n))
-    if n_s < 30:
+
+    def verify_rows(m: int) -> int:  # what the meta-classifier keeps to verify on, as fit_meta_classifiers splits
+        return m - int(round(config.meta_train_fraction * m)) - int(round(config.meta_val_fraction * m))
+
+    need = next(m for m in range(30, 100_000) if verify_rows(m) >= 10)
+    if n_s < need:  # said now, not after the shadows have trained
         raise DatasetTooSmallError(
-            f"gamma={config.gamma} of {n} private samples gives {n_s} samples in D_s; at least 30 are needed "
-            f"(to train, validate and verify the meta-classifier): use at least {math.ceil(30 / config.gamma)} "
-            "samples or a larger gamma")
+            f"gamma={config.gamma} of {n} private samples gives {n_s} samples in D_s; at least {need} are needed "
+            f"(to train, validate and verify the meta-classifier on at least 10): use at least "
+            f"{math.ceil(need / config.gamma)} samples or a larger gamma")
     if get_protocol(config.protocol).needs_heldout and heldout is None:
         without = [p.name for p in list_protocols() if not p.needs_heldout]
         raise ConfigError(f"the {config.protocol!r} protocol needs held-out data from the same collection that the "

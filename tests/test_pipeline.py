@@ -138,6 +138,11 @@ def test_dataset_too_small_for_gamma(tmp_path):
     spec.config = replace(spec.config, gamma=0.04)  # 0.04 * 600 = 24 < 30
     with pytest.raises(DatasetTooSmallError, match="at least"):
         open_audit(spec, ArtifactStore(tmp_path))
+    # 30 in D_s would leave 9 to verify the meta-classifier on: refused before any shadow trains
+    spec.config = replace(spec.config, gamma=0.05)
+    with pytest.raises(DatasetTooSmallError, match="at least 32 are needed"):
+        open_audit(spec, ArtifactStore(tmp_path))
+    assert not (tmp_path / "poisoned_shadow").exists()
 
 
 def test_cli_demo_writes_json(quick_demo, store_root, tmp_path):
