@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/gpu.py [--device auto|cuda|cpu] [--batch-sizes 64 128 256 512] [--warmup 3]
         [--steps 10] [--trainable-blocks 1] [--peak-tflops T] [--json PATH] [--store-dir DIR]
         [--audit [--audit-images N] [--audit-heldout N] [--audit-suspects 10] [--audit-suspect-kind tail|all]]
+        [--ray-scan [WORKERS ...]]
 
 Runs anywhere: on a machine without a GPU it says so and measures the CPU (default batches 8 and 16, one warm-up
 step and two timed steps: a few minutes on 2 cores).  Every figure goes through the product's code:
@@ -18,7 +19,9 @@ step and two timed steps: a few minutes on 2 cores).  Every figure goes through 
    bf16 peak (table below, or ``--peak-tflops``);
 4. ``--audit``: a complete audit (loss order, poisoned and benign shadows, membership reference, meta-classifier,
    query set) built with ``forensics.audit.build_audit`` on synthetic data and a random-init ViT-B/16, then
-   ``Audit.verify`` of N suspects, with the wall time of every stage.
+   ``Audit.verify`` of N suspects, with the wall time of every stage;
+5. ``--ray-scan``: the Ray scan scaling table of ``benchmarks/scan.py`` (20 suspects, 1 / 2 / 4 workers, one GPU
+   each on a GPU machine).
 
 On CUDA the engine trains and infers with bf16 autocast and channels_last; on the CPU in fp32 with the engine's
 pinned thread count (FORENSICS_CPU_THREADS, default 2).  Issue 10's targets on one modern GPU: >= 40 % MFU for
@@ -37,6 +40,7 @@ import platform
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -569,6 +573,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                          "free disk or memory")
     ap.add_argument("--store-dir", help="where the temporary artifact stores go (default: the system temp folder)")
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    ap.add_argument("--ray-scan", type=int, nargs="*", metavar="WORKERS",
+                    help="also the Ray scan scaling table (benchmarks/scan.py: 20 suspects against the demo's audit) "
+                         "with these worker counts (default: 1 2 4, or 1..the GPU count)")
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -638,15 +645,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"  audit: {time.perf_counter() - t:.0f} s", flush=True)
     print()
     print(format_tables(res))
+    if args.ray_scan is not None:  # the suspects of a scan as Ray tasks: the same fan-out as `scan --ray`
+        gpus = torch.cuda.device_count()
+        workers = args.ray_scan or ([1, 2, 4] if not gpus else sorted({1, max(1, gpus // 2), gpus}))
+        out = Path(tempfile.mkdtemp(prefix="ray-scan-")) / "scan.json"
+        subprocess.run([sys.executable, str(Path(__file__).with_name("scan.py")), "--workers", *map(str, workers),
+                        "--json", str(out)], check=True)
+        res["ray_scan"] = json.loads(out.read_text())
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2, default=str))
         print(f"\nwritten: {args.json}")
-
-    # ---- RAY SCAN SCALING TABLE: reserved place (issue 10) ----------------------------------------------------
-    # Another engineer adds here the table of `holmes-forensics scan` throughput (suspects/min) against the number
-    # of Ray workers / GPUs, with its figures in `res["ray_scan"]` (write --json after it).  Not implemented here.
-    # ------------------------------------------------------------------------------------------------------------
     return res
 
 
