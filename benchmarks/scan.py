@@ -121,6 +121,7 @@ def main() -> None:
         ray.init(num_cpus=w, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             rows = list(scan_ray(spec, qfp, sources, market / f"ray-{w}.jsonl", store_root=root.resolve(),
+                                 precision=audit.engine.precision,
                                  address=None, workers=w))
         finally:
             ray.shutdown()

@@ -145,7 +145,11 @@ def _check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSe
     def verify_rows(m: int) -> int:  # what the meta-classifier keeps to verify on, as fit_meta_classifiers splits
         return m - int(round(config.meta_train_fraction * m)) - int(round(config.meta_val_fraction * m))
 
-    need = next(m for m in range(30, 100_000) if verify_rows(m) >= 10)
+    need = next((m for m in range(30, 100_000) if verify_rows(m) >= 10), None)
+    if need is None:
+        raise ConfigError(f"meta_train_fraction={config.meta_train_fraction} and meta_val_fraction="
+                          f"{config.meta_val_fraction} leave almost nothing to verify the meta-classifier on; keep "
+                          "their sum at 0.9 or below")
     if n_s < need:  # said now, not after the shadows have trained
         raise DatasetTooSmallError(
             f"gamma={config.gamma} of {n} private samples gives {n_s} samples in D_s; at least {need} are needed "

@@ -291,18 +291,24 @@ def cmd_reverify(args) -> int:
 
 def cmd_scan(args) -> int:
     """Verify every suspect of a list against the audit of a record, a JSON line each, resumable."""
+    from . import distributed
     from .progress import format_seconds
     from .scan import read_suspect_list, scan, scan_ray
     from .spec import open_audit
     from .store import ArtifactStore
     from .verify import format_p
 
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give at least 1")
+    if args.workers is not None and not args.ray:
+        raise ConfigError("--workers needs --ray ADDRESS (without --ray the suspects are verified in this process)")
+    if distributed.launched():
+        raise ConfigError("scan trains nothing: run it without torchrun (use --ray to spread the suspects over "
+                          "machines)")
     spec, rec = read_record(args.record)
     spec.device = args.device
     suspects = read_suspect_list(args.suspects)
     out = Path(args.out) if args.out else Path(args.record).with_suffix(".scan.jsonl")
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: give at least 1")
     counts: dict[str, int] = {}
     start = time.perf_counter()
 
@@ -318,11 +324,18 @@ def cmd_scan(args) -> int:
         if not qfp:
             raise ConfigError(f"{args.record} has no query-set fingerprint (audit.queries_fingerprint); write the "
                               "record again with this version (audit --json, export-queries or the dashboard)")
+        from .fanout import connect
+
+        connect(args.ray, args.workers)  # before the audit: an unreachable cluster is said at once
         store = ArtifactStore(args.store) if args.store else ArtifactStore()
         # the audit's stages are in the store (or built here once), so that no worker trains them
-        alpha = open_audit(spec, store, ConsoleProgress(args.quiet)).config.alpha
+        audit = open_audit(spec, store, ConsoleProgress(args.quiet))
+        if audit.queries.fingerprint != qfp:
+            raise ConfigError(f"the audit opened from {args.record} has another query set than the record says; the "
+                              "store or the package version differs from the one that wrote it")
+        alpha = audit.config.alpha
         rows = list(scan_ray(spec.to_dict(), qfp, suspects, out, store_root=store.root.resolve(), address=args.ray,
-                             workers=args.workers, on_row=show))
+                             precision=audit.engine.precision, workers=args.workers, on_row=show))
     else:
         audit = open_audit(spec, ArtifactStore(args.store) if args.store else None, ConsoleProgress(args.quiet))
         alpha = audit.config.alpha
@@ -379,6 +392,9 @@ def _bench(args, stress: bool) -> int:
     default = b.STRESS_ZOO if stress else (b.SMALL_ZOO if args.small else None)
     entries = b.zoo_entries(args.attacks or default)
     t = time.perf_counter()
+    if getattr(args, "ray", None) and args.record:
+        raise ConfigError("bench --ray builds the demo's zoo; a benchmark of an audit record (--record) runs in "
+                          "this process: drop --ray")
     if args.record:
         if not args.thief_data or not args.innocent_data:
             raise ConfigError("a stress test of your own victim needs --thief-data (images a thief would use) and "
@@ -540,9 +556,12 @@ def _torchrun_follower(args) -> bool:
 
     if not distributed.launched() or distributed.rank_from_launcher() == 0:
         return False
+    import atexit
+    import shutil
     import tempfile
 
     scratch = Path(tempfile.mkdtemp(prefix=f"forensics-rank{distributed.rank_from_launcher()}-"))
+    atexit.register(shutil.rmtree, scratch, True)
     for name in ("json", "html", "pdf", "out"):
         if getattr(args, name, None) is not None:
             setattr(args, name, scratch / Path(str(getattr(args, name))).name)

@@ -15,8 +15,11 @@ first; the others read it.  A worker that dies makes ``torchrun`` restart the gr
 restarted workers resume from the last epoch checkpoint.  All workers need the same store path (one machine, or a
 network file system mounted at the same path on every node).
 
-Limits: BatchNorm layers in the trained part use each worker's share of the batch for their statistics on CPUs
-(torch's SyncBatchNorm needs GPUs); ViT and CLIP towers (LayerNorm) are not affected.  Outside ``torchrun`` (no
+Limits: BatchNorm layers in the trained part use each worker's share of the batch for their statistics (no
+SyncBatchNorm: it needs GPUs, and is not wired in), so a model with BatchNorm trained by several workers is another
+model: its store key then carries the number of workers.  Every worker draws the same dropout masks for its share
+(one seed per epoch), so a model with dropout matches the one-process run only in distribution.  ViT and CLIP towers
+(LayerNorm, no dropout by default) are not affected.  Outside ``torchrun`` (no
 ``WORLD_SIZE`` in the environment, or ``WORLD_SIZE=1``) nothing here does anything.
 """
 from __future__ import annotations
@@ -85,6 +88,9 @@ def init(device: torch.device) -> World:
 
 def local_device(device: torch.device) -> torch.device:
     """On GPUs each worker of a machine takes its own (``LOCAL_RANK``)."""
+    if launched() and device.type == "cuda" and device.index is not None:
+        raise ConfigError(f"--device {device} under torchrun would put every worker on one GPU; give --device cuda "
+                          "(or auto): each worker takes its own GPU")
     if launched() and device.type == "cuda" and device.index is None:
         local = int(settings.launcher().get("LOCAL_RANK", "0"))
         if local >= torch.cuda.device_count():

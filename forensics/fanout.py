@@ -78,7 +78,9 @@ def ray_map(fn: Callable[..., Any], items: Sequence[Any], args: Callable[[Any], 
     gpus = int(resources.get("GPU", 0))
     slots = gpus if gpus else int(resources.get("CPU", 1))
     limit = max(1, min(workers or slots, slots))
-    remote = ray.remote(_timed).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=1)
+    # num_gpus on the decorator: Ray then runs each GPU task in a fresh process (max_calls=1), so that a reused
+    # worker never keeps the CUDA context of another GPU; CPU workers are reused (their opened audit with them)
+    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=1)(_timed)
     env = settings.shared_environment()
     pending: dict[Any, int] = {}
     queue = list(enumerate(items))
@@ -93,4 +95,8 @@ def ray_map(fn: Callable[..., Any], items: Sequence[Any], args: Callable[[Any], 
             yield Outcome(i, items[i], value, None, seconds)
         except Exception as e:  # noqa: BLE001 - a task's failure is its item's error; the others go on
             cause = getattr(e, "cause", None) or e
-            yield Outcome(i, items[i], None, f"{type(cause).__name__}: {cause}")
+            if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
+                why = f"its Ray worker died twice ({type(e).__name__}); out of memory? see `ray status` and the logs"
+            else:
+                why = f"{type(cause).__name__}: {cause}"
+            yield Outcome(i, items[i], None, why)

@@ -131,20 +131,42 @@ def scan(audit: Audit, suspects: list[str], out: str | Path, *,
 _AUDITS: dict[str, Audit] = {}  # per worker process: the audit is opened once, then every suspect of it reuses it
 
 
-def verify_in_worker(spec: dict[str, Any], store_root: str, source: str) -> dict[str, Any]:
-    """A Ray task: open the record's audit from the shared store (once per worker process) and verify one suspect."""
+def verify_in_worker(spec: dict[str, Any], store_root: str, source: str, queries_fingerprint: str,
+                     precision: str) -> dict[str, Any]:
+    """A Ray task: open the record's audit from the shared store (once per worker process) and verify one suspect.
+
+    The worker must compute as the audit was built: another precision (a GPU worker, bf16, for an audit built on a
+    CPU in fp32) would not find the audit's stages in the store and would train another audit; refused at once."""
+    from .engine import Engine
     from .spec import AuditSpec, open_audit
     from .store import ArtifactStore, canonical_json
 
     key = canonical_json({"spec": spec, "store": store_root})
     if key not in _AUDITS:
         _AUDITS.clear()
-        _AUDITS[key] = open_audit(AuditSpec.from_dict(spec), ArtifactStore(store_root))
-    return verify_row(_AUDITS[key], source).to_dict()
+        store = ArtifactStore(store_root)
+        s = AuditSpec.from_dict(spec)
+        engine = Engine(store, device=s.device, cache_blocks=s.config.train.trainable_blocks)
+        if engine.precision != precision:
+            raise ConfigError(f"this Ray worker computes in {engine.precision} on {engine.device.type}, but the audit "
+                              f"was built in {precision}: its stages would not be found in the store; run the workers "
+                              "on the kind of device the audit was built on (or build the audit there first)")
+        audit = open_audit(s, store, engine=engine)
+        if audit.queries.fingerprint != queries_fingerprint:
+            raise ConfigError("the audit this Ray worker opened is not the record's (another query set): check that "
+                              f"every node sees the same store at {store_root} and has the same package versions")
+        _AUDITS[key] = audit
+    audit = _AUDITS[key]
+    kept = set(audit.engine._memory)
+    try:
+        return verify_row(audit, source).to_dict()
+    finally:  # a long-lived worker keeps the audit's cached activations, not every suspect's
+        for k in set(audit.engine._memory) - kept:
+            del audit.engine._memory[k]
 
 
 def scan_ray(spec: dict[str, Any], queries_fingerprint: str, suspects: list[str], out: str | Path, *,
-             store_root: str | Path, address: str | None, workers: int | None = None,
+             store_root: str | Path, address: str | None, precision: str, workers: int | None = None,
              on_row: Callable[[ScanRow, int, int], None] | None = None) -> Iterator[ScanRow]:
     """:func:`scan` with the suspects as Ray tasks (one GPU each where the cluster has GPUs), rows in the order they
     finish.  ``spec`` is the record's audit spec (``AuditSpec.to_dict()``); the workers open the audit from the store
@@ -163,7 +185,8 @@ def scan_ray(spec: dict[str, Any], queries_fingerprint: str, suspects: list[str]
                 on_row(row, k, n)
             yield row
     todo = [s for s in suspects if s not in done]
-    for o in ray_map(verify_in_worker, todo, lambda s: (spec, str(store_root), s), address=address, workers=workers):
+    for o in ray_map(verify_in_worker, todo, lambda s: (spec, str(store_root), s, queries_fingerprint, precision),
+                     address=address, workers=workers):
         if o.error is None:
             row = ScanRow(**o.value)
         else:  # the task itself failed (its worker died twice, or the audit could not be opened there)

@@ -208,6 +208,10 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     ckpt = _Checkpoint(checkpoint_dir, cfg, n, split.tail_state)
     first_epoch = ckpt.restore(model, opt, sched, history)
     group = distributed.world()
+    if distributed.broadcast(first_epoch) != first_epoch:
+        raise ArtifactError(f"worker {group.rank} resumed from epoch {first_epoch} but rank 0 from another: every "
+                            f"torchrun worker must see the same store folder ({engine.store.root}), on a shared file "
+                            "system without stale caches")
     history.workers = group.size
     # under torchrun every worker restored the same checkpoint (or none): DDP starts from rank 0's weights anyway
     step_module = distributed.wrap(_Forward(model, model if split.family == "full" else split.tail), engine.device)
@@ -315,6 +319,10 @@ def train_stored(engine: "Engine", stage: str, start: LoadedModel, images: Image
     inputs = {"start": start.key, "images": images.fingerprint, "targets": fingerprint_array(targets)}
     if triggered is not None:
         inputs["triggered"] = fingerprint_array(np.asarray(triggered, bool))
+    group = distributed.world()
+    if group.size > 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in start.model.modules()):
+        # BatchNorm statistics are per worker: another model than one process trains, under another key
+        config["workers"] = group.size
     key = artifact_key(stage, config, inputs)
 
     def train():
@@ -332,7 +340,6 @@ def train_stored(engine: "Engine", stage: str, start: LoadedModel, images: Image
             return {"fingerprint": model.fingerprint}
         return engine.store.fetch(stage, config, inputs, compute)
 
-    group = distributed.world()
     if group.size == 1:
         entry = save(train)
     else:

@@ -33,17 +33,27 @@ with st.container(border=True):
     st.markdown(f"### {headline([r for _, _, r in shown], alpha, failed=len(case.errors))}")
     st.caption(meaning(protocol, alpha))
 
-cols = st.columns(min(3, max(1, len(shown))))
-for i, (s, v, r) in enumerate(shown):
-    with cols[i % len(cols)].container(border=True):
-        st.markdown(f"**{s.name}**")
-        if r.stolen:
-            st.badge("evidence of derivation", icon=":material/gpp_maybe:", color="red")
-        else:
-            st.badge("no evidence of derivation", icon=":material/verified_user:", color="green")
-        st.metric("p-value", format_p(r.p_value), help="the chance of evidence at least this strong if the suspect "
-                  "had never learned from your model; below alpha: evidence of derivation")
-        st.caption(describe_comparison(v.evidence[protocol], protocol, alpha))
+
+
+def cards(items) -> None:
+    cols = st.columns(min(3, max(1, len(items))))
+    for i, (s, v, r) in enumerate(items):
+        with cols[i % len(cols)].container(border=True):
+            st.markdown(f"**{s.name}**")
+            if r.stolen:
+                st.badge("evidence of derivation", icon=":material/gpp_maybe:", color="red")
+            else:
+                st.badge("no evidence of derivation", icon=":material/verified_user:", color="green")
+            st.metric("p-value", format_p(r.p_value), help="the chance of evidence at least this strong if the "
+                      "suspect had never learned from your model; below alpha: evidence of derivation")
+            st.caption(describe_comparison(v.evidence[protocol], protocol, alpha))
+
+
+# many suspects (a scan): the flagged ones as cards, the others in the table, their cards folded away
+MANY = 9
+many = len(shown) > MANY
+unflagged = [x for x in shown if not x[2].stolen] if many else []
+cards([x for x in shown if x[2].stolen] if many else shown)
 for name, err in case.errors.items():
     st.warning(f"**{name}** could not be verified: {err}", icon=":material/warning:")
 
@@ -53,6 +63,9 @@ rows = [{"suspect": s.name, "kind (known in the demo)": s.kind or "unknown", "p-
          "answers": "labels only" if v.label_only else "logits",
          "fingerprint": (v.fingerprint or "black-box")[:12]} for s, v, r in shown]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+if unflagged:
+    with st.expander(f"Cards of the {len(unflagged)} suspects without evidence of derivation"):
+        cards(unflagged)
 if shown:
     kinds = {s.name: s.kind for s, _, _ in shown}
     st.plotly_chart(pvalue_figure([v for _, v, _ in shown], alpha, protocol, kinds=kinds), width="stretch")

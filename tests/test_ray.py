@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -28,30 +29,50 @@ def local_ray():
 
 
 def _suspect_list(audit, tmp_path):
+    """Two demo suspects, the victim's answers, two fp16 re-saves (new weights: their outputs are computed by the
+    workers, not read from the store), and two that cannot load."""
+    from safetensors.torch import save_file
+
+    from forensics.sources import load_suspect
+
     answers = tmp_path / "api.npy"
     np.save(answers, audit.engine.logits(audit.victim, audit.queries.images))
     (tmp_path / "broken.safetensors").write_bytes(b"not weights")
+    copies = []
+    for key in ("direct_copy", "innocent"):
+        state = load_suspect(audit, f"demo:{key}").model.state_dict()
+        copies.append(tmp_path / f"reupload-{key}.safetensors")
+        save_file({k: v.half().float().contiguous() for k, v in state.items()}, str(copies[-1]))
     suspects = tmp_path / "suspects.txt"
-    suspects.write_text(f"demo:direct_copy\ndemo:innocent\n{answers}\nlocal-dir:{tmp_path / 'nowhere'}\n"
-                        f"{tmp_path / 'broken.safetensors'}\n")
-    return suspects, answers
+    suspects.write_text(f"demo:direct_copy\ndemo:innocent\n{answers}\n{copies[0]}\n{copies[1]}\n"
+                        f"local-dir:{tmp_path / 'nowhere'}\n{tmp_path / 'broken.safetensors'}\n")
+    return suspects, answers, copies
+
+
+def _cached(root):
+    return {p for stage in ("logits", "activations") if (root / stage).is_dir() for p in (root / stage).iterdir()}
 
 
 def test_a_scan_on_ray_gives_the_in_process_verdicts(local_ray, quick_demo, store_root, tmp_path, capsys):
     audit = quick_demo.audit
     record = tmp_path / "audit.json"
     record.write_text(json.dumps(build_report(audit, [])))
-    suspects, answers = _suspect_list(audit, tmp_path)
+    suspects, answers, copies = _suspect_list(audit, tmp_path)
+    before = _cached(store_root)
     out = tmp_path / "scan.jsonl"
     rc = main(["scan", "--record", str(record), "--suspects", str(suspects), "--out", str(out), "--store",
                str(store_root), "--quiet", "--ray", "auto", "--workers", "2"])
     assert rc == 2  # two could not be loaded
     rows = {r["suspect"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert len(rows) == 5
-    for source in ("demo:direct_copy", "demo:innocent", str(answers)):
+    assert len(rows) == 7
+    assert _cached(store_root) - before  # the workers computed the re-saves' outputs ...
+    for p in _cached(store_root) - before:  # ... which are removed, so that this process computes them again
+        shutil.rmtree(p)
+    for source in ("demo:direct_copy", "demo:innocent", str(answers), *map(str, copies)):
         assert rows[source]["status"] == "verified"
         assert rows[source]["p_value"] == audit.verify(source, name=source).p_value  # bit for bit
-    assert rows["demo:direct_copy"]["verdict"] == "stolen" and rows["demo:innocent"]["verdict"] == "not stolen"
+    assert rows["demo:direct_copy"]["verdict"] == rows[str(copies[0])]["verdict"] == "stolen"
+    assert rows["demo:innocent"]["verdict"] == rows[str(copies[1])]["verdict"] == "not stolen"
     assert "no such folder" in rows[f"local-dir:{tmp_path / 'nowhere'}"]["error"]
     assert rows[str(tmp_path / "broken.safetensors")]["status"] == "failed"
     # the same list in process gives the same rows; a re-run on Ray reuses the verified ones
@@ -64,7 +85,41 @@ def test_a_scan_on_ray_gives_the_in_process_verdicts(local_ray, quick_demo, stor
     capsys.readouterr()
     main(["scan", "--record", str(record), "--suspects", str(suspects), "--out", str(out), "--store", str(store_root),
           "--quiet", "--ray", "auto"])
-    assert "0 verified, 3 reused" in capsys.readouterr().out
+    assert "0 verified, 5 reused" in capsys.readouterr().out
+
+
+def test_a_worker_that_would_compute_another_audit_refuses(quick_demo, store_root):
+    from forensics.errors import ConfigError
+    from forensics.scan import verify_in_worker
+
+    audit = quick_demo.audit
+    with pytest.raises(ConfigError, match="computes in fp32 on cpu, but the audit was built in bf16"):
+        verify_in_worker(audit.spec.to_dict(), str(store_root), "demo:innocent", audit.queries.fingerprint, "bf16")
+    with pytest.raises(ConfigError, match="not the record's"):
+        verify_in_worker(audit.spec.to_dict(), str(store_root), "demo:innocent", "another query set", "fp32")
+
+
+def _variable(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_workers_get_this_process_settings(local_ray, monkeypatch):
+    monkeypatch.setenv("FORENSICS_CPU_THREADS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    got = {o.item: o.value for o in ray_map(_variable, ["FORENSICS_CPU_THREADS", "HF_HUB_OFFLINE"],
+                                            lambda name: (name,), address=None)}
+    assert got == {"FORENSICS_CPU_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def test_scan_options_are_checked_before_any_work(tmp_path):
+    from forensics import cli
+    from forensics.errors import ConfigError
+
+    args = ["scan", "--record", str(tmp_path / "missing.json"), "--suspects", str(tmp_path / "missing.txt")]
+    with pytest.raises(ConfigError, match="needs --ray"):
+        cli.cmd_scan(cli.build_parser().parse_args([*args, "--workers", "2"]))
+    with pytest.raises(ConfigError, match="give at least 1"):
+        cli.cmd_scan(cli.build_parser().parse_args([*args, "--workers", "0", "--ray", "local"]))
 
 
 def test_the_bench_builds_its_zoo_on_ray_workers(local_ray, quick_demo, store_root, tmp_path, capsys):
