@@ -481,3 +481,29 @@ def test_every_error_is_a_forensics_error():
     for cls in (ClassCountMismatchError, CorruptWeightsError, HubModelNotFoundError, LogitsFileError,
                 ModelSourceError, UnsafeCheckpointError):
         assert issubclass(cls, ForensicsError) and issubclass(cls, ValueError)
+
+
+def test_architecture_arguments_travel_with_a_trained_copy(tmp_path, save_hf):
+    """A ViT built with img_size=32 (timm's save_for_hf records it in model_args) trains through the store, and the
+    store's copy is built with the same arguments again (it was built at the default 224 px: pos_embed mismatch)."""
+    import timm
+    from helpers import toy_images
+
+    from forensics.engine import Engine
+    from forensics.models import save_model
+    from forensics.store import ArtifactStore
+    from forensics.training import TrainConfig, train_stored
+
+    torch.manual_seed(0)
+    folder = tmp_path / "vit32"
+    folder.mkdir()
+    model = timm.create_model("test_vit", pretrained=False, num_classes=3, img_size=32)
+    timm.models.save_for_hf(model, str(folder), model_args={"img_size": 32}, safe_serialization=True)
+    start = load_local_dir(folder)
+    images = toy_images(40)
+    trained, _ = train_stored(Engine(ArtifactStore(tmp_path / "store"), device="cpu"), "benign_shadow", start,
+                              images, images.labels, TrainConfig(epochs=1, batch_size=16, trainable_blocks=None))
+    assert trained.model.pos_embed.shape == start.model.pos_embed.shape
+    save_model(trained, tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["model_args"]["img_size"] in (32, [32, 32])
+    assert load_local_dir(tmp_path / "again").fingerprint == trained.fingerprint

@@ -164,8 +164,12 @@ def load_local_dir(folder: Path, *, num_classes: int | None = None, input_size: 
                                         ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")}
     dcfg.update({k2: tuple(v) if isinstance(v, list) else v for k2, v in saved.items()
                  if k2 != "input_size" or input_size is None})
+    # the architecture's arguments (a ViT's img_size ...) travel with the model: a shadow saved in the store
+    # must be built with them again
+    args = {a: v for a, v in (cfg.get("model_args") or {}).items() if a not in UNSAFE_MODEL_ARGS | {"num_classes"}}
     return LoadedModel(model, arch, k, source, fingerprint_state_dict(model.state_dict()), dcfg,
                        revision=revision, extra={"library": "timm", "format": name,
+                                                 **({"_model_args": args} if args else {}),
                                                  **{k2: cfg[k2] for k2 in ("forensics",) if k2 in cfg}})
 
 
@@ -185,6 +189,7 @@ def save_model(loaded: LoadedModel, folder: Path, *, info: dict | None = None) -
         "num_classes": loaded.num_classes,
         "data_config": dcfg,
         "pretrained_cfg": {"architecture": loaded.arch, "num_classes": loaded.num_classes, **dcfg},
+        **({"model_args": loaded.extra["_model_args"]} if loaded.extra.get("_model_args") else {}),
         "forensics": {"source": loaded.source, "fingerprint": loaded.fingerprint, **(info or {})},
     }
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
