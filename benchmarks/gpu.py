@@ -32,6 +32,7 @@ the engine's eval transform resizes and crops as it would real ones.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import json
@@ -240,6 +241,22 @@ def _oom(e: BaseException) -> bool:
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+@contextlib.contextmanager
+def _measured(row: dict[str, Any], device: torch.device):
+    """Run the block from a clean memory state; an out-of-memory error becomes ``row["error"]``, the peak GPU memory
+    ``row["peak_gpu_gib"]``."""
+    _reset_memory(device)
+    try:
+        yield
+    except RuntimeError as e:
+        if not _oom(e):
+            raise
+        row["error"] = "out of memory"
+    finally:
+        row["peak_gpu_gib"] = _peak_memory_gib(device)
+        _reset_memory(device)
+
+
 # -- the measurements ------------------------------------------------------------------------------------------
 def bench_input(loaded: LoadedModel, images: ImageSet, n: int | None = None, *, device: str = "auto"
                 ) -> dict[str, Any]:
@@ -278,7 +295,6 @@ def bench_train(loaded: LoadedModel, images: ImageSet, *, device: str, batch_siz
     row: dict[str, Any] = {"mode": mode, "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": steps}
     with tempfile.TemporaryDirectory(prefix="forensics-gpu-bench-", dir=workdir) as tmp:
         engine = Engine(ArtifactStore(tmp), device=device, cache_blocks=trainable_blocks)
-        _reset_memory(engine.device)
         model = loaded.clone()
         cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-4, warmup_fraction=0.0,
                           trainable_blocks=trainable_blocks)
@@ -288,7 +304,7 @@ def bench_train(loaded: LoadedModel, images: ImageSet, *, device: str, batch_siz
             if not p.done:
                 stamps.append((p.step, time.perf_counter()))
 
-        try:
+        with _measured(row, engine.device):
             if trainable_blocks is not None:
                 t = time.perf_counter()
                 with engine.threads():
@@ -299,15 +315,9 @@ def bench_train(loaded: LoadedModel, images: ImageSet, *, device: str, batch_siz
             t0 = time.perf_counter()
             engine.train(model, subset, subset.labels, cfg, progress=progress, label="bench")
             row["wall_s"] = time.perf_counter() - t0
-        except RuntimeError as e:
-            if not _oom(e):
-                raise
-            row["error"] = "out of memory"
-            return row
-        finally:
-            row["peak_gpu_gib"] = _peak_memory_gib(engine.device)
-            del model
-            _reset_memory(engine.device)
+        del model
+    if "error" in row:
+        return row
     if len(stamps) != warmup + steps:
         raise RuntimeError(f"expected {warmup + steps} progress events, got {len(stamps)}")
     steady = stamps[-1][1] - stamps[warmup - 1][1]
@@ -329,20 +339,13 @@ def bench_logits(loaded: LoadedModel, images: ImageSet, warm: ImageSet, *, devic
                                                                                 f"{cache_blocks})"}
     with tempfile.TemporaryDirectory(prefix="forensics-gpu-bench-", dir=workdir) as tmp:
         engine = Engine(ArtifactStore(tmp), device=device, cache_blocks=cache_blocks, batch_size=batch_size)
-        _reset_memory(engine.device)
-        try:
+        with _measured(row, engine.device):
             engine.logits(loaded, warm)
             t = time.perf_counter()
             out = engine.logits(loaded, images)
             dt = time.perf_counter() - t
-        except RuntimeError as e:
-            if not _oom(e):
-                raise
-            row["error"] = "out of memory"
+        if "error" in row:
             return row
-        finally:
-            row["peak_gpu_gib"] = _peak_memory_gib(engine.device)
-            _reset_memory(engine.device)
         row["store_mb"] = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 1e6
     if out.shape != (len(images), loaded.num_classes):
         raise RuntimeError(f"logits of shape {out.shape}")

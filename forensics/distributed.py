@@ -151,7 +151,7 @@ def sync_state(model: torch.nn.Module) -> None:
         return
     for t in model.state_dict().values():
         if t.is_floating_point() or t.dtype in (torch.int64, torch.int32):
-            dist.broadcast(t.data if hasattr(t, "data") else t, src=0)
+            dist.broadcast(t, src=0)
 
 
 def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -332,9 +332,9 @@ def train_stored(engine: "Engine", stage: str, start: LoadedModel, images: Image
                             label=label or stage)
         return model, hist
 
-    def save(trained):
+    def save(trained: Callable[[], tuple[LoadedModel, TrainHistory]]):
         def compute(tmp: Path):
-            model, hist = trained() if callable(trained) else trained
+            model, hist = trained()
             save_model(model, tmp, info={"stage": stage, "start": start.fingerprint})
             write_json(tmp / "history.json", hist.to_dict())
             return {"fingerprint": model.fingerprint}
@@ -349,7 +349,7 @@ def train_stored(engine: "Engine", stage: str, start: LoadedModel, images: Image
         if not exists:
             trained = train()
             if group.main:
-                save(trained)
+                save(lambda: trained)
         distributed.barrier()
         entry = Entry(engine.store.path(stage, key), not exists)
         if not engine.store.has(stage, key):

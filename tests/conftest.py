@@ -120,3 +120,22 @@ def quick_demo(store_root):
     from forensics import ArtifactStore, run_demo
 
     return run_demo(0, store=ArtifactStore(store_root), quick=True)
+
+
+@pytest.fixture
+def navigation_like_the_server(monkeypatch):
+    """Run app.py (the router) on every rerun, as `streamlit run` does.
+
+    A real server runs the entry script on every rerun once st.navigation has been called (it clears
+    Streamlit's class-wide "pages directory" flag for the process).  AppTest resets that flag before each
+    run, so with a folder named pages/ beside app.py it falls back to Streamlit's legacy multipage mode
+    and runs a page script without the entry script.  Keep the flag as the server has it."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def init_like_the_server(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init_like_the_server)

@@ -14,28 +14,10 @@ from streamlit.testing.v1 import AppTest
 from forensics.jobs import get_job
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-pytestmark = pytest.mark.slow
+# AppTest runs app.py on every rerun, as the server does (conftest.navigation_like_the_server)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("navigation_like_the_server")]
 PAGES = ["pages/load.py", "pages/shadows.py", "pages/features.py", "pages/verdict.py", "pages/report.py",
          "pages/stress.py"]
-
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """Run app.py (the router) on every rerun, as `streamlit run` does.
-
-    A real server runs the entry script on every rerun once st.navigation has been called (it clears
-    Streamlit's class-wide "pages directory" flag for the process).  AppTest resets that flag before each
-    run, so with a folder named pages/ beside app.py it falls back to Streamlit's legacy multipage mode
-    and runs a page script without the entry script.  Keep the flag as the server has it."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    init = PagesManager.__init__
-
-    def init_like_the_server(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_like_the_server)
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ from dashboard.suspects import default_name, read_list
 from forensics.errors import ConfigError
 from forensics.scan import parse_suspect_lines, read_suspect_list
 
+# AppTest runs app.py on every rerun, as the server does (conftest.navigation_like_the_server)
+pytestmark = pytest.mark.usefixtures("navigation_like_the_server")
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
@@ -66,20 +69,6 @@ def test_default_names_are_short_and_never_taken():
 
 
 # --- the page ------------------------------------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """Run app.py (the router) on every rerun, as `streamlit run` does (see tests/test_app.py)."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    init = PagesManager.__init__
-
-    def init_like_the_server(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_like_the_server)
-
 
 @pytest.fixture
 def demo_app(tmp_path, monkeypatch) -> AppTest:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from helpers import hf_trained, hf_vit_foundation
-from test_app import navigation_like_the_server  # noqa: F401 - autouse: AppTest runs app.py as the server does
 
-pytestmark = pytest.mark.slow
+# AppTest runs app.py on every rerun, as the server does (conftest.navigation_like_the_server)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("navigation_like_the_server")]
 
 
 @pytest.fixture(scope="module")
