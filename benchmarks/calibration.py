@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from forensics.attacks import run_attack
-from forensics.data import concat
-from forensics.demo import run_demo
-from forensics.demo_assets import VICTIM_TRAIN, demo_data
-from forensics.metrics import per_sample_loss
-from forensics.protocols import effective_strata
-from forensics.stats import difficulty_strata, stratified_rank_test, stratum_weights
-from forensics.store import ArtifactStore
-from forensics.verify import format_p
+from forensics.audit.verdict import format_p
+from forensics.data.images import concat
+from forensics.demo.assets import VICTIM_TRAIN, demo_data
+from forensics.demo.runner import run_demo
+from forensics.method.metrics import per_sample_loss
+from forensics.method.stats import difficulty_strata, stratified_rank_test, stratum_weights
+from forensics.protocols.builtin import effective_strata
+from forensics.runtime.store import ArtifactStore
+from forensics.zoo.attacks import run_attack
 
 EXTRA_INNOCENTS = {
     "innocent seed+300 (innocent data)": ("innocent", replace(VICTIM_TRAIN, seed=300)),

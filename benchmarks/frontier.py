@@ -23,11 +23,12 @@ import time
 import numpy as np
 
 import forensics
-from forensics.attacks import fidelity
-from forensics.metrics import per_sample_loss
-from forensics.protocols import effective_strata
-from forensics.stats import difficulty_strata, stratified_rank_test, stratum_weights
-from forensics.zoo import DEMO_ZOO, build_suspect, demo_zoo_context
+from forensics.demo.zoo import demo_zoo_context
+from forensics.method.metrics import per_sample_loss
+from forensics.method.stats import difficulty_strata, stratified_rank_test, stratum_weights
+from forensics.protocols.builtin import effective_strata
+from forensics.zoo.attacks import fidelity
+from forensics.zoo.entries import DEMO_ZOO, build_suspect
 
 
 def margin(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -63,7 +64,7 @@ def main() -> None:
     rows, null = [], {k: [] for k in SCORES}
     t0 = time.perf_counter()
     for seed in args.seeds:
-        a = forensics.open_audit(forensics.AuditSpec.demo(seed), store)
+        a = forensics.open_audit(forensics.demo_spec(seed), store)
         ctx = demo_zoo_context(a)
         d = a.membership
         pm, pc = a.queries.positions(0, d.member_rows), a.queries.positions(1, d.control_rows)

@@ -56,14 +56,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from forensics import settings  # noqa: E402
-from forensics.data import EvalTransform, ImageSet, TransformedImages  # noqa: E402
-from forensics.engine import Engine, resolve_device  # noqa: E402
+from forensics.data.images import ImageSet  # noqa: E402
+from forensics.data.transforms import EvalTransform, TransformedImages  # noqa: E402
+from forensics.engine.engine import Engine, resolve_device  # noqa: E402
+from forensics.engine.recipe import TrainConfig, TrainProgress  # noqa: E402
 from forensics.models import LoadedModel, fresh_model  # noqa: E402
-from forensics.progress import StageProgress  # noqa: E402
-from forensics.splitting import split_model  # noqa: E402
-from forensics.store import ArtifactStore  # noqa: E402
-from forensics.training import TrainConfig, TrainProgress  # noqa: E402
+from forensics.models.splitting import split_model  # noqa: E402
+from forensics.runtime import settings  # noqa: E402
+from forensics.runtime.progress import StageProgress  # noqa: E402
+from forensics.runtime.store import ArtifactStore  # noqa: E402
 
 ARCH = "vit_base_patch16_224"
 NUM_CLASSES = 10
@@ -395,9 +396,9 @@ def bench_audit(foundation: LoadedModel, *, device: str, n_private: int, n_heldo
     a whole forward pass over the query set each).  Loading models and data is not timed (all in memory).
     The shadows' recipe is the product's default (``AuditConfig()``); ``epochs`` overrides both epoch counts (tests).
     The private data must give D_s >= 34 images (gamma 0.1: 340 images) for the meta-classifier's verify split."""
-    from forensics.audit import build_audit
-    from forensics.config import AuditConfig
-    from forensics.spec import AuditSpec
+    from forensics.audit.build import build_audit
+    from forensics.audit.config import AuditConfig
+    from forensics.audit.spec import AuditSpec
 
     if suspect_kind not in ("tail", "all"):
         raise ValueError("suspect_kind is 'tail' or 'all'")

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from forensics import settings
+from forensics.runtime import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,8 +45,8 @@ def main() -> None:
 
     import numpy as np
 
-    from forensics.demo import run_demo
-    from forensics.store import ArtifactStore
+    from forensics.demo.runner import run_demo
+    from forensics.runtime.store import ArtifactStore
 
     res = run_demo(args.seed, store=ArtifactStore(store), suspects=())
     a, eng = res.audit, res.audit.engine
@@ -72,10 +72,10 @@ def main() -> None:
     # loss order: (1) batched from images on a fresh store (prefix computed), (2) as in the pipeline, where
     # the victim's frozen prefix is the foundation's and its activations on D are already stored; against
     # (3) a batch-size-1 loop through the whole model (what the reference code does)
-    from forensics.data import iter_batches
-    from forensics.engine import Engine
-    from forensics.shadows import loss_order
-    from forensics.splitting import split_model
+    from forensics.data.transforms import iter_batches
+    from forensics.engine.engine import Engine
+    from forensics.method.shadows import loss_order
+    from forensics.models.splitting import split_model
 
     fresh = Engine(ArtifactStore(tempfile.mkdtemp(prefix="forensics-bench-lo-")), cache_blocks=1)
     t = time.perf_counter()

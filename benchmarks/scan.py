@@ -36,9 +36,9 @@ def build_market(audit, folder: Path) -> tuple[list[str], dict[str, str]]:
     """The 20 suspect sources and, for each, the verdict it must get (None: it must fail)."""
     from safetensors.torch import save_file
 
-    from forensics.demo_assets import DEMO_SUSPECTS
+    from forensics.audit.sources import load_suspect
+    from forensics.demo.assets import DEMO_SUSPECTS
     from forensics.models import save_model
-    from forensics.sources import load_suspect
 
     sources, expected = [], {}
     for i, s in enumerate(DEMO_SUSPECTS):
@@ -87,7 +87,7 @@ def main() -> None:
     import ray
 
     from forensics import ArtifactStore, run_demo
-    from forensics.scan import scan, scan_ray
+    from forensics.cases.scan import scan, scan_ray
 
     root = args.store or Path(tempfile.mkdtemp(prefix="scan-bench-store-"))
     store = ArtifactStore(root)

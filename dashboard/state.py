@@ -15,11 +15,11 @@ from typing import Any
 
 import streamlit as st
 
-from forensics import casefile
-from forensics.case import Case
+from forensics.cases import casefile
+from forensics.cases.case import Case
 from forensics.errors import ForensicsError
-from forensics.jobs import Job, get_job, start_job
-from forensics.store import ArtifactStore
+from forensics.runtime.jobs import Job, get_job, start_job
+from forensics.runtime.store import ArtifactStore
 
 log = logging.getLogger("forensics.app")
 PARAM = "audit"

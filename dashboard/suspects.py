@@ -12,21 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from forensics import demo_assets
-from forensics.answers import read_outputs
-from forensics.case import Case, Suspect, store_answers
+from forensics.audit.answers import read_outputs
+from forensics.audit.sources import HUB, LOCAL_DIR, check_suspect, data_classes, is_answers_file, known_kind
+from forensics.cases.case import Case, Suspect
+from forensics.cases.scan import parse_suspect_lines
+from forensics.cases.uploads import store_answers
+from forensics.demo import DEMO
+from forensics.demo import assets as demo_assets
 from forensics.errors import ConfigError, ForensicsError
-from forensics.scan import parse_suspect_lines
-from forensics.sources import (
-    DEMO,
-    HUB,
-    LOCAL_DIR,
-    check_suspect,
-    data_classes,
-    is_answers_file,
-    known_kind,
-)
-from forensics.store import ArtifactStore
+from forensics.runtime.store import ArtifactStore
 
 log = logging.getLogger("forensics.app")
 

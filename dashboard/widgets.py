@@ -8,8 +8,8 @@ import time
 import streamlit as st
 
 from forensics.errors import ForensicsError
-from forensics.jobs import Job
-from forensics.progress import format_seconds, overall_fraction
+from forensics.runtime.jobs import Job
+from forensics.runtime.progress import format_seconds, overall_fraction
 
 from .nav import page
 from .state import current_case, current_job, get_store

@@ -17,12 +17,15 @@ A :class:`Case` is an audit with its list of suspects and their verdicts, as the
 audit record hold it.  Every error is a :class:`ForensicsError`.
 """
 from ._version import __version__
-from .attacks import Attack, list_attacks
-from .audit import Audit
-from .case import Case, Suspect
-from .config import AuditConfig
-from .data import Trigger
-from .demo import DemoResult, run_demo
+from .audit.build import open_audit
+from .audit.config import AuditConfig
+from .audit.opened import Audit
+from .audit.spec import AuditSpec
+from .audit.verdict import Reading, Verdict, format_p
+from .cases.case import Case, Suspect
+from .data.transforms import Trigger
+from .demo.runner import DemoResult, run_demo
+from .engine.recipe import TrainConfig, TrainProgress
 from .errors import (
     ArtifactError,
     ClassCountMismatchError,
@@ -36,14 +39,12 @@ from .errors import (
     ModelSourceError,
     UnsafeCheckpointError,
 )
-from .meta import MetaConfig
+from .method.meta import MetaConfig
 from .models import LoadedModel
-from .progress import StageProgress
-from .protocols import Protocol, list_protocols
-from .spec import AuditSpec, open_audit
-from .store import ArtifactStore
-from .training import TrainConfig, TrainProgress
-from .verify import Reading, Verdict, format_p
+from .protocols.registry import Protocol, list_protocols
+from .runtime.progress import StageProgress
+from .runtime.store import ArtifactStore
+from .zoo.attacks import Attack, list_attacks
 
 __all__ = [
     "__version__",

@@ -7,7 +7,11 @@ import streamlit as st
 from dashboard.nav import page
 from dashboard.state import current_case
 from dashboard.widgets import need_audit
-from forensics import plots
+from forensics.report.figures import meta_scores_figure, output_difference_figure, projection_figure
+from forensics.report.gallery import GALLERY_METRICS, GALLERY_ORDERS, ds_p_stolen, gallery, gallery_takeaway
+from forensics.report.style import MAX_COMPARED, default_pair
+from forensics.report.takeaways import takeaway
+from forensics.report.verdict_figures import membership_figure
 
 st.title("Feature differences")
 if not need_audit("the feature plots"):
@@ -21,14 +25,14 @@ by_name = {v.suspect: v for v in verdicts}
 with_logits = [v.suspect for v in verdicts if v.per_sample.get("ds_logits")]
 
 
-def takeaway(text: str) -> None:
+def say_takeaway(text: str) -> None:
     st.markdown(f"**Takeaway:** {text}")
 
 
 if with_logits:
     chosen = st.multiselect(
         "Suspects to compare in the output-difference and projection tabs", with_logits,
-        default=plots.default_pair([by_name[n] for n in with_logits]), max_selections=plots.MAX_COMPARED,
+        default=default_pair([by_name[n] for n in with_logits]), max_selections=MAX_COMPARED,
         placeholder="choose up to four suspects",
         help="By default, the suspect with the smallest p-value (the likeliest derived) and the one with the largest "
              "(the likeliest innocent).")
@@ -47,8 +51,8 @@ with tab_m:
                 "alpha); an innocent model cannot tell them apart, so its line stays **near zero** (green panels). "
                 "The other suspects are drawn in grey for comparison.")
     if verdicts:
-        takeaway(plots.takeaway("membership", a, verdicts))
-        st.plotly_chart(plots.membership_figure(verdicts, kinds=kinds), width="stretch")
+        say_takeaway(takeaway("membership", a, verdicts))
+        st.plotly_chart(membership_figure(verdicts, kinds=kinds), width="stretch")
     else:
         st.caption("No suspect has been verified yet.")
 with tab_o:
@@ -56,20 +60,20 @@ with tab_o:
                 "forgot the victim's D_s-specific behaviour, so the victim (and its copies) differ from it in a "
                 "characteristic way; the benign shadow, trained without D_s, does not. One panel per class (logit); "
                 "a suspect whose boxes sit in the victim's red band answers D_s like the victim.")
-    takeaway(plots.takeaway("output_difference", a, compared))
-    st.plotly_chart(plots.output_difference_figure(a, compared, kinds=kinds), width="stretch")
+    say_takeaway(takeaway("output_difference", a, compared))
+    st.plotly_chart(output_difference_figure(a, compared, kinds=kinds), width="stretch")
 with tab_p:
     st.markdown("The same features on their two main directions (fitted on the victim and the benign shadow), one "
                 "dot per D_s image and one panel per compared suspect. Closeness means similar answers: dots on the "
                 "victim's cloud answer D_s like the victim, dots on the benign shadow's like an independent model.")
-    takeaway(plots.takeaway("projection", a, compared))
-    st.plotly_chart(plots.projection_figure(a, compared, kinds=kinds), width="stretch")
+    say_takeaway(takeaway("projection", a, compared))
+    st.plotly_chart(projection_figure(a, compared, kinds=kinds), width="stretch")
 with tab_s:
     st.markdown("The meta-classifier was trained to tell victim rows (stolen) from benign-shadow rows; these are its "
                 "scores on D_s samples it never saw. This is supporting evidence: an innocent model trained with the "
                 "same recipe can also score high, which is why the default verdict uses the membership test.")
-    takeaway(plots.takeaway("meta_scores", a, verdicts))
-    st.plotly_chart(plots.meta_scores_figure(a, verdicts, kinds=kinds), width="stretch")
+    say_takeaway(takeaway("meta_scores", a, verdicts))
+    st.plotly_chart(meta_scores_figure(a, verdicts, kinds=kinds), width="stretch")
 with tab_g:
     if not with_logits:
         st.caption("No suspect answered with logits, so there is nothing per D_s image to show.")
@@ -82,14 +86,14 @@ with tab_g:
         c1, c2, c3 = st.columns([2, 2, 3])
         first = chosen[0] if chosen else with_logits[0]
         sel = c1.selectbox("Suspect", with_logits, index=with_logits.index(first))
-        metric = c2.radio("Under each image", plots.GALLERY_METRICS, horizontal=True)
-        order = c3.radio("Order", plots.GALLERY_ORDERS, horizontal=True)
+        metric = c2.radio("Under each image", GALLERY_METRICS, horizontal=True)
+        order = c3.radio("Order", GALLERY_ORDERS, horizontal=True)
         v = by_name[sel]
-        takeaway(plots.gallery_takeaway(a, v, verdicts))
-        items = plots.gallery(a, v, metric, order, n=24)
-        if metric == plots.GALLERY_METRICS[1]:
+        say_takeaway(gallery_takeaway(a, v, verdicts))
+        items = gallery(a, v, metric, order, n=24)
+        if metric == GALLERY_METRICS[1]:
             p = np.asarray(v.per_sample["ds_p_stolen"])
-            ref = plots.ds_p_stolen(a)
+            ref = ds_p_stolen(a)
             st.caption(f"P(stolen) on {sel}'s D_s images ranges from {p.min():.3f} to {p.max():.3f}; on the same "
                        f"images, the victim's from {ref['victim'].min():.3f} to {ref['victim'].max():.3f} and the "
                        f"benign shadow's from {ref['benign shadow'].min():.3f} to {ref['benign shadow'].max():.3f}.")

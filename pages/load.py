@@ -8,11 +8,15 @@ import streamlit as st
 from dashboard.state import current_case, current_job, get_store, job_running, open_case, open_record, set_case
 from dashboard.suspects import add_answers_suspect, add_many, add_model_suspect, read_list
 from dashboard.widgets import many_report, model_card, show_error
-from forensics import casefile, settings
-from forensics.case import Case, store_upload
+from forensics.audit.sources import load_data, load_model
+from forensics.audit.spec import AuditSpec
+from forensics.cases import casefile
+from forensics.cases.case import Case
+from forensics.cases.uploads import store_upload
+from forensics.demo import is_demo
 from forensics.errors import ForensicsError
-from forensics.sources import load_data, load_model
-from forensics.spec import AuditSpec
+from forensics.report.record import read_record
+from forensics.runtime import settings
 
 env = settings.current()
 MAX_ZIP_MB = MAX_ANSWERS_MB = env.max_upload_mb
@@ -94,13 +98,13 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
                                                                                      not rec_path.strip())):
         try:
             if rec_up is not None:
-                rec = casefile.read_record(rec_up.getvalue(), rec_up.name)
+                rec = read_record(rec_up.getvalue(), rec_up.name)
             else:
                 path = Path(rec_path.strip()).expanduser()
                 if not path.is_file():
                     raise ForensicsError(f"{rec_path.strip()!r} is not a file on this server; give the path of an "
                                          "audit.json, or upload it")
-                rec = casefile.read_record(path.read_bytes(), path.name)
+                rec = read_record(path.read_bytes(), path.name)
             open_record(rec)
             st.toast("Reopening the audit: 2 · Shadow models shows its progress (seconds when this store holds its "
                      "shadow models)")
@@ -108,7 +112,7 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
         except Exception as e:  # noqa: BLE001
             show_error(e)
 
-with st.expander("Audit your own model", expanded=case.spec is not None and not case.spec.is_demo):
+with st.expander("Audit your own model", expanded=case.spec is not None and not is_demo(case.spec.victim)):
     with st.form("victim_form"):
         st.markdown("**Models** — `hf-hub:ORG/NAME`, `local-dir:/path/to/folder` (timm's `save_for_hf` or a "
                     "transformers checkpoint with its `preprocessor_config.json`), or a path to a `.safetensors` / "
@@ -175,7 +179,7 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
                              foundation_revision=foundation_rev.strip() or None, arch=arch.strip() or None,
                              input_size=int(input_size) or None)
             # model suspects carry over to a new victim; answers belong to the old query set and do not
-            keep = [s for s in case.suspects if not s.answers] if case.spec and not case.spec.is_demo else []
+            keep = [s for s in case.suspects if not s.answers] if case.spec and not is_demo(case.spec.victim) else []
             new = Case(spec=spec, suspects=keep)
             new.cards = {"victim": {**v.card(), "accuracy": None,
                                     **({"source": f"uploaded {victim_up.name}"} if victim_up is not None else {})}}

@@ -9,8 +9,11 @@ import streamlit as st
 
 from dashboard.state import current_case
 from dashboard.widgets import need_audit, show_error
-from forensics.report import audit_figures, audit_takeaways, case_report, executive_summary, render_html, render_pdf
-from forensics.verify import format_p
+from forensics.audit.verdict import format_p
+from forensics.cases.casefile import case_report
+from forensics.report.html import audit_figures, audit_takeaways, render_html
+from forensics.report.pdf import render_pdf
+from forensics.report.summary import executive_summary
 
 st.title("Report")
 if not need_audit("the report downloads"):

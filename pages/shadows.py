@@ -9,13 +9,15 @@ import streamlit as st
 from dashboard.nav import page
 from dashboard.state import current_case, current_job, get_store, start_case_job
 from dashboard.widgets import job_progress, show_error
-from forensics.case import Case
-from forensics.casefile import run_case
-from forensics.data import Trigger
-from forensics.engine import resolve_device
-from forensics.jobs import get_job
-from forensics.plots import LAYOUT, loss_order_figure, training_curves_figure, trigger_examples
-from forensics.sources import data_classes
+from forensics.audit.sources import data_classes
+from forensics.cases.case import Case
+from forensics.cases.casefile import run_case
+from forensics.data.transforms import Trigger
+from forensics.engine.engine import resolve_device
+from forensics.report.figures import loss_order_figure, training_curves_figure
+from forensics.report.gallery import trigger_examples
+from forensics.report.style import LAYOUT
+from forensics.runtime.jobs import get_job
 
 st.title("Shadow models")
 case = current_case()

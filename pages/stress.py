@@ -6,13 +6,14 @@ import streamlit as st
 
 from dashboard.state import current_case, get_store
 from dashboard.widgets import need_audit, show_error
-from forensics.bench import SMALL_ZOO, STRESS_ZOO, stress_figure, stress_rows, stress_test, zoo_entries
+from forensics.audit.verdict import format_p
+from forensics.demo import is_demo
+from forensics.engine.recipe import TrainProgress
 from forensics.errors import ConfigError
-from forensics.jobs import get_job, start_job
-from forensics.sources import is_demo, load_data
-from forensics.training import TrainProgress
-from forensics.verify import format_p
-from forensics.zoo import DEMO_ZOO
+from forensics.runtime.jobs import get_job, start_job
+from forensics.zoo.bench import SMALL_ZOO, STRESS_ZOO
+from forensics.zoo.entries import get_zoo_entry, list_zoo_entries, select_zoo_entries
+from forensics.zoo.stress import load_stress_data, stress_figure, stress_rows, stress_test
 
 st.title("Stress test")
 st.markdown("**If someone stole your model this way, would this audit catch it?** The stress test simulates "
@@ -38,7 +39,8 @@ with st.form("stress"):
         "Innocent party's data", "demo:innocent" if demo else "",
         help="images of the same kind an honest party would train its own model on (a folder with one subfolder "
              "per class); they also measure each simulated model's fidelity")
-    names = st.multiselect("Simulated suspects", [e.name for e in DEMO_ZOO], default=list(SMALL_ZOO),
+    names = st.multiselect("Simulated suspects", [e.id for e in list_zoo_entries()], default=list(SMALL_ZOO),
+                           format_func=lambda key: get_zoo_entry(key).title,
                            help="thefts and innocent models of the attack zoo; each is trained from your victim (or, "
                                 "for innocents, from the foundation) through the same engine as the shadows")
     c1, c2 = st.columns([1, 3])
@@ -53,13 +55,8 @@ if go:
     try:
         if not names:
             raise ConfigError("pick at least one simulated suspect")
-        if not thief_src.strip() or not innocent_src.strip():
-            raise ConfigError("give both the thief's data and the innocent party's data (folders with one subfolder "
-                             "per class)")
-        classes = audit.private.classes
-        thief = load_data(thief_src.strip(), classes=classes, quick=case.spec.quick)
-        innocent = load_data(innocent_src.strip(), classes=classes, quick=case.spec.quick)
-        job = start_job("stress test", stress_test, audit, thief, innocent, zoo_entries(names),
+        thief, innocent, _ = load_stress_data(audit, thief_src, innocent_src)
+        job = start_job("stress test", stress_test, audit, thief, innocent, select_zoo_entries(names),
                         list(range(int(runs))))
         st.session_state.stress_job_id = job.id
         busy = True

@@ -7,10 +7,10 @@ import streamlit as st
 from dashboard.nav import page
 from dashboard.state import current_case
 from dashboard.widgets import need_audit
-from forensics.plots import pvalue_figure
-from forensics.protocols import get_protocol, list_protocols
-from forensics.report import meaning
-from forensics.verify import describe_comparison, format_p, headline
+from forensics.audit.verdict import describe_comparison, format_p, headline
+from forensics.protocols.registry import get_protocol, list_protocols
+from forensics.report.summary import meaning
+from forensics.report.verdict_figures import pvalue_figure
 
 st.title("Verdict")
 if not need_audit("the verdicts"):

@@ -1,4 +1,4 @@
-"""Build the embedded demo data (forensics/demo_data/fashion_mnist_demo.npz) from Debian's Fashion-MNIST.
+"""Build the embedded demo data (forensics/demo/data/fashion_mnist_demo.npz) from Debian's Fashion-MNIST.
 
     apt-get install dataset-fashion-mnist
     python scripts/make_demo_data.py
@@ -10,7 +10,7 @@ so that the held-out pool comes from the same collection as the victim's private
   aux      3,000  the thief's auxiliary data (distillation / extraction queries)
   innocent 3,000  data of the innocent models
   test     1,000  from the official test file: accuracy only
-Fashion-MNIST is (c) Zalando SE, MIT licence: see forensics/demo_data/LICENSE-fashion-mnist.txt.
+Fashion-MNIST is (c) Zalando SE, MIT licence: see forensics/demo/data/LICENSE-fashion-mnist.txt.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 SRC = Path("/usr/share/datasets/fashion-mnist")
-OUT = Path(__file__).resolve().parent.parent / "forensics" / "demo_data" / "fashion_mnist_demo.npz"
+OUT = Path(__file__).resolve().parent.parent / "forensics" / "demo" / "data" / "fashion_mnist_demo.npz"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SPLITS = {"private": 3000, "heldout": 2000, "aux": 3000, "innocent": 3000}

@@ -18,10 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import make_loaded, toy_images  # noqa: E402
 
-from forensics import distributed  # noqa: E402
-from forensics.engine import Engine  # noqa: E402
-from forensics.store import ArtifactStore  # noqa: E402
-from forensics.training import TrainConfig, train_stored  # noqa: E402
+from forensics.engine.engine import Engine  # noqa: E402
+from forensics.engine.recipe import TrainConfig
+from forensics.engine.stored import train_stored  # noqa: E402
+from forensics.runtime import distributed  # noqa: E402
+from forensics.runtime.store import ArtifactStore  # noqa: E402
 
 
 def main() -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.data import ImageSet, iter_batches
+from forensics.data.images import ImageSet
+from forensics.data.transforms import iter_batches
+from forensics.engine.recipe import TrainConfig
 from forensics.models import LoadedModel, data_config_for, fingerprint_state_dict
-from forensics.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT = 32  # side length the tiny models see
@@ -81,8 +82,8 @@ def hf_vit_foundation(folder: Path, names: list[str]) -> Path:
 
 def hf_trained(engine, start: Path, data: ImageSet, train: TrainConfig, out: Path) -> Path:
     """The model of ``start`` (a folder) fully fine-tuned on ``data`` by the engine, saved to ``out``."""
+    from forensics.audit.sources import load_model
     from forensics.models import save_model
-    from forensics.sources import load_model
 
     m = load_model(f"local-dir:{start}")
     engine.train(m, data, data.labels, train)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forensics.answers import export_queries, read_outputs
+from forensics.audit.answers import export_queries, read_outputs
 from forensics.errors import LogitsFileError
 
 N, K = 6, 3
@@ -149,7 +149,7 @@ def test_suffixes_are_case_insensitive(tmp_path):
 
 
 def test_api_answer_formats():
-    from forensics.answers import ANSWER_FORMATS, format_answers
+    from forensics.audit.answers import ANSWER_FORMATS, format_answers
     from forensics.errors import ConfigError
 
     z = np.array([[3.0, 1.0, 0.0, -1.0], [0.0, 0.5, 4.0, 0.1]])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from forensics.jobs import get_job
+from forensics.runtime.jobs import get_job
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 # AppTest runs app.py on every rerun, as the server does (conftest.navigation_like_the_server)
@@ -98,7 +98,7 @@ def test_demo_walkthrough_every_page(env):
     # another protocol: the table and the chart read every verdict under it
     at.selectbox[0].set_value("paper").run()
     assert not at.exception and any("not calibrated" in w.value for w in at.warning)
-    from forensics.verify import format_p
+    from forensics.audit.verdict import format_p
     paper = {s.name: format_p(v.under("paper").p_value) for s, v in case.ordered_verdicts()}
     df = at.dataframe[0].value
     assert dict(zip(df["suspect"], df["p-value"], strict=True)) == paper
@@ -236,8 +236,8 @@ def test_bad_answers_and_bad_suspects_get_clear_messages(env, monkeypatch, tiny_
 def test_the_entry_script_applies_a_finished_job_once(env):
     """A finished background audit becomes the session's case when the app reruns (on any page), once;
     reading the case has no side effect."""
-    from forensics.case import Case
-    from forensics.jobs import start_job
+    from forensics.cases.case import Case
+    from forensics.runtime.jobs import start_job
 
     at = new_app()
     result = Case.demo(0, quick=True)
@@ -276,8 +276,8 @@ def test_an_audit_survives_a_reload_a_restart_and_reopens_from_its_record(env, t
 
     import streamlit as st
 
-    from forensics import casefile
-    from forensics.verify import headline
+    from forensics.audit.verdict import headline
+    from forensics.cases import casefile
 
     at = new_app()
     run_demo_audit(at)
@@ -336,7 +336,7 @@ def test_an_audit_survives_a_reload_a_restart_and_reopens_from_its_record(env, t
 def test_other_pages_say_how_far_a_running_audit_is(env):
     import threading
 
-    from forensics.progress import StagePlan, emit
+    from forensics.runtime.progress import StagePlan, emit
 
     release = threading.Event()
 
@@ -351,7 +351,7 @@ def test_other_pages_say_how_far_a_running_audit_is(env):
     at = new_app()
     button(at, "Load the demo").click().run()
     from dashboard import state
-    from forensics.jobs import start_job
+    from forensics.runtime.jobs import start_job
 
     job = start_job("audit", slow)
     at.session_state["job_id"] = job.id

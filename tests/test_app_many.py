@@ -12,8 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.suspects import default_name, read_list
+from forensics.cases.scan import parse_suspect_lines, read_suspect_list
 from forensics.errors import ConfigError
-from forensics.scan import parse_suspect_lines, read_suspect_list
 
 # AppTest runs app.py on every rerun, as the server does (conftest.navigation_like_the_server)
 pytestmark = pytest.mark.usefixtures("navigation_like_the_server")
@@ -192,8 +192,8 @@ def test_one_suspect_alone_goes_through_the_same_checks(demo_app, tiny_model, sa
 # --- the build's progress view with many suspects ------------------------------------------------------------------
 
 def test_the_progress_view_sums_up_twenty_suspects(demo_app):
-    from forensics.jobs import start_job
-    from forensics.progress import StagePlan, WorkProgress, emit
+    from forensics.runtime.jobs import start_job
+    from forensics.runtime.progress import StagePlan, WorkProgress, emit
 
     reached, release = threading.Event(), threading.Event()
     names = [f"suspect {i:02d}" for i in range(20)]

@@ -1,10 +1,10 @@
-"""forensics.attacks: the registry of the attack zoo."""
+"""forensics.zoo.attacks: the registry of the attack zoo."""
 from __future__ import annotations
 
 import pytest
 
-from forensics.attacks import KINDS, get_attack, list_attacks, register, run_attack
 from forensics.errors import ConfigError
+from forensics.zoo.attacks import KINDS, get_attack, list_attacks, register_attack, run_attack
 
 
 def test_listing_and_kinds():
@@ -20,9 +20,9 @@ def test_listing_and_kinds():
 
 def test_duplicate_names_and_bad_kinds_are_refused():
     with pytest.raises(ConfigError, match="already registered"):
-        register("fine_tune", "stolen", "again")(lambda *a, **k: None)
+        register_attack("fine_tune", "stolen", "again")(lambda *a, **k: None)
     with pytest.raises(ConfigError, match="kind"):
-        register("new_attack", "maybe", "")  # type: ignore[arg-type]
+        register_attack("new_attack", "maybe", "")  # type: ignore[arg-type]
     assert "new_attack" not in [a.name for a in list_attacks()]
 
 

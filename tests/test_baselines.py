@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from forensics.baselines import DI_DIRECTIONS, DI_STEPS, di_distances, mcnemar_greater
-from forensics.config import AuditConfig
+from forensics.audit.config import AuditConfig
 from forensics.errors import ConfigError
-from forensics.protocols import get_protocol, list_protocols, protocol_names
+from forensics.protocols.baselines import DI_DIRECTIONS, DI_STEPS, di_distances, mcnemar_greater
+from forensics.protocols.registry import get_protocol, list_protocols, protocol_names
 
 
 def test_baselines_are_registered_but_never_an_audits_verdict():

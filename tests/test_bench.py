@@ -1,4 +1,5 @@
-"""forensics.bench and the `bench` / `stress` commands: summaries, budgets, outputs, the thief's data."""
+"""forensics.zoo (bench, summary, stress) and the `bench` / `stress` commands: summaries, budgets, outputs, the
+thief's data."""
 from __future__ import annotations
 
 import json
@@ -6,26 +7,20 @@ import json
 import numpy as np
 import pytest
 
-from forensics.bench import (
-    BenchResult,
-    budget_view,
-    check_disjoint,
-    markdown,
-    stress_rows,
-    summarize,
-    zoo_entries,
-)
-from forensics.cli import main
+from forensics.audit.verdict import Verdict
+from forensics.cli.main import main
 from forensics.errors import ConfigError, DataSourceError
-from forensics.verify import Verdict
-from forensics.zoo import DEMO_ZOO, ZooEntry, ZooResult
+from forensics.zoo.bench import BenchResult, budget_view
+from forensics.zoo.entries import ZooEntry, ZooResult, get_zoo_entry
+from forensics.zoo.stress import check_disjoint, stress_rows
+from forensics.zoo.summary import markdown, summarize
 
 
 def _result(name, group, attack, p_membership, p_fp, agreement=0.9, seed=0):
     ev = {"membership": {"p_value": p_membership, "members": 50, "controls": 50},
           "fingerprint": {"p_value": p_fp, "m": 100}}
     v = Verdict(name, "membership", p_membership, None, p_membership < 0.01, 0.01, 100, seed, ev)
-    return ZooResult(ZooEntry(name, group, attack), seed, v, agreement, 0.8, 1.0, {"attack": 1.0})
+    return ZooResult(ZooEntry(name, name, group, attack), seed, v, agreement, 0.8, 1.0, {"attack": 1.0})
 
 
 def _bench():
@@ -60,13 +55,6 @@ def test_summary_counts_only_faithful_thefts_and_measures_innocents():
 def test_stress_rows_say_how_often_each_attack_is_flagged():
     rows = {r["name"]: r for r in stress_rows(_bench(), "membership", 0.01)}
     assert rows["copy"]["flagged"] == 1 and rows["ft2"]["flagged"] == 0 and not rows["failed"]["faithful"]
-
-
-def test_zoo_entries_by_name():
-    assert zoo_entries(None) == list(DEMO_ZOO) == zoo_entries(["all"])
-    assert [e.name for e in zoo_entries(["direct copy"])] == ["direct copy"]
-    with pytest.raises(ConfigError, match="unknown zoo entries"):
-        zoo_entries(["teleport"])
 
 
 @pytest.mark.slow
@@ -109,13 +97,13 @@ def test_bench_small_writes_json_markdown_and_figures(quick_demo, store_root, tm
 
 @pytest.mark.slow
 def test_stress_test_of_an_audit_record(quick_demo, store_root, tmp_path, capsys):
-    from forensics.report import build_report
+    from forensics.report.record import build_report
 
     record = tmp_path / "audit.json"
     record.write_text(json.dumps(build_report(quick_demo.audit, [])))
     assert json.loads(record.read_text())["spec"]["quick"]
     code = main(["stress", "--record", str(record), "--store", str(store_root), "--thief-data", "demo:aux",
-                 "--innocent-data", "demo:innocent", "--attacks", "direct copy", "innocent, other seed",
+                 "--innocent-data", "demo:innocent", "--attacks", "direct-copy", "innocent, other seed",
                  "--seeds", "0",
                  "--out", str(tmp_path / "stress"), "--quiet"])
     out = capsys.readouterr().out
@@ -145,9 +133,9 @@ def test_check_disjoint_refuses_the_audits_own_images():
 
 @pytest.mark.slow
 def test_budget_views_thin_out_what_each_protocol_asks(quick_demo):
-    from forensics.baselines import victim_mistakes
-    from forensics.bench import budget_curve, budget_protocols
-    from forensics.zoo import ZooResult
+    from forensics.protocols.baselines import victim_mistakes
+    from forensics.zoo.bench import budget_curve, budget_protocols
+    from forensics.zoo.entries import ZooResult
 
     audit = quick_demo.audit
     assert {p.name: p.budget_on for p in budget_protocols()} == {
@@ -158,7 +146,8 @@ def test_budget_views_thin_out_what_each_protocol_asks(quick_demo):
     wrong = set(audit.membership.control_rows[victim_mistakes(audit)])
     assert len(mistakes.control_rows) == 20 and set(mistakes.control_rows) <= wrong
     answers = audit.engine.logits(audit.victim, audit.queries.images)
-    r = ZooResult(DEMO_ZOO[0], 0, audit.verify(answers, baselines=True), 1.0, 0.9, 0.0, answers=answers)
+    r = ZooResult(get_zoo_entry("direct-copy"), 0, audit.verify(answers, baselines=True), 1.0, 0.9, 0.0,
+                  answers=answers)
     curve = budget_curve(audit, r, (20, 100, 5000))
     assert set(curve) == {"membership", "fingerprint", "akh"}
     assert 5000 not in curve["membership"] and curve["membership"][100] < 0.01  # a copy: caught with 100 queries

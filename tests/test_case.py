@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from forensics.case import Case, Suspect, store_answers
+from forensics.cases.case import Case, Suspect
+from forensics.cases.uploads import store_answers
+from forensics.demo import is_demo
 from forensics.errors import ConfigError, LogitsFileError
-from forensics.store import ArtifactStore
+from forensics.runtime.store import ArtifactStore
 
 
 def test_demo_case_lists_its_suspects_with_their_ground_truth():
     case = Case.demo(0, quick=True)
-    assert case.spec.is_demo and case.spec.quick and case.audit is None
+    assert is_demo(case.spec.victim) and case.spec.quick and case.audit is None
     assert [s.source for s in case.suspects][:2] == ["demo:direct_copy", "demo:fine_tune"]
     assert {s.kind for s in case.suspects} == {"stolen", "innocent"}
 

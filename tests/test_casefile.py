@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from forensics import casefile
-from forensics.case import Case, Suspect
+from forensics.cases import casefile
+from forensics.cases.case import Case, Suspect
 from forensics.errors import ConfigError
-from forensics.store import ArtifactStore
+from forensics.report.record import read_record
+from forensics.runtime.store import ArtifactStore
 
 
 def test_a_case_that_has_not_run_is_saved_listed_and_read_back(tmp_path):
@@ -35,9 +36,9 @@ def test_bad_ids_damaged_and_foreign_records_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="no audit 0123456789ab in the artifact store"):
         casefile.load_record(store, "0123456789ab")
     with pytest.raises(ConfigError, match="notes.json is not a Holmes forensics audit record"):
-        casefile.read_record(b'{"hello": 1}', "notes.json")
+        read_record(b'{"hello": 1}', "notes.json")
     with pytest.raises(ConfigError, match="x.json is not JSON"):
-        casefile.read_record(b"\x00garbage", "x.json")
+        read_record(b"\x00garbage", "x.json")
     rec = casefile.case_record(Case.demo(0, quick=True))
     rec["pending"] = [{"name": "no source"}]
     with pytest.raises(ConfigError, match="no name or source"):

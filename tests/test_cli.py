@@ -8,15 +8,16 @@ import sys
 import pytest
 from helpers import ROOT
 
-from forensics.cli import build_parser, spec_from_args
+from forensics.cli.common import spec_from_args
+from forensics.cli.main import build_parser
+from forensics.demo import demo_spec
 from forensics.errors import ForensicsError
 
 
 def test_cli_record_keeps_overrides_and_rejects_bad_values(tmp_path):
-    from forensics.spec import AuditSpec
 
     rec = tmp_path / "audit.json"
-    spec = AuditSpec.demo(3, quick=True)
+    spec = demo_spec(3, quick=True)
     spec.device = "cuda"
     rec.write_text(json.dumps({"spec": spec.to_dict(), "suspects": []}))
     p = build_parser()
@@ -33,7 +34,7 @@ def test_cli_record_keeps_overrides_and_rejects_bad_values(tmp_path):
     with pytest.raises(ForensicsError, match="--arch needs --victim"):
         spec_from_args(p.parse_args(["audit", "--arch", "resnet18"]))
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ForensicsError, match="not a readable audit record"):
+    with pytest.raises(ForensicsError, match="bad.json is not JSON"):
         spec_from_args(p.parse_args(["verify", "--record", str(tmp_path / "bad.json"), "--logits", "x"]))
 
 
@@ -57,11 +58,10 @@ def test_export_verify_audit_reverify_round_trip(quick_demo, store_root, tmp_pat
     record of a model suspect and the answers reproduces its p-values with reverify."""
     import numpy as np
 
-    from forensics.spec import AuditSpec
 
     store = ["--store", str(store_root), "--quiet"]
     rec = tmp_path / "spec.json"
-    rec.write_text(json.dumps({"spec": AuditSpec.demo(0, quick=True).to_dict(), "suspects": []}))
+    rec.write_text(json.dumps({"spec": demo_spec(0, quick=True).to_dict(), "suspects": []}))
     r = _cli("export-queries", "--record", str(rec), "--out", str(tmp_path / "q"), *store)
     assert r.returncode == 0, r.stderr
     a = quick_demo.audit
@@ -87,18 +87,19 @@ def test_export_queries_with_a_budget_keeps_the_test_valid(quick_demo, store_roo
     """--budget N: at most N queries (members and controls only); the record carries the budget, so answers to
     the small query set verify against it, and the Holmes protocols (which need D_s) say they cannot run."""
 
-    from forensics.cli import main, read_record
-    from forensics.config import AuditConfig
-    from forensics.spec import AuditSpec, open_audit
-    from forensics.store import ArtifactStore
+    from forensics.audit.build import open_audit
+    from forensics.audit.config import AuditConfig
+    from forensics.cli.common import spec_and_record
+    from forensics.cli.main import main
+    from forensics.runtime.store import ArtifactStore
 
     rec = tmp_path / "spec.json"
-    rec.write_text(json.dumps({"spec": AuditSpec.demo(0, quick=True).to_dict(), "suspects": []}))
+    rec.write_text(json.dumps({"spec": demo_spec(0, quick=True).to_dict(), "suspects": []}))
     assert main(["export-queries", "--record", str(rec), "--out", str(tmp_path / "q"), "--budget", "200",
                  "--store", str(store_root), "--quiet"]) == 0
     assert "wrote 200 query images" in capsys.readouterr().out
     assert len((tmp_path / "q" / "queries.csv").read_text().splitlines()) == 201
-    spec = read_record(tmp_path / "q" / "audit.json")[0]
+    spec = spec_and_record(tmp_path / "q" / "audit.json")[0]
     assert spec.config.query_budget == 200
     small = open_audit(spec, ArtifactStore(store_root))
     assert len(small.queries) == 200 and len(small.membership.member_rows) == 100

@@ -5,11 +5,11 @@ from dataclasses import replace
 
 import pytest
 
-from forensics.config import AuditConfig
+from forensics.audit.config import AuditConfig
+from forensics.engine.recipe import TrainConfig
 from forensics.errors import ConfigError
-from forensics.meta import MetaConfig
-from forensics.protocols import protocol_names
-from forensics.training import TrainConfig
+from forensics.method.meta import MetaConfig
+from forensics.protocols.registry import protocol_names
 
 
 def test_config_validation_messages():

@@ -10,7 +10,8 @@ import torch
 from helpers import INPUT, make_loaded, toy_images
 from PIL import Image
 
-from forensics.data import ImageSet, Trigger, iter_batches, load_image_folder
+from forensics.data.images import ImageSet, load_image_folder
+from forensics.data.transforms import Trigger, iter_batches
 from forensics.errors import DataSourceError
 from forensics.models import data_config_for
 
@@ -144,7 +145,7 @@ def test_trigger_is_stamped_after_resizing():
 
 
 def test_synthetic_queries_are_seeded_images_of_no_class():
-    from forensics.data import synthetic_images
+    from forensics.data.images import synthetic_images
 
     a = synthetic_images(8, (28, 28), ["x", "y"], seed=1)
     b = synthetic_images(8, (28, 28), ["x", "y"], seed=1)

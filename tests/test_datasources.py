@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from forensics.datasources import load_data_source
+from forensics.audit.sources import load_data
+from forensics.data.formats import load_data_source
 from forensics.errors import DataSourceError
-from forensics.sources import load_data
 
 NAMES = ["cat", "dog", "fox"]
 

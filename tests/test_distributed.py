@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from forensics import distributed
+from forensics.runtime import distributed
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ddp_train.py"

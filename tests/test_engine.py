@@ -9,10 +9,10 @@ import pytest
 import torch
 from helpers import forward_all, make_loaded, toy_images
 
-from forensics.data import ImageSet
-from forensics.engine import Engine
+from forensics.data.images import ImageSet
+from forensics.engine.engine import Engine
 from forensics.models import LoadedModel
-from forensics.store import ArtifactStore
+from forensics.runtime.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -103,7 +103,7 @@ def test_training_on_the_cpu_uses_the_pinned_thread_count_whatever_torch_was_set
     """The intra-op thread count changes CPU results (measured: the demo victim's weights differ between 1 and
     2 threads); the engine pins FORENSICS_CPU_THREADS for its work, so the caller's setting does not matter.
     (The count is set, not restored afterwards: jobs in threads of one process would undo each other's.)"""
-    from forensics.training import TrainConfig
+    from forensics.engine.recipe import TrainConfig
 
     monkeypatch.setenv("FORENSICS_CPU_THREADS", "2")
     images = toy_images(64)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from forensics.errors import ConfigError
-from forensics.jobs import MAX_FINISHED, get_job, start_job
+from forensics.runtime.jobs import MAX_FINISHED, get_job, start_job
 
 
 def test_a_job_runs_reports_progress_and_keeps_its_result():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from forensics.errors import ConfigError
-from forensics.meta import MetaClassifier, MetaConfig, output_difference
+from forensics.method.meta import MetaClassifier, MetaConfig, output_difference
 
 
 def _separable(n: int, k: int = 10, seed: int = 0):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from forensics.audit.sources import load_foundation, load_model
 from forensics.errors import (
     ClassCountMismatchError,
     CorruptWeightsError,
@@ -20,7 +21,6 @@ from forensics.errors import (
     UnsafeCheckpointError,
 )
 from forensics.models import LoadedModel, fingerprint_state_dict, load_local_dir, read_weights
-from forensics.sources import load_foundation, load_model
 
 TINY_ARCH = "test_efficientnet"  # the same tiny architecture as conftest.make_tiny
 
@@ -489,10 +489,11 @@ def test_architecture_arguments_travel_with_a_trained_copy(tmp_path, save_hf):
     import timm
     from helpers import toy_images
 
-    from forensics.engine import Engine
+    from forensics.engine.engine import Engine
+    from forensics.engine.recipe import TrainConfig
+    from forensics.engine.stored import train_stored
     from forensics.models import save_model
-    from forensics.store import ArtifactStore
-    from forensics.training import TrainConfig, train_stored
+    from forensics.runtime.store import ArtifactStore
 
     torch.manual_seed(0)
     folder = tmp_path / "vit32"

@@ -3,35 +3,37 @@ layers of the core (each module imports only from the layers below it; the core 
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata as md
 import inspect
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import ROOT
 
 import forensics
 
-# lower layers first; a module may import from its own layer or the ones before it
+# the core's layers, lowest first: a module imports only from its own package or the layers below it
 LAYERS = [
-    {"_version", "errors", "settings", "rng", "progress", "metrics", "distributed"},
-    {"store", "data", "stats", "datasources"},
+    {"_version", "errors"},
+    {"runtime"},
+    {"data"},
     {"models"},
-    {"splitting"},
-    {"training"},
     {"engine"},
-    {"meta", "attacks", "weight_edits", "queries", "answers"},
-    {"protocols", "baselines"},
-    {"config"},
-    {"shadows", "demo_assets"},
-    {"sources"},
-    {"verify", "audit"},
-    {"spec"},
-    {"case", "casefile", "demo", "plots", "report", "jobs", "zoo", "bench", "scan", "fanout"},
+    {"method"},
+    {"protocols"},
+    {"audit"},
+    {"zoo"},
+    {"demo"},
+    {"report"},
+    {"cases"},
     {"cli", "__main__", "__init__"},
 ]
+PACKAGES = {"runtime", "data", "models", "engine", "method", "protocols", "audit", "zoo", "demo", "report", "cases",
+            "cli"}
 
 
 def _layer(module: str) -> int:
@@ -39,39 +41,81 @@ def _layer(module: str) -> int:
     return next(i for i, layer in enumerate(LAYERS) if top in layer)
 
 
-def _runtime_imports(path) -> set[str]:
-    """forensics modules imported at run time (``if TYPE_CHECKING:`` blocks excluded)."""
+def _modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(ROOT / "forensics").with_suffix("").parts): p
+            for p in sorted((ROOT / "forensics").rglob("*.py"))}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every forensics module ``path`` imports, wherever the import stands: at the top, inside a function, or under
+    ``if TYPE_CHECKING:`` (a circle hidden there is still a circle).  ``from .pkg import mod`` counts as ``pkg.mod``."""
+    modules = set(_modules())
     tree = ast.parse(path.read_text())
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-            and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING" for n in ast.walk(node)}
-    package = path.relative_to(ROOT / "forensics").with_suffix("").parts
+    parts = path.relative_to(ROOT / "forensics").with_suffix("").parts
+    package = list(parts[:-1])
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = list(package[:len(package) - node.level])
-            target = ".".join(base + ([node.module] if node.module else []))
-            names = [target] if node.module else [a.name for a in node.names]
-            found.update(n for n in names if n)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("forensics."):
-            found.add(node.module[len("forensics."):])
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif (node.module or "").startswith("forensics"):
+                target = node.module[len("forensics."):] if node.module != "forensics" else ""
+            else:
+                continue
+            for a in node.names:
+                sub = f"{target}.{a.name}" if target else a.name
+                found.add(sub if sub in modules or f"{sub}.__init__" in modules else target)
         elif isinstance(node, ast.Import):
             found.update(a.name[len("forensics."):] for a in node.names if a.name.startswith("forensics."))
-    return found
+    return {m for m in found if m}
 
 
 def test_every_core_module_has_a_layer_and_imports_downwards():
     violations = []
-    for path in sorted((ROOT / "forensics").rglob("*.py")):
-        module = ".".join(path.relative_to(ROOT / "forensics").with_suffix("").parts)
-        if module.startswith("models."):
-            continue  # inside the models package: checked as one layer
+    for module, path in _modules().items():
         own = _layer(module)
-        for target in _runtime_imports(path):
-            if not target.startswith("models") and _layer(target) > own:
+        for target in _imports(path):
+            if _layer(target) > own:
                 violations.append(f"{module} imports {target}")
     assert violations == []
+
+
+def test_no_import_circles_and_no_type_checking_blocks():
+    """Module by module (a package's ``__init__`` included), the imports form no circle; no import is hidden under
+    ``TYPE_CHECKING``."""
+    graph = {m: {t if t in _modules() else f"{t}.__init__" for t in _imports(p)} - {m} for m, p in _modules().items()}
+    hidden = [m for m, p in _modules().items() if "TYPE_CHECKING" in p.read_text()]
+    assert hidden == []
+    state: dict[str, int] = {}
+    circles = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph.get(m, ())):
+            if t.endswith(".__init__") and m.startswith(t[:-len("__init__")]):
+                continue  # a module of a package and the package's own __init__, which re-exports it
+            if state.get(t) == 1:
+                circles.append(" -> ".join(path[path.index(t):] + [t]) if t in path else f"{m} -> {t}")
+            elif t in graph and not state.get(t):
+                visit(t, path + [t])
+        state[m] = 2
+
+    for m in graph:
+        if not state.get(m):
+            visit(m, [m])
+    assert circles == []
+
+
+def test_every_subpackage_declares_its_api_and_no_module_is_a_large_room():
+    for name in PACKAGES:
+        pkg = importlib.import_module(f"forensics.{name}")
+        assert pkg.__doc__ and isinstance(pkg.__all__, list) and pkg.__all__, name
+        assert all(hasattr(pkg, n) for n in pkg.__all__), name
+    assert {p.name for p in (ROOT / "forensics").iterdir() if p.suffix == ".py"} == {
+        "__init__.py", "__main__.py", "_version.py", "errors.py"}  # everything else lives in a subpackage
+    sizes = {m: len(p.read_text().splitlines()) for m, p in _modules().items()}
+    assert {m: n for m, n in sizes.items() if n > 360} == {}
 
 
 def test_the_core_knows_nothing_of_streamlit():

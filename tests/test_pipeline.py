@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from forensics import ArtifactStore, AuditSpec, open_audit, run_demo
-from forensics.answers import export_queries, read_outputs
-from forensics.data import iter_batches
+from forensics import ArtifactStore, open_audit, run_demo
+from forensics.audit.answers import export_queries, read_outputs
+from forensics.audit.verify import verify_outputs
+from forensics.data.transforms import iter_batches
+from forensics.demo import demo_spec
 from forensics.errors import ConfigError, DatasetTooSmallError
-from forensics.shadows import select_ds
-from forensics.verify import verify_outputs
+from forensics.method.shadows import select_ds
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def test_second_run_recomputes_nothing_and_is_bit_identical(quick_demo, store_ro
 
 def test_changed_input_recomputes_only_what_depends_on_it(quick_demo, store_root):
     store = ArtifactStore(store_root)
-    spec = AuditSpec.demo(0, quick=True)
+    spec = demo_spec(0, quick=True)
     spec.config = replace(spec.config, gamma=0.15)
     audit = open_audit(spec, store)
     # the victim and its loss order are reused; D_s changed, so the poisoned shadow is new
@@ -110,7 +111,7 @@ def test_black_box_logits_file_gives_the_same_verdict(quick_demo, tmp_path):
 
 
 def test_target_class_outside_the_classes_is_a_clear_error(quick_demo, store_root):
-    spec = AuditSpec.demo(0, quick=True)
+    spec = demo_spec(0, quick=True)
     spec.config = replace(spec.config, target_class=10)
     with pytest.raises(ConfigError, match=r"target_class must be a class index in \[0, 9\]"):
         open_audit(spec, ArtifactStore(store_root))
@@ -119,7 +120,7 @@ def test_target_class_outside_the_classes_is_a_clear_error(quick_demo, store_roo
 def test_a_lambda_too_small_for_gamma_is_refused_before_training(quick_demo, store_root):
     """The benign shadow must never see D_s: it skips the lambda lowest-loss samples, so lambda must cover D_s."""
     store = ArtifactStore(store_root)
-    spec = AuditSpec.demo(0, quick=True)
+    spec = demo_spec(0, quick=True)
     spec.config = replace(spec.config, gamma=0.3, lam=0.1)
     with pytest.raises(ConfigError, match=r"lambda = 0.1 is too small for gamma = 0.3: .* raise lambda to at least"):
         open_audit(spec, store)
@@ -127,14 +128,14 @@ def test_a_lambda_too_small_for_gamma_is_refused_before_training(quick_demo, sto
 
 
 def test_the_audit_keeps_a_snapshot_of_its_spec(quick_demo):
-    spec = AuditSpec.demo(0, quick=True)
+    spec = demo_spec(0, quick=True)
     audit = open_audit(spec, ArtifactStore(quick_demo.audit.engine.store.root))
     spec.config = replace(spec.config, alpha=0.5)  # the caller's spec: the opened audit does not change
     assert audit.config.alpha == 0.01 and audit.spec is not spec
 
 
 def test_dataset_too_small_for_gamma(tmp_path):
-    spec = AuditSpec.demo(0, quick=True)
+    spec = demo_spec(0, quick=True)
     spec.config = replace(spec.config, gamma=0.04)  # 0.04 * 600 = 24 < 30
     with pytest.raises(DatasetTooSmallError, match="at least"):
         open_audit(spec, ArtifactStore(tmp_path))
@@ -159,14 +160,15 @@ def test_cli_demo_writes_json(quick_demo, store_root, tmp_path):
 
 
 def test_answers_for_another_query_set_are_refused(quick_demo, store_root, tmp_path):
-    from forensics.case import Case, Suspect, store_answers
+    from forensics.cases.case import Case, Suspect
+    from forensics.cases.uploads import store_answers
 
     a = quick_demo.audit
     logits = a.engine.logits(a.victim, a.queries.images)
     np.save(tmp_path / "answers.npy", logits)
     store = ArtifactStore(store_root)
     path = store_answers(store, (tmp_path / "answers.npy").read_bytes(), "answers.npy")
-    case = Case(spec=AuditSpec.demo(0, quick=True), suspects=[
+    case = Case(spec=demo_spec(0, quick=True), suspects=[
         Suspect("right", "answers:answers.npy", answers=path, query_set=a.queries.fingerprint),
         Suspect("stale", "answers:answers.npy", answers=path, query_set="0" * 64)])
     case.run(store)
@@ -197,10 +199,10 @@ def test_the_readmes_python_example_runs(quick_demo, store_root, monkeypatch):
     """The README's first Python example, as written but for the reduced demo of the tests."""
     readme = (ROOT / "README.md").read_text()
     block = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    assert "import forensics" in block and "forensics.AuditSpec.demo()" in block
+    assert "import forensics" in block and "forensics.demo_spec()" in block
     monkeypatch.setenv("FORENSICS_STORE", str(store_root))
     printed = []
-    exec(compile(block.replace("AuditSpec.demo()", "AuditSpec.demo(quick=True)"), "README.md", "exec"),
+    exec(compile(block.replace("demo_spec()", "demo_spec(quick=True)"), "README.md", "exec"),
          {"print": lambda *a: printed.append(a)})
     expected = [r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune"][0]
     assert printed == [(expected.p_value, "stolen")]

@@ -6,8 +6,12 @@ import re
 import numpy as np
 import pytest
 
-from forensics import plots
-from forensics.verify import Verdict, format_p
+from forensics.audit.verdict import Verdict, format_p
+from forensics.report.figures import output_difference_figure, projection_figure
+from forensics.report.gallery import GALLERY_METRICS, GALLERY_ORDERS, gallery, gallery_takeaway
+from forensics.report.style import FIGURE_NAMES, VERDICT_COLORS, default_pair
+from forensics.report.takeaways import takeaway
+from forensics.report.verdict_figures import _evidence_axis, membership_figure, p_ticks, pvalue_figure
 
 P_TEXT = re.compile(r"^(1|0\.1|0\.01|0\.001|1e-\d+)$")
 
@@ -30,7 +34,7 @@ def one_sentence(text: str) -> bool:
 def test_pvalue_ticks_are_monotone_readable_p_values():
     ps = [1e-170, 3e-8, 0.004, 0.2, 1.0]
     vs = [fake_verdict(f"s{i}", p) for i, p in enumerate(ps)]
-    fig = plots.pvalue_figure(vs, 0.01)
+    fig = pvalue_figure(vs, 0.01)
     ax = fig.layout.xaxis
     vals, texts = list(ax.tickvals), list(ax.ticktext)
     assert np.all(np.diff(vals) > 0) and vals[0] == 0  # monotone, p = 1 at the origin
@@ -43,25 +47,25 @@ def test_pvalue_ticks_are_monotone_readable_p_values():
     assert bars["s4"][0] == 0 < bars["s3"][0] < bars["s2"][0] < bars["s1"][0] < bars["s0"][0] <= ax.range[1]
     # coloured by verdict, with a legend that says what the colours mean
     legend = {tr.name: tr.marker.color for tr in fig.data}
-    assert legend == {"evidence of derivation (p < 0.01)": plots.VERDICT_COLORS[True],
-                      "no evidence (p ≥ 0.01)": plots.VERDICT_COLORS[False]}
+    assert legend == {"evidence of derivation (p < 0.01)": VERDICT_COLORS[True],
+                      "no evidence (p ≥ 0.01)": VERDICT_COLORS[False]}
     assert list(fig.layout.yaxis.categoryarray) == [v.suspect for v in vs]  # suspects on the y axis, in order
     assert any("alpha = 0.01" in (a.text or "") for a in fig.layout.annotations)
 
 
 def test_p_ticks_stop_at_the_data():
-    vals, texts = plots.p_ticks(0.2)
+    vals, texts = p_ticks(0.2)
     assert texts == ["1", "0.1"]
-    vals, texts = plots.p_ticks(1e-12)
+    vals, texts = p_ticks(1e-12)
     assert texts[-1] == "1e-20" and "1e-10" in texts
-    assert plots._evidence_axis(0.0) == plots._evidence_axis(1e-300)  # p = 0 is drawn, not an error
+    assert _evidence_axis(0.0) == _evidence_axis(1e-300)  # p = 0 is drawn, not an error
 
 
 def test_pvalue_takeaway_names_the_flagged():
     vs = [fake_verdict("copy", 1e-40), fake_verdict("twin", 1e-5), fake_verdict("bystander", 0.3)]
-    t = plots.takeaway("pvalue", None, vs, 0.01)  # the p-value takeaway needs no audit
+    t = takeaway("pvalue", None, vs, 0.01)  # the p-value takeaway needs no audit
     assert "copy (p = 1.0e-40)" in t and "twin (p = 1.0e-05)" in t and "bystander" not in t and one_sentence(t)
-    assert "None of the 3 suspects" in plots.takeaway("pvalue", None, vs, 1e-60)
+    assert "None of the 3 suspects" in takeaway("pvalue", None, vs, 1e-60)
 
 
 def test_default_pair_is_smallest_and_largest_p():
@@ -69,8 +73,8 @@ def test_default_pair_is_smallest_and_largest_p():
     for v in vs:
         v.per_sample["ds_logits"] = [[0.0]]
     vs[2].per_sample.clear()  # answered with labels only: nothing to compare on D_s
-    assert plots.default_pair(vs) == ["b", "a"]
-    assert plots.default_pair(vs[:1]) == ["a"] and plots.default_pair([]) == []
+    assert default_pair(vs) == ["b", "a"]
+    assert default_pair(vs[:1]) == ["a"] and default_pair([]) == []
 
 
 # -- on the reduced demo ---------------------------------------------------------------------------------------
@@ -89,7 +93,7 @@ def panels(fig) -> set[str]:
 @pytest.mark.slow
 def test_pvalue_figure_on_the_demo(demo):
     a, vs, kinds = demo
-    fig = plots.pvalue_figure(vs, a.config.alpha, kinds=kinds)
+    fig = pvalue_figure(vs, a.config.alpha, kinds=kinds)
     texts = [t for tr in fig.data for t in tr.text]
     assert all(f"p = {format_p(v.p_value)}" in texts for v in vs)
     assert fig.layout.title.text.startswith("Evidence per suspect")
@@ -99,11 +103,11 @@ def test_pvalue_figure_on_the_demo(demo):
 def test_output_differences_one_panel_per_class_and_only_the_chosen(demo):
     a, vs, kinds = demo
     k = len(a.private.classes)
-    pair = plots.default_pair(vs)
+    pair = default_pair(vs)
     by_p = sorted(vs, key=lambda v: v.p_value)
     assert pair == [by_p[0].suspect, by_p[-1].suspect]
     chosen = [v for v in vs if v.suspect in pair]
-    fig = plots.output_difference_figure(a, chosen, kinds=kinds)
+    fig = output_difference_figure(a, chosen, kinds=kinds)
     assert len(panels(fig)) == k == 10
     titles = {ann.text for ann in fig.layout.annotations}
     assert {c for c in a.private.classes if c != a.private.classes[a.config.target_class]} <= titles
@@ -112,37 +116,37 @@ def test_output_differences_one_panel_per_class_and_only_the_chosen(demo):
     matches = {fig.layout[f"yaxis{i if i > 1 else ''}"].matches for i in range(1, k + 1)}
     assert len(matches - {None}) == 1  # one shared y axis
     # given every suspect (the HTML report), the figure keeps to the default pair
-    everyone = plots.output_difference_figure(a, vs)
+    everyone = output_difference_figure(a, vs)
     assert {tr.legendgroup for tr in everyone.data} == shown and "smallest and the largest" in \
         everyone.layout.title.subtitle.text
     other = [v for v in vs if v.suspect not in pair][:2]
-    assert {tr.legendgroup for tr in plots.output_difference_figure(a, other).data} == \
+    assert {tr.legendgroup for tr in output_difference_figure(a, other).data} == \
         {"victim", "benign shadow", *(v.suspect for v in other)}
 
 
 @pytest.mark.slow
 def test_projection_one_panel_per_chosen_suspect(demo):
     a, vs, kinds = demo
-    chosen = [v for v in vs if v.suspect in plots.default_pair(vs)]
-    fig = plots.projection_figure(a, chosen, kinds=kinds)
+    chosen = [v for v in vs if v.suspect in default_pair(vs)]
+    fig = projection_figure(a, chosen, kinds=kinds)
     assert "principal components" in fig.layout.title.text
     assert len(panels(fig)) == 2
     suspects = {tr.name for tr in fig.data if tr.name in {v.suspect for v in vs}}
     assert suspects == {v.suspect for v in chosen}
     assert "[" in fig.layout.xaxis.title.text and "[" in fig.layout.yaxis.title.text
-    assert len(panels(plots.projection_figure(a, ()))) == 1  # the references alone
+    assert len(panels(projection_figure(a, ()))) == 1  # the references alone
 
 
 @pytest.mark.slow
 def test_membership_one_panel_per_suspect_coloured_by_verdict(demo):
     a, vs, kinds = demo
-    fig = plots.membership_figure(vs, kinds=kinds)
+    fig = membership_figure(vs, kinds=kinds)
     assert len(panels(fig)) == len(vs)
     main = [tr for tr in fig.data if tr.mode == "lines+markers"]
     assert [tr.name for tr in main] == [v.suspect for v in vs]
     for tr, v in zip(main, vs, strict=True):
         flagged = v.evidence["membership"]["p_value"] < a.config.alpha
-        assert tr.line.color == plots.VERDICT_COLORS[flagged]
+        assert tr.line.color == VERDICT_COLORS[flagged]
     assert "[nats]" in fig.layout.yaxis.title.text
 
 
@@ -153,32 +157,32 @@ def test_takeaways_name_the_stolen_suspects(demo):
     innocent = [v.suspect for v in vs if not v.stolen]
     assert stolen and innocent  # the reduced demo: the direct and the fine-tuned copy are caught
     for name in ("pvalue", "membership"):
-        t = plots.takeaway(name, a, vs)
+        t = takeaway(name, a, vs)
         assert all(s in t for s in stolen) and not any(s in t for s in innocent), t
-    for name in plots.FIGURE_NAMES:
-        t = plots.takeaway(name, a, vs)
+    for name in FIGURE_NAMES:
+        t = takeaway(name, a, vs)
         assert one_sentence(t) and len(t) < 400, (name, t)
-    pair = [v for v in vs if v.suspect in plots.default_pair(vs)]
+    pair = [v for v in vs if v.suspect in default_pair(vs)]
     for name in ("output_difference", "projection", "meta_scores"):
-        t = plots.takeaway(name, a, pair)
+        t = takeaway(name, a, pair)
         assert all(v.suspect in t for v in pair) and one_sentence(t), t
     with pytest.raises(ValueError, match="unknown figure"):
-        plots.takeaway("nope", a, vs)
+        takeaway("nope", a, vs)
 
 
 @pytest.mark.slow
 def test_gallery_values_vary_per_image(demo):
     a, vs, _ = demo
     for v in vs:
-        items = plots.gallery(a, v, n=len(a.loss_order.ds_rows))
+        items = gallery(a, v, n=len(a.loss_order.ds_rows))
         values = [it.value for it in items]
         assert len(set(values)) > len(values) // 2, v.suspect  # not the same score on every image
         assert values == sorted(values, reverse=True)  # highest loss first
         assert all(it.label in it.caption and "victim" in it.caption for it in items)
-        p = plots.gallery(a, v, plots.GALLERY_METRICS[1], plots.GALLERY_ORDERS[1], n=5)
+        p = gallery(a, v, GALLERY_METRICS[1], GALLERY_ORDERS[1], n=5)
         assert [it.value for it in p] == sorted(it.value for it in p)
         assert all(re.search(r"P\(stolen\) \d\.\d{3}$", it.caption) for it in p)
-    rows = [it.row for it in plots.gallery(a, vs[0], order=plots.GALLERY_ORDERS[2], n=8)]
+    rows = [it.row for it in gallery(a, vs[0], order=GALLERY_ORDERS[2], n=8)]
     assert rows == [int(r) for r in a.loss_order.ds_rows[:8]]
-    t = plots.gallery_takeaway(a, vs[0], vs)
+    t = gallery_takeaway(a, vs[0], vs)
     assert vs[0].suspect in t and one_sentence(t)

@@ -1,8 +1,15 @@
 """forensics.progress: what a viewer makes of a run's events (stages, fractions, time left)."""
 from __future__ import annotations
 
-from forensics.progress import StagePlan, StageProgress, WorkProgress, format_seconds, overall_fraction, stage_views
-from forensics.training import TrainProgress
+from forensics.engine.recipe import TrainProgress
+from forensics.runtime.progress import (
+    StagePlan,
+    StageProgress,
+    WorkProgress,
+    format_seconds,
+    overall_fraction,
+    stage_views,
+)
 
 
 def test_planned_stages_show_from_the_first_event_and_the_running_one_has_a_time_left():

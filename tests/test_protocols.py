@@ -4,10 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forensics.cli import build_parser
+from forensics.audit.verdict import Verdict, format_p
+from forensics.audit.verify import check_outputs
+from forensics.cli.main import build_parser
 from forensics.errors import ConfigError, LogitsFileError
-from forensics.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol, list_protocols, register_protocol
-from forensics.verify import Verdict, check_outputs, format_p
+from forensics.protocols.registry import (
+    DEFAULT_PROTOCOL,
+    VerdictProtocol,
+    get_protocol,
+    list_protocols,
+    register_protocol,
+)
 
 
 def test_registry_declares_needs_and_feeds_the_cli():
@@ -28,7 +35,7 @@ def test_registry_declares_needs_and_feeds_the_cli():
 
 def test_a_name_cannot_be_registered_twice():
     with pytest.raises(ConfigError, match="already registered"):
-        register_protocol(Protocol("membership", "again", "", lambda audit, out, label_only: ({}, {}),
+        register_protocol(VerdictProtocol("membership", "again", "", lambda audit, out, label_only: ({}, {}),
                                    needs_heldout=False, needs_logits=False, calibrated=False))
 
 

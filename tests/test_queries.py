@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from helpers import toy_images
 
-from forensics.queries import HELDOUT, PRIVATE, build_query_set
+from forensics.method.queries import HELDOUT, PRIVATE, build_query_set
 
 
 def test_query_set_mixes_sources_and_finds_every_row():

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import ray
 
-from forensics.cli import main
-from forensics.fanout import ray_map
-from forensics.report import build_report
+from forensics.cli.main import main
+from forensics.report.record import build_report
+from forensics.runtime.fanout import ray_map
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def _suspect_list(audit, tmp_path):
     workers, not read from the store), and two that cannot load."""
     from safetensors.torch import save_file
 
-    from forensics.sources import load_suspect
+    from forensics.audit.sources import load_suspect
 
     answers = tmp_path / "api.npy"
     np.save(answers, audit.engine.logits(audit.victim, audit.queries.images))
@@ -89,8 +89,8 @@ def test_a_scan_on_ray_gives_the_in_process_verdicts(local_ray, quick_demo, stor
 
 
 def test_a_worker_that_would_compute_another_audit_refuses(quick_demo, store_root):
+    from forensics.cases.scan import verify_in_worker
     from forensics.errors import ConfigError
-    from forensics.scan import verify_in_worker
 
     audit = quick_demo.audit
     with pytest.raises(ConfigError, match="computes in fp32 on cpu, but the audit was built in bf16"):
@@ -112,18 +112,19 @@ def test_workers_get_this_process_settings(local_ray, monkeypatch):
 
 
 def test_scan_options_are_checked_before_any_work(tmp_path):
-    from forensics import cli
+    from forensics.cli.main import build_parser
+    from forensics.cli.scan import cmd_scan
     from forensics.errors import ConfigError
 
     args = ["scan", "--record", str(tmp_path / "missing.json"), "--suspects", str(tmp_path / "missing.txt")]
     with pytest.raises(ConfigError, match="needs --ray"):
-        cli.cmd_scan(cli.build_parser().parse_args([*args, "--workers", "2"]))
+        cmd_scan(build_parser().parse_args([*args, "--workers", "2"]))
     with pytest.raises(ConfigError, match="give at least 1"):
-        cli.cmd_scan(cli.build_parser().parse_args([*args, "--workers", "0", "--ray", "local"]))
+        cmd_scan(build_parser().parse_args([*args, "--workers", "0", "--ray", "local"]))
 
 
 def test_the_bench_builds_its_zoo_on_ray_workers(local_ray, quick_demo, store_root, tmp_path, capsys):
-    entries = ["direct copy", "innocent, other seed"]
+    entries = ["direct-copy", "innocent-other-seed"]
     args = ["bench", "--small", "--no-baselines", "--store", str(store_root), "--attacks", *entries]
     assert main([*args, "--out", str(tmp_path / "ray"), "--ray", "auto", "--workers", "2"]) == 0
     printed = capsys.readouterr().out
@@ -139,7 +140,7 @@ def _race(root: str, meeting: str) -> dict:
     """One process's attempt at the entry both want; both go the moment the second one arrives."""
     from pathlib import Path
 
-    from forensics.store import ArtifactStore
+    from forensics.runtime.store import ArtifactStore
 
     (Path(meeting) / str(os.getpid())).touch()
     while len(list(Path(meeting).iterdir())) < 2:

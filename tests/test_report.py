@@ -10,17 +10,12 @@ import unicodedata
 
 import pytest
 
+from forensics.audit.verdict import format_p
 from forensics.errors import ForensicsError
-from forensics.report import (
-    PdfRenderError,
-    audit_figures,
-    build_report,
-    executive_summary,
-    find_browser,
-    render_html,
-    render_pdf,
-)
-from forensics.verify import format_p
+from forensics.report.html import audit_figures, render_html
+from forensics.report.pdf import PdfRenderError, find_browser, render_pdf
+from forensics.report.record import build_report
+from forensics.report.summary import executive_summary
 
 HEADLINE_DEMO = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
 

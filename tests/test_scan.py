@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from forensics.cli import main
+from forensics.cases.scan import read_suspect_list
+from forensics.cli.main import main
 from forensics.errors import ConfigError
-from forensics.report import build_report
-from forensics.scan import read_suspect_list
+from forensics.report.record import build_report
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_a_bare_weights_file_is_queried_as_the_victim_is(quick_demo, tmp_path):
     its architecture is 224 px.  Queried at 224 px a re-uploaded copy went unnoticed (measured: p = 0.39)."""
     from safetensors.torch import save_file
 
-    from forensics.sources import load_suspect
+    from forensics.audit.sources import load_suspect
 
     audit = quick_demo.audit
     copy = tmp_path / "upload.safetensors"

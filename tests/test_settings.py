@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from forensics import settings
 from forensics.errors import ConfigError
+from forensics.runtime import settings
 
 
 def test_defaults_and_values(tmp_path, monkeypatch):

@@ -1,22 +1,27 @@
-"""forensics.sources: every source string is resolved in one place."""
+"""forensics.audit.sources: every source string is resolved in one place, through the registry of source schemes
+(the demo's ``demo:`` registered by the demo package)."""
 from __future__ import annotations
 
 import pytest
 
-from forensics.errors import ConfigError, ModelSourceError
-from forensics.sources import (
+from forensics.audit.sources import (
     ModelSource,
+    SourceScheme,
     check_suspect,
     data_classes,
+    get_source_scheme,
     is_answers_file,
-    is_demo,
     known_kind,
+    list_source_schemes,
     load_data,
     load_foundation,
     load_model,
     parse_model_source,
+    register_source_scheme,
 )
-from forensics.spec import AuditSpec
+from forensics.demo import demo_spec, is_demo
+from forensics.demo.scheme import DemoScheme
+from forensics.errors import ConfigError, DataSourceError, ModelSourceError
 
 
 def test_parse_model_source_kinds(tmp_path):
@@ -33,6 +38,39 @@ def test_parse_model_source_kinds(tmp_path):
     for bad in ("", "   ", str(tmp_path / "notes.txt")):
         with pytest.raises(ModelSourceError):
             parse_model_source(bad)
+
+
+def test_schemes_are_registered_by_their_owners_and_a_new_one_resolves(monkeypatch):
+    from helpers import make_loaded
+
+    from forensics.audit import sources
+
+    monkeypatch.setattr(sources, "_SCHEMES", dict(sources._SCHEMES))  # this test's scheme goes with it
+
+    assert [s.kind for s in list_source_schemes()][:3] == ["hub", "local-dir", "demo"]
+    assert isinstance(get_source_scheme("demo"), DemoScheme)  # registered by forensics.demo when it is imported
+    with pytest.raises(ConfigError, match="already registered"):
+        register_source_scheme(DemoScheme())
+    with pytest.raises(ConfigError, match="unknown source scheme 'ftp'"):
+        get_source_scheme("ftp")
+
+    class Registry(SourceScheme):  # an organisation's own model registry, say
+        prefix, kind = "registry-test:", "registry-test"
+
+        def model(self, src, *, arch, num_classes, input_size, seed):
+            m = make_loaded(seed=int(src.target), num_classes=num_classes or 10)
+            m.source = str(src)
+            return m
+
+    register_source_scheme(Registry())
+    m = load_model("registry-test:3", num_classes=4)
+    assert m.source == "registry-test:3" and m.num_classes == 4
+    assert load_foundation("registry-test:3", 6).num_classes == 6  # the default foundation: a fresh head
+    assert not is_answers_file("registry-test:a.csv")
+    with pytest.raises(ModelSourceError, match="or demo:..., registry-test:..."):
+        parse_model_source("what is this")
+    with pytest.raises(DataSourceError, match="registry-test:3 is not a data source"):
+        load_data("registry-test:3")
 
 
 def test_answers_files_are_not_model_sources(tmp_path):
@@ -62,7 +100,7 @@ def test_demo_data_splits():
 
 
 def test_check_suspect(tmp_path, tiny_model, save_hf):
-    spec = AuditSpec.demo(0, quick=True)
+    spec = demo_spec(0, quick=True)
     assert check_suspect(spec, "demo:distill") is None  # the audit trains it
     with pytest.raises(ConfigError, match="unknown demo suspect"):
         check_suspect(spec, "demo:nothing")

@@ -6,7 +6,7 @@ import torch
 from helpers import INPUT, make_loaded
 
 from forensics.errors import ConfigError
-from forensics.splitting import split_model
+from forensics.models.splitting import split_model
 
 
 def _partition(model, split):

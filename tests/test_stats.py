@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forensics.protocols import effective_strata
-from forensics.stats import difficulty_strata, paper_protocol, stratified_rank_test, stratum_weights
+from forensics.method.stats import difficulty_strata, paper_protocol, stratified_rank_test, stratum_weights
+from forensics.protocols.builtin import effective_strata
 
 
 def _simulate(rng: np.random.Generator, shift: float = 0.0, n: int = 200, n_strata: int = 4, ties: bool = False):

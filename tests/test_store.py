@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from forensics.store import ArtifactStore, artifact_key, fingerprint_array
+from forensics.runtime.store import ArtifactStore, artifact_key, fingerprint_array
 
 
 def _writer(log: Path, value: str, sleep: float = 0.0):

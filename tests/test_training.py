@@ -14,12 +14,12 @@ from helpers import (
     toy_images,
 )
 
-from forensics.engine import Engine
+from forensics.engine.engine import Engine
+from forensics.engine.recipe import TrainConfig
 from forensics.errors import ConfigError
 from forensics.models import fingerprint_state_dict
-from forensics.splitting import split_model
-from forensics.store import ArtifactStore
-from forensics.training import TrainConfig
+from forensics.models.splitting import split_model
+from forensics.runtime.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -187,7 +187,7 @@ def test_partial_training_of_an_unsupported_architecture_says_what_to_do(tmp_pat
 def test_train_stored_says_whether_it_reused(tmp_path):
     """A reused run reports done at once; the flag comes from this call's store entry, not from a
     store-wide log another session could append to."""
-    from forensics.training import train_stored
+    from forensics.engine.stored import train_stored
 
     images = toy_images(30)
     store = ArtifactStore(tmp_path)

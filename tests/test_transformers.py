@@ -9,14 +9,14 @@ import pytest
 import torch
 from helpers import hf_trained, hf_vit_foundation, toy_images
 
-from forensics.data import EvalTransform
-from forensics.engine import Engine
+from forensics.audit.sources import check_class_names, load_foundation, load_model
+from forensics.data.transforms import EvalTransform
+from forensics.engine.engine import Engine
+from forensics.engine.recipe import TrainConfig
 from forensics.errors import ClassCountMismatchError, ConfigError, ModelSourceError
 from forensics.models import load_saved, save_model
-from forensics.sources import check_class_names, load_foundation, load_model
-from forensics.splitting import split_model
-from forensics.store import ArtifactStore
-from forensics.training import TrainConfig
+from forensics.models.splitting import split_model
+from forensics.runtime.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 NAMES = ["dark", "mid", "bright"]
@@ -114,10 +114,10 @@ def test_an_audit_whose_victim_is_a_transformers_model(tmp_path, monkeypatch):
     its fine-tune on other data, and an innocent model from the same foundation, all transformers folders."""
     from dataclasses import replace
 
-    from forensics.case import Case, Suspect
-    from forensics.config import AuditConfig
-    from forensics.sources import load_data
-    from forensics.spec import AuditSpec
+    from forensics.audit.config import AuditConfig
+    from forensics.audit.sources import load_data
+    from forensics.audit.spec import AuditSpec
+    from forensics.cases.case import Case, Suspect
 
     monkeypatch.setenv("FORENSICS_CPU_THREADS", "2")
     private, aux = load_data("demo:private", quick=True), load_data("demo:aux", quick=True)

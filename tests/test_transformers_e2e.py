@@ -19,10 +19,10 @@ def hf_case(tmp_path_factory):
     an innocent model, and the demo's private / held-out images as one saved DatasetDict."""
     import datasets
 
-    from forensics.engine import Engine
-    from forensics.sources import load_data
-    from forensics.store import ArtifactStore
-    from forensics.training import TrainConfig
+    from forensics.audit.sources import load_data
+    from forensics.engine.engine import Engine
+    from forensics.engine.recipe import TrainConfig
+    from forensics.runtime.store import ArtifactStore
 
     root = tmp_path_factory.mktemp("hf-case")
     private, heldout, aux = (load_data(f"demo:{s}", quick=True) for s in ("private", "heldout", "aux"))
@@ -48,7 +48,7 @@ def hf_case(tmp_path_factory):
 
 
 def test_the_command_line_audits_a_transformers_victim_on_a_dataset(hf_case, tmp_path):
-    from forensics.cli import main
+    from forensics.cli.main import main
 
     c = hf_case
     out = tmp_path / "audit.json"
@@ -68,7 +68,7 @@ def test_the_command_line_audits_a_transformers_victim_on_a_dataset(hf_case, tmp
 def test_the_dashboard_audits_a_transformers_victim_on_a_dataset(hf_case, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from forensics.jobs import get_job
+    from forensics.runtime.jobs import get_job
 
     monkeypatch.setenv("FORENSICS_STORE", str(tmp_path / "store"))
     c = hf_case

@@ -6,8 +6,8 @@ import torch
 from helpers import make_loaded
 
 from forensics.errors import ConfigError
-from forensics.splitting import split_model
-from forensics.weight_edits import apply_masks, fake_quantize, magnitude_masks, reinit_tail, sparsity
+from forensics.models.splitting import split_model
+from forensics.zoo.weight_edits import apply_masks, fake_quantize, magnitude_masks, reinit_tail, sparsity
 
 
 def test_global_magnitude_pruning():

@@ -1,61 +1,85 @@
-"""forensics.zoo: the demo's zoo is well-formed, and its suspects build and verify on the reduced demo."""
+"""forensics.zoo.entries: the standard zoo is well-formed, its registry keyed by slug ids, and its suspects build
+and verify on the reduced demo."""
 from __future__ import annotations
 
 import pytest
 
-from forensics.answers import ANSWER_FORMATS
-from forensics.attacks import list_attacks
+from forensics.audit.answers import ANSWER_FORMATS
+from forensics.demo.zoo import demo_zoo_context
 from forensics.errors import ConfigError
-from forensics.zoo import DEMO_ZOO, ZooEntry, demo_zoo_context, run_zoo, summary_rows
+from forensics.zoo.attacks import list_attacks
+from forensics.zoo.entries import (
+    ZooEntry,
+    get_zoo_entry,
+    list_zoo_entries,
+    register_zoo_entry,
+    run_zoo,
+    select_zoo_entries,
+    summary_rows,
+)
 
 
-def test_demo_zoo_is_well_formed():
-    names = [e.name for e in DEMO_ZOO]
-    assert len(names) == len(set(names))
-    for e in DEMO_ZOO:
+def test_standard_zoo_is_well_formed():
+    zoo = list_zoo_entries()
+    assert len({e.id for e in zoo}) == len({e.title for e in zoo}) == len(zoo) == 38
+    for e in zoo:
         e.check({"aux", "innocent", "innocent/2", "innocent+aux", "synthetic"})
-    innocents = [e for e in DEMO_ZOO if e.kind == "innocent"]
+    innocents = list_zoo_entries("innocent")
     assert len(innocents) * 3 >= 20  # three seeds give at least 20 innocent models
-    assert {e.attack for e in DEMO_ZOO} == {a.name for a in list_attacks()}  # every registered attack is used
-    assert {e.answers for e in DEMO_ZOO} == set(ANSWER_FORMATS)
-    groups = {e.group for e in DEMO_ZOO}
+    assert {e.attack for e in zoo} == {a.name for a in list_attacks()}  # every registered attack is used
+    assert {e.answers for e in zoo} == set(ANSWER_FORMATS)
+    groups = {e.group for e in zoo}
     assert {"fine-tune", "pruning", "quantisation", "partial re-training", "combination", "distillation",
             "label extraction", "distillation, other foundation", "distillation, from scratch",
             "data-free distillation", "black-box API"} <= groups
     assert {e.student for e in innocents} >= {None, "other-foundation", "scratch:resnet18"}
 
 
+def test_entries_by_id_or_title_and_the_registry_refuses_repeats():
+    assert get_zoo_entry("fine-tune-light") is get_zoo_entry("fine-tune, 1 epoch lr 1e-4")
+    assert select_zoo_entries(None) == list_zoo_entries() == select_zoo_entries(["all"])
+    assert [e.id for e in select_zoo_entries(["direct-copy", "int8 weights"])] == ["direct-copy", "int8"]
+    with pytest.raises(ConfigError, match=r"unknown zoo entry 'teleport'; choose among: direct-copy \(direct copy\)"):
+        select_zoo_entries(["teleport"])
+    with pytest.raises(ConfigError, match="already registered"):
+        register_zoo_entry(ZooEntry("direct-copy", "another copy", "copy", "direct_copy"))
+    with pytest.raises(ConfigError, match="already registered"):
+        register_zoo_entry(ZooEntry("copy-2", "direct copy", "copy", "direct_copy"))
+    with pytest.raises(ConfigError, match="lowercase letters and digits joined by '-'"):
+        register_zoo_entry(ZooEntry("Direct Copy", "a copy", "copy", "direct_copy"))
+    assert len(list_zoo_entries()) == 38
+
+
 def test_bad_entries_are_refused():
     keys = {"aux"}
     with pytest.raises(ConfigError, match="unknown attack"):
-        ZooEntry("x", "g", "teleport").check(keys)
+        ZooEntry("x", "x", "g", "teleport").check(keys)
     with pytest.raises(ConfigError, match="unknown data"):
-        ZooEntry("x", "g", "fine_tune", data="secret").check(keys)
+        ZooEntry("x", "x", "g", "fine_tune", data="secret").check(keys)
     with pytest.raises(ConfigError, match="answer format"):
-        ZooEntry("x", "g", "fine_tune", answers="morse").check(keys)
+        ZooEntry("x", "x", "g", "fine_tune", answers="morse").check(keys)
     with pytest.raises(ConfigError, match="student"):
-        ZooEntry("x", "g", "distill", student="resnet18").check(keys)
+        ZooEntry("x", "x", "g", "distill", student="resnet18").check(keys)
     with pytest.raises(ConfigError, match="lr"):
-        ZooEntry("x", "g", "fine_tune", train={"lr": 5.0}).check(keys)
+        ZooEntry("x", "x", "g", "fine_tune", train={"lr": 5.0}).check(keys)
 
 
 @pytest.mark.slow
 def test_zoo_suspects_build_and_verify_on_the_reduced_demo(quick_demo):
-    picked = [e for e in DEMO_ZOO if e.name in {"direct copy", "int8 weights", "prune 20 %", "fine-tune, API top-1",
-                                                "innocent, another foundation (Lite1)",
-                                                "innocent, student of an innocent teacher"}]
+    picked = select_zoo_entries(["direct-copy", "prune-20", "int8", "api-top1-fine-tune", "innocent-other-foundation",
+                                 "innocent-student"])
     ctx = demo_zoo_context(quick_demo.audit, quick=True)
     seen = []
     results = run_zoo(ctx, picked, [0], on_result=seen.append)
     assert len(results) == len(seen) == len(picked)
-    by = {r.entry.name: r for r in results}
+    by = {r.entry.title: r for r in results}
     assert by["direct copy"].agreement == 1.0 and by["direct copy"].verdict.verdict == "stolen"
     assert by["int8 weights"].agreement > 0.95 and by["int8 weights"].verdict.p_value < 1e-6
     assert by["fine-tune, API top-1"].verdict.label_only
     for name in ("innocent, another foundation (Lite1)", "innocent, student of an innocent teacher"):
         assert by[name].verdict.verdict == "not stolen" and by[name].entry.kind == "innocent"
     rows = summary_rows(results)
-    assert [r["name"] for r in rows] == [e.name for e in picked]
+    assert [r["name"] for r in rows] == [e.title for e in picked] and rows[0]["id"] == "direct-copy"
     assert rows[0]["membership_below_0.01"] == "1/1"
     # a second run reuses every model from the store
     again = run_zoo(ctx, picked, [0])

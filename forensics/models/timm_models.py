@@ -90,7 +90,7 @@ def build_model(arch: str, num_classes: int, state: dict[str, torch.Tensor] | No
 def fresh_model(arch: str, num_classes: int, *, seed: int, input_size: int | None = None,
                 source: str | None = None) -> LoadedModel:
     """A timm architecture with seeded random weights (a model trained from scratch starts here)."""
-    from ..rng import RNG_LOCK
+    from ..runtime.rng import RNG_LOCK
 
     with RNG_LOCK, torch.random.fork_rng(devices=[]):  # seeded, the caller's RNG untouched
         torch.manual_seed(seed)

@@ -1,0 +1,178 @@
+"""Image sets: labelled images with stable sample ids (a folder's relative file paths, or ``split/NNNNN`` for
+in-memory arrays such as the demo's), so that rows line up across models and runs; image folders; synthetic query
+images for data-free distillation."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DataSourceError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class ImageSet:
+    """Labelled images with stable ids: in memory (``images``, decoded arrays of one shape), on disk (``paths``)
+    or as encoded files in memory (``blobs``: PNG/JPEG bytes, as Hugging Face datasets and parquet files keep
+    them; decoded when used)."""
+
+    name: str
+    labels: np.ndarray
+    ids: np.ndarray
+    classes: list[str]
+    images: np.ndarray | None = None
+    paths: list[Path] | None = None
+    blobs: list[bytes] | None = None
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.ids = np.asarray(self.ids).astype(str)
+        n = len(self.labels)
+        held = [x for x in (self.images, self.paths, self.blobs) if x is not None]
+        if len(held) != 1:
+            raise ValueError("an ImageSet holds exactly one of images, paths or blobs")
+        if len(self.ids) != n or len(held[0]) != n:
+            raise ValueError("images, labels and ids must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the image bytes, labels, ids and class names."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update("\n".join(self.classes).encode())
+            h.update(self.labels.tobytes())
+            h.update("\n".join(self.ids.tolist()).encode())
+            if self.images is not None:
+                h.update(np.ascontiguousarray(self.images).tobytes())
+            elif self.blobs is not None:
+                for b in self.blobs:
+                    h.update(hashlib.sha256(b).digest())
+            else:
+                for p in self.paths:
+                    h.update(Path(p).read_bytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def pil(self, i: int):
+        from PIL import Image, UnidentifiedImageError
+
+        if self.images is not None:
+            return Image.fromarray(self.images[i]).convert("RGB")
+        if self.blobs is not None:
+            import io
+
+            try:
+                with Image.open(io.BytesIO(self.blobs[i])) as im:
+                    return im.convert("RGB")
+            except (OSError, UnidentifiedImageError) as e:
+                raise DataSourceError(f"cannot read image {str(self.ids[i])!r} of {self.name}: {e}; remove or "
+                                      "replace it in the dataset") from e
+        try:
+            with Image.open(self.paths[i]) as im:
+                return im.convert("RGB")
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataSourceError(f"cannot read image {self.paths[i]}: {e}; remove or replace the file") from e
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageSet":
+        index = np.asarray(index, dtype=np.int64)
+        return ImageSet(
+            name=name or self.name,
+            labels=self.labels[index],
+            ids=self.ids[index],
+            classes=list(self.classes),
+            images=None if self.images is None else self.images[index],
+            paths=None if self.paths is None else [self.paths[i] for i in index],
+            blobs=None if self.blobs is None else [self.blobs[i] for i in index],
+        )
+
+    def summary(self) -> dict[str, Any]:
+        counts = np.bincount(self.labels, minlength=self.num_classes)
+        return {"name": self.name, "size": len(self), "classes": self.classes,
+                "per_class": counts.tolist(), "fingerprint": self.fingerprint}
+
+
+def synthetic_images(n: int, shape: tuple[int, ...], classes: list[str], seed: int = 0) -> ImageSet:
+    """``n`` synthetic query images for data-free distillation: random low-frequency patterns (uniform noise on a
+    4x4 to 8x8 grid, bilinearly upsampled to ``shape`` = (H, W) or (H, W, C)) with random contrast and offset -
+    images of no class, answered by the victim.  Labels are 0 (unused: a student learns the victim's answers)."""
+    rng = np.random.default_rng([seed, 77])
+    h, w = shape[:2]
+    out = np.empty((n,) + tuple(shape), np.uint8)
+    for i in range(n):
+        g = int(rng.integers(4, 9))
+        grid = rng.uniform(0, 1, (1, shape[2] if len(shape) == 3 else 1, g, g)).astype(np.float32)
+        up = torch.nn.functional.interpolate(torch.from_numpy(grid), size=(h, w), mode="bilinear",
+                                             align_corners=False)[0].numpy()
+        lo, hi = np.sort(rng.uniform(0, 1, 2))
+        img = np.clip(lo + (hi - lo + 0.2) * up, 0, 1)
+        img = np.moveaxis(img, 0, -1) if len(shape) == 3 else img[0]
+        out[i] = np.rint(img * 255).astype(np.uint8)
+    return ImageSet("synthetic", np.zeros(n, np.int64), np.array([f"synthetic/{i:05d}" for i in range(n)]),
+                    list(classes), images=out)
+
+
+def concat(sets: Sequence[ImageSet], name: str) -> ImageSet:
+    if not sets:
+        raise ValueError("nothing to concatenate")
+    if any(s.classes != sets[0].classes for s in sets):
+        raise DataSourceError("the image sets have different class lists")
+    if all(s.images is not None for s in sets) and len({s.images.shape[1:] for s in sets}) == 1:
+        return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
+                        list(sets[0].classes), images=np.concatenate([s.images for s in sets]))
+    if all(s.blobs is not None for s in sets):
+        return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
+                        list(sets[0].classes), blobs=[b for s in sets for b in s.blobs])
+    paths = []
+    for s in sets:
+        if s.paths is None:
+            raise DataSourceError("cannot mix in-memory and on-disk image sets of different sizes")
+        paths.extend(s.paths)
+    return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
+                    list(sets[0].classes), paths=paths)
+
+
+def load_image_folder(path: str | Path, *, classes: Sequence[str] | None = None, name: str | None = None) -> ImageSet:
+    """One subfolder per class (sorted by name), images inside (any depth)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataSourceError(f"data folder {str(root)!r} does not exist; give a folder with one subfolder per class")
+    if not root.is_dir():
+        raise DataSourceError(f"{str(root)!r} is a file; give a folder with one subfolder per class")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise DataSourceError(f"data folder {str(root)!r} has no class subfolders; put each class's images "
+                              "in a subfolder named after the class")
+    if classes is not None:
+        classes = list(classes)
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            raise DataSourceError(f"{root}: class folders {extra} are not among the victim's classes {classes}")
+    else:
+        classes = found
+    paths, labels, ids = [], [], []
+    for c, cname in enumerate(classes):
+        folder = root / cname
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(p)
+                labels.append(c)
+                ids.append(p.relative_to(root).as_posix())
+    if not paths:
+        raise DataSourceError(f"data folder {str(root)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return ImageSet(name or root.name, np.array(labels), np.array(ids), list(classes), paths=paths)

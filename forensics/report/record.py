@@ -1,0 +1,100 @@
+"""The JSON audit record: written by :func:`build_report` (fingerprints, revisions, data, configs, seeds, library
+versions, per-sample scores, p-values) and read back, checked, by :func:`read_record`; the one place that knows
+its format (:data:`RECORD_FORMAT`).  The HTML and PDF reports (:mod:`.html`, :mod:`.pdf`) render the same
+record."""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..audit.opened import Audit
+from ..audit.spec import AuditSpec
+from ..audit.verdict import Verdict
+from ..errors import ConfigError
+
+# what the auditor may type about the case (Case.info), in the order the report shows them
+CASE_FIELDS = ("case_name", "auditor", "note")
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("holmes-forensics", "torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn",
+                "huggingface-hub", "safetensors", "pandas"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    from .._version import __version__
+    out["forensics"] = __version__
+    return out
+
+
+RECORD_FORMAT = "holmes-forensics audit record v1"
+
+
+def now_iso() -> str:
+    """The local date and time, ISO 8601 with the UTC offset (what the record's ``created`` holds)."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def case_info(info: dict[str, Any] | None) -> dict[str, str]:
+    """The case name, auditor and note that were given (stripped; empty ones left out)."""
+    info = info or {}
+    return {k: str(info[k]).strip() for k in CASE_FIELDS if info.get(k) and str(info[k]).strip()}
+
+
+def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict]], *,
+                 extra: dict[str, Any] | None = None,
+                 sources: dict[str, dict[str, Any]] | None = None,
+                 info: dict[str, str] | None = None,
+                 errors: dict[str, str] | None = None, created: str | None = None) -> dict[str, Any]:
+    """The JSON audit record: fingerprints, revisions, data, configs, seeds, versions, per-sample
+    scores and p-values.  Its ``spec`` says how to rebuild the audit (sources and data locations) and
+    ``sources`` how to find each suspect again (model source or stored answers file), which is what
+    ``holmes-forensics reverify`` needs.  ``case`` holds what the auditor typed (``info``: case name, auditor,
+    note; only those given), ``errors`` the suspects that could not be verified and why."""
+    sources = sources or {}
+    return {
+        "format": RECORD_FORMAT,
+        "created": created or now_iso(),
+        "case": case_info(info),
+        "spec": audit.spec.to_dict(),
+        "audit": audit.summary(),
+        "suspects": [{"name": name, "kind": kind, **sources.get(name, {}), **v.to_dict(per_sample=True)}
+                     for name, kind, v in verdicts],
+        "errors": dict(errors or {}),
+        "versions": library_versions(),
+        **(extra or {}),
+    }
+
+
+def read_record(source: str | Path | bytes, name: str | None = None) -> dict[str, Any]:
+    """A JSON audit record from a file (``source`` a path) or its bytes, checked: its audit spec must be readable.
+    ``name`` is what errors call it (default: the path; for bytes, "the record"), so a message names the user's own
+    file; a :class:`~forensics.errors.ConfigError` that says what to give instead when it is not a record."""
+    if isinstance(source, (str, Path)):
+        name = name or str(source)
+        try:
+            data: bytes | str = Path(source).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read the audit record {name} ({e.strerror or e}); give the audit.json the "
+                              "dashboard or the CLI wrote") from e
+    else:
+        data, name = source, name or "the record"
+    try:
+        rec = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{name} is not JSON ({e}); give the audit.json the dashboard or the CLI wrote") from e
+    if not isinstance(rec, dict) or "spec" not in rec or not isinstance(rec.get("suspects", []), list):
+        raise ConfigError(f"{name} is not a Holmes forensics audit record (no 'spec'); give the audit.json the "
+                          "dashboard (5 · Report) or the CLI (--json) wrote")
+    try:
+        AuditSpec.from_dict(rec["spec"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{name}: its audit settings cannot be read ({type(e).__name__}: {e})") from e
+    return rec

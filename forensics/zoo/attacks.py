@@ -1,0 +1,201 @@
+"""The stealing attacks and innocent recipes, all trained by the one engine.
+
+Each is a function ``fn(victim, foundation, data, engine, cfg, progress=None, **params) -> LoadedModel``
+registered with :func:`register_attack`; ``data`` is the thief's data (or, for innocent models, their own data),
+``cfg`` the training recipe, ``params`` the attack's own settings (pruning amount, quantisation bits, a
+student model...).  :func:`list_attacks` lists them, :func:`run_attack` runs one by name; concrete suspects
+(attack + recipe + data + answer format) are listed in :mod:`forensics.zoo.entries`.  :func:`fidelity` says how
+faithful a suspect is to the victim, so a failed theft is not counted as a hard positive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Literal, Protocol, get_args
+
+import numpy as np
+
+from ..data.images import ImageSet
+from ..engine.engine import Engine
+from ..engine.recipe import ProgressFn, TrainConfig
+from ..engine.stored import train_stored
+from ..errors import ConfigError
+from ..models import LoadedModel
+from .weight_edits import apply_masks, fake_quantize, magnitude_masks, reinit_tail
+
+Kind = Literal["stolen", "innocent"]
+KINDS: tuple[str, ...] = get_args(Kind)
+
+
+class AttackFn(Protocol):
+    """What an attack is: the victim (or, for innocent models, only the foundation) and data in, a model out."""
+
+    def __call__(self, victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine,
+                 cfg: TrainConfig, progress: ProgressFn | None = None, **params: Any) -> LoadedModel: ...
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    kind: Kind          # "stolen" (derived from the victim) or "innocent" (a hard negative)
+    description: str
+    fn: AttackFn
+
+
+_ATTACKS: dict[str, Attack] = {}
+
+
+def register_attack(name: str, kind: Kind, description: str) -> Callable[[AttackFn], AttackFn]:
+    """Decorator: add ``fn`` to the zoo under ``name``."""
+    if kind not in KINDS:
+        raise ConfigError(f"attack {name!r}: kind must be one of {KINDS}, not {kind!r}")
+
+    def deco(fn: AttackFn) -> AttackFn:
+        if name in _ATTACKS:
+            raise ConfigError(f"an attack named {name!r} is already registered ({_ATTACKS[name].fn.__module__}."
+                              f"{_ATTACKS[name].fn.__name__}); choose another name")
+        _ATTACKS[name] = Attack(name, kind, description, fn)
+        return fn
+    return deco
+
+
+def list_attacks(kind: Kind | None = None) -> list[Attack]:
+    """Every registered attack (of one kind, if given), in registration order."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"kind must be one of {KINDS}, not {kind!r}")
+    return [a for a in _ATTACKS.values() if kind is None or a.kind == kind]
+
+
+def get_attack(name: str) -> Attack:
+    if name not in _ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; choose one of {sorted(_ATTACKS)}")
+    return _ATTACKS[name]
+
+
+def run_attack(name: str, victim: LoadedModel, foundation: LoadedModel, data: ImageSet | None, engine: Engine,
+               cfg: TrainConfig, progress: ProgressFn | None = None, **kw: Any) -> LoadedModel:
+    return get_attack(name).fn(victim, foundation, data, engine, cfg, progress=progress, **kw)
+
+
+def _victim_labels(victim: LoadedModel, data: ImageSet, engine: Engine) -> np.ndarray:
+    return engine.logits(victim, data).argmax(1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# weight-derived thefts
+
+
+@register_attack("direct_copy", "stolen", "the victim's weights, unchanged")
+def direct_copy(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
+                progress: ProgressFn | None = None) -> LoadedModel:
+    return victim.clone()
+
+
+@register_attack("fine_tune", "stolen", "the victim fine-tuned on the thief's data: with its true labels, or with the "
+                                 "victim's own answers (pseudo_labels=True); strength, augmentation and label "
+                                 "smoothing come from the training recipe")
+def fine_tune(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
+              progress: ProgressFn | None = None, *, pseudo_labels: bool = False) -> LoadedModel:
+    targets = _victim_labels(victim, data, engine) if pseudo_labels else data.labels
+    model, _ = train_stored(engine, "attack_fine_tune", victim, data, targets, cfg, progress=progress,
+                            label="fine-tuned copy")
+    return model
+
+
+@register_attack("prune", "stolen", "global magnitude pruning of the victim's conv and linear weights (amount), "
+                             "optionally fine-tuned on the thief's data with the pruned weights kept at zero, "
+                             "optionally quantised afterwards (quantize_bits)")
+def prune(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
+          progress: ProgressFn | None = None, *, amount: float = 0.5, fine_tune: bool = False,
+          quantize_bits: int | None = None) -> LoadedModel:
+    model = victim.clone()
+    masks = magnitude_masks(model.model, amount)
+    apply_masks(model.model, masks)
+    model.refresh_fingerprint()
+    if fine_tune:
+        model, _ = train_stored(engine, "attack_prune_fine_tune", model, data, data.labels, cfg, progress=progress,
+                                label="pruned and fine-tuned copy")
+        apply_masks(model.model, masks)  # fine-tuning moved pruned weights: prune them again
+    if quantize_bits:
+        fake_quantize(model.model, quantize_bits)
+    return model.refresh_fingerprint()
+
+
+@register_attack("quantize", "stolen", "the victim's conv and linear weights rounded to `bits`-bit integers per output "
+                                "channel (post-training weight quantisation)")
+def quantize(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
+             progress: ProgressFn | None = None, *, bits: int = 8) -> LoadedModel:
+    model = victim.clone()
+    fake_quantize(model.model, bits)
+    return model.refresh_fingerprint()
+
+
+@register_attack("retrain_tail", "stolen", "the victim's last `blocks` blocks and head re-initialised and "
+                                           "re-trained on the thief's labelled data; everything before them is the "
+                                           "victim's")
+def retrain_tail(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
+                 progress: ProgressFn | None = None, *, blocks: int = 1) -> LoadedModel:
+    start = victim.clone()
+    reinit_tail(start.model, blocks, seed=cfg.seed)
+    start.refresh_fingerprint()
+    model, _ = train_stored(engine, "attack_retrain_tail", start, data, data.labels,
+                            replace(cfg, trainable_blocks=blocks), progress=progress, label="re-trained tail")
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# output-derived thefts: the thief only queries the victim
+
+
+@register_attack("distill", "stolen", "a student (the foundation, another pretrained model, or a model trained from "
+                               "scratch) trained on the victim's logits over the thief's data (temperature from "
+                               "the recipe)")
+def distill(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
+            progress: ProgressFn | None = None, *, student: LoadedModel | None = None) -> LoadedModel:
+    teacher = engine.logits(victim, data)
+    model, _ = train_stored(engine, "attack_distill", student or foundation, data, teacher, cfg, progress=progress,
+                            label="distilled copy")
+    return model
+
+
+@register_attack("label_extraction", "stolen",
+          "a student (the foundation, another pretrained model, or a model trained from scratch) trained on the "
+          "victim's top-1 answers over the thief's data")
+def label_extraction(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine,
+                     cfg: TrainConfig, progress: ProgressFn | None = None, *,
+                     student: LoadedModel | None = None) -> LoadedModel:
+    labels = _victim_labels(victim, data, engine)
+    model, _ = train_stored(engine, "attack_label_extraction", student or foundation, data, labels, cfg,
+                            progress=progress, label="label-query extraction")
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# innocent models (hard negatives): they never see the victim
+
+
+@register_attack("innocent", "innocent", "trained on data disjoint from the victim's: from the same foundation, "
+                                         "another pretrained model or from scratch (student)")
+def innocent(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
+             progress: ProgressFn | None = None, *, student: LoadedModel | None = None) -> LoadedModel:
+    model, _ = train_stored(engine, "innocent", student or foundation, data, data.labels, cfg, progress=progress,
+                            label="innocent model")
+    return model
+
+
+@register_attack("innocent_distilled", "innocent", "a student distilled from an innocent teacher (the foundation "
+                                            "fine-tuned on teacher_data) over the data it is given")
+def innocent_distilled(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine,
+                       cfg: TrainConfig, progress: ProgressFn | None = None, *, teacher_data: ImageSet,
+                       student: LoadedModel | None = None) -> LoadedModel:
+    teacher, _ = train_stored(engine, "innocent", foundation, teacher_data, teacher_data.labels, cfg,
+                              progress=progress, label="innocent teacher")
+    model, _ = train_stored(engine, "innocent_distilled", student or foundation, data, engine.logits(teacher, data),
+                            cfg, progress=progress, label="student of an innocent teacher")
+    return model
+
+
+def fidelity(engine: Engine, victim: LoadedModel, suspect: LoadedModel, test: ImageSet) -> dict[str, float]:
+    """How faithful a suspect is: its top-1 agreement with the victim and its accuracy on labelled test data.
+    A theft that failed (low agreement) is no hard positive for a detector."""
+    v, s = engine.logits(victim, test).argmax(1), engine.logits(suspect, test).argmax(1)
+    return {"agreement": float((v == s).mean()), "test_accuracy": float((s == test.labels).mean())}

@@ -1,0 +1,229 @@
+"""Zoo entries: concrete suspects (an attack, its recipe, the data it trains on, what its API answers) made from an
+opened audit's victim, with their fidelity, verified by every protocol.
+
+A :class:`ZooEntry` is data with a slug ``id`` (what the CLI, the dashboard and the tables key it by) and a
+``title`` (what they show); the zoo is a registry (:func:`register_zoo_entry`, :func:`get_zoo_entry`,
+:func:`list_zoo_entries`) that :mod:`.standard` fills with the standard zoo.  :func:`build_suspect` turns an entry
+into a model for one seed, :func:`verify_entry` builds and verifies it, :func:`run_zoo` does so for many.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..audit.answers import ANSWER_FORMATS, format_answers
+from ..audit.opened import Audit
+from ..audit.sources import load_foundation
+from ..audit.verdict import Verdict
+from ..audit.verify import verify_outputs
+from ..data.images import ImageSet
+from ..engine.recipe import TrainConfig
+from ..errors import ConfigError
+from ..models import LoadedModel, fresh_model
+from ..protocols.baselines import extra_answers
+from ..protocols.registry import list_protocols
+from ..runtime.progress import Progress
+from .attacks import Kind, fidelity, get_attack, run_attack
+
+OTHER_FOUNDATION = "other-foundation"   # student: another pretrained foundation (ZooContext.other_foundation)
+SCRATCH = "scratch:"                    # student: "scratch:<timm arch>", trained from random weights
+_SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One kind of suspect: ``id`` a slug (``fine-tune-light``), ``title`` what tables and pages show."""
+
+    id: str                                           # unique in the zoo, lowercase words joined by '-'
+    title: str                                        # unique too: "fine-tune, 1 epoch lr 1e-4"
+    group: str                                        # the attack type the benchmark reports by
+    attack: str                                       # a registered attack (forensics.zoo.attacks)
+    data: str = "aux"                                 # a key of the zoo's data (the thief's, an innocent's)
+    train: dict[str, Any] = field(default_factory=dict)    # changes to the victim's training recipe
+    params: dict[str, Any] = field(default_factory=dict)   # the attack's own settings
+    student: str | None = None                        # None (the victim's foundation), OTHER_FOUNDATION, SCRATCH+arch
+    answers: str = "logits"                           # what its API returns (audit.answers.ANSWER_FORMATS)
+    seed_offset: int = 0
+
+    @property
+    def kind(self) -> Kind:
+        return get_attack(self.attack).kind
+
+    def check(self, data_keys: set[str] | None = None) -> None:
+        """Every field names something that exists (``data_keys``: the context's data, when known)."""
+        if not _SLUG.match(self.id):
+            raise ConfigError(f"zoo entry id {self.id!r} must be lowercase letters and digits joined by '-'")
+        get_attack(self.attack)
+        if data_keys is not None and self.data not in data_keys:
+            raise ConfigError(f"zoo entry {self.id!r}: unknown data {self.data!r}; choose one of {sorted(data_keys)}")
+        if self.answers not in ANSWER_FORMATS:
+            raise ConfigError(f"zoo entry {self.id!r}: unknown answer format {self.answers!r}")
+        if self.student not in (None, OTHER_FOUNDATION) and not str(self.student).startswith(SCRATCH):
+            raise ConfigError(f"zoo entry {self.id!r}: student must be None, {OTHER_FOUNDATION!r} or "
+                              f"'{SCRATCH}<timm architecture>', not {self.student!r}")
+        TrainConfig(**{k: v for k, v in self.train.items()})  # validated at the door
+
+
+_ZOO: dict[str, ZooEntry] = {}
+
+
+def register_zoo_entry(entry: ZooEntry) -> ZooEntry:
+    """Add ``entry`` to the zoo; its id and title must be new, and what it names must exist."""
+    entry.check()
+    for other in _ZOO.values():
+        if entry.id == other.id or entry.title == other.title:
+            raise ConfigError(f"a zoo entry {other.id!r} ({other.title!r}) is already registered; choose another id "
+                              "and title")
+    _ZOO[entry.id] = entry
+    return entry
+
+
+def list_zoo_entries(kind: Kind | None = None) -> list[ZooEntry]:
+    """The registered zoo entries (of one kind: "stolen" or "innocent", if given), in registration order."""
+    return [e for e in _ZOO.values() if kind is None or e.kind == kind]
+
+
+def get_zoo_entry(key: str) -> ZooEntry:
+    """A zoo entry by its id (or, as the tables show it, its title)."""
+    found = _ZOO.get(key) or next((e for e in _ZOO.values() if e.title == key), None)
+    if found is None:
+        raise ConfigError(f"unknown zoo entry {key!r}; choose among: "
+                          + "; ".join(f"{e.id} ({e.title})" for e in _ZOO.values()))
+    return found
+
+
+def select_zoo_entries(keys: list[str] | tuple[str, ...] | None) -> list[ZooEntry]:
+    """Zoo entries by id or title (``None`` or ``["all"]``: the whole zoo); an unknown key is an error that lists
+    the choices."""
+    if not keys or list(keys) == ["all"]:
+        return list_zoo_entries()
+    return [get_zoo_entry(k) for k in keys]
+
+
+def check_unique(entries: list[ZooEntry] | tuple[ZooEntry, ...]) -> None:
+    ids = [e.id for e in entries]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"zoo entries need unique ids; {sorted({i for i in ids if ids.count(i) > 1})} repeat")
+
+
+@dataclass
+class ZooContext:
+    """What suspects are made from: the opened audit, the data by name, the base recipe, another foundation."""
+
+    audit: Audit
+    data: dict[str, ImageSet]
+    recipe: TrainConfig                 # the victim's recipe; entries change parts of it
+    other_foundation: str               # a model source (forensics.sources), e.g. demo:lite1 or hf-hub:...
+    test: ImageSet                      # labelled data for fidelity (never the audit's members or controls)
+    max_epochs: int | None = None       # the reduced zoo of the tests caps every recipe
+
+
+def _student(entry: ZooEntry, ctx: ZooContext, seed: int) -> LoadedModel | None:
+    victim = ctx.audit.victim
+    size = victim.data_config["input_size"][-1]
+    if entry.student == OTHER_FOUNDATION:
+        return load_foundation(ctx.other_foundation, victim.num_classes, input_size=size, seed=seed)
+    if entry.student:
+        return fresh_model(entry.student[len(SCRATCH):], victim.num_classes, seed=seed, input_size=size)
+    return None
+
+
+def entry_recipe(entry: ZooEntry, ctx: ZooContext, seed: int) -> TrainConfig:
+    cfg = replace(ctx.recipe, **entry.train, seed=seed + entry.seed_offset)
+    if ctx.max_epochs is not None and cfg.epochs > ctx.max_epochs:
+        cfg = replace(cfg, epochs=ctx.max_epochs)
+    return cfg
+
+
+def build_suspect(entry: ZooEntry, ctx: ZooContext, seed: int, progress: Progress | None = None) -> LoadedModel:
+    """The entry's suspect for one seed (every training through the store: a re-run is instant)."""
+    entry.check(set(ctx.data))
+    a = ctx.audit
+    params = dict(entry.params)
+    if "teacher_data" in params:
+        params["teacher_data"] = ctx.data[params["teacher_data"]]
+    student = _student(entry, ctx, seed)
+    if student is not None:
+        params["student"] = student
+    model = run_attack(entry.attack, a.victim, a.foundation, ctx.data[entry.data], a.engine,
+                       entry_recipe(entry, ctx, seed), progress=progress, **params)
+    model.source = f"zoo:{entry.id}#seed{seed}"
+    return model
+
+
+@dataclass
+class ZooResult:
+    entry: ZooEntry
+    seed: int
+    verdict: Verdict
+    agreement: float              # top-1 agreement with the victim on the test data (fidelity)
+    test_accuracy: float
+    seconds: float                # to build (or reuse) and verify
+    times: dict[str, float] = field(default_factory=dict)       # seconds per stage: attack, answers, verify
+    answers: np.ndarray | None = field(default=None, repr=False)  # what its API answered on the query set
+
+    def to_dict(self) -> dict[str, Any]:
+        v, entry = self.verdict, self.entry
+        return {"id": entry.id, "name": entry.title, "group": entry.group, "kind": entry.kind, "seed": self.seed,
+                "attack": entry.attack, "answers": entry.answers, "agreement": self.agreement,
+                "test_accuracy": self.test_accuracy, "seconds": self.seconds, "times": self.times,
+                "p_values": {p: e["p_value"] for p, e in v.evidence.items()}, "verdict": v.verdict}
+
+
+def verify_entry(entry: ZooEntry, ctx: ZooContext, seed: int, *, baselines: bool = False,
+                 progress: Progress | None = None) -> ZooResult:
+    """Build (or reuse) one entry's suspect, answer the queries through its API format, verify by every protocol
+    (and every baseline, on the same answers, with ``baselines``)."""
+    a = ctx.audit
+    t0 = time.perf_counter()
+    model = build_suspect(entry, ctx, seed, progress)
+    t1 = time.perf_counter()
+    answers = format_answers(a.engine.logits(model, a.queries.images), entry.answers)
+    extra = None
+    if baselines:
+        extra = {k: format_answers(v, entry.answers)
+                 for k, v in extra_answers(a, model, list_protocols(baselines=True)).items()}
+    t2 = time.perf_counter()
+    verdict = verify_outputs(a, answers, f"{entry.title} (seed {seed})", baselines=baselines, extra=extra)
+    verdict.fingerprint = model.fingerprint
+    fid = fidelity(a.engine, a.victim, model, ctx.test)
+    t3 = time.perf_counter()
+    return ZooResult(entry, seed, verdict, fid["agreement"], fid["test_accuracy"], t3 - t0,
+                     {"attack": t1 - t0, "answers": t2 - t1, "verify": t3 - t2}, answers)
+
+
+def run_zoo(ctx: ZooContext, entries: list[ZooEntry] | tuple[ZooEntry, ...], seeds: list[int],
+            progress: Progress | None = None, on_result: Any = None, *, baselines: bool = False) -> list[ZooResult]:
+    """Build and verify every entry for every seed; ``on_result(result)`` is called as each finishes."""
+    check_unique(entries)
+    results = []
+    for seed in seeds:
+        for entry in entries:
+            r = verify_entry(entry, ctx, seed, baselines=baselines, progress=progress)
+            results.append(r)
+            if on_result is not None:
+                on_result(r)
+    return results
+
+
+def summary_rows(results: list[ZooResult]) -> list[dict[str, Any]]:
+    """One row per entry over its seeds: median p per protocol, and how many seeds each catches at 0.01."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in results:
+        e = r.entry
+        row = rows.setdefault(e.id, {"id": e.id, "name": e.title, "group": e.group, "kind": e.kind,
+                                     "answers": e.answers, "agreement": [], "p": {}})
+        row["agreement"].append(r.agreement)
+        for p, e in r.verdict.evidence.items():
+            row["p"].setdefault(p, []).append(e["p_value"])
+    out = []
+    for row in rows.values():
+        out.append({**{k: row[k] for k in ("id", "name", "group", "kind", "answers")},
+                    "agreement": float(np.mean(row["agreement"])),
+                    **{f"{p}_median_p": float(np.median(v)) for p, v in row["p"].items()},
+                    **{f"{p}_below_0.01": f"{sum(x < 0.01 for x in v)}/{len(v)}" for p, v in row["p"].items()}})
+    return out
