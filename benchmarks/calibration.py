@@ -51,10 +51,7 @@ def null_rate(audit, outputs, rng, repeats, weighting):
         a, b = perm[: len(pc) // 2], perm[len(pc) // 2:]
         n_strata = effective_strata(audit.config.strata, len(a), len(b))  # as the membership protocol does
         strata = difficulty_strata(np.r_[ref[a], ref[b]], n_strata)
-        if outputs.ndim == 1:
-            s = (outputs[pc] != y).astype(float)
-        else:
-            s = per_sample_loss(outputs[pc], y)
+        s = (outputs[pc] != y).astype(float) if outputs.ndim == 1 else per_sample_loss(outputs[pc], y)
         r = stratified_rank_test(s[a], s[b], strata[: len(a)], strata[len(a):],
                                  stratum_weights(n_strata, weighting))
         pvals.append(r.p_value)

@@ -28,7 +28,7 @@ from forensics.method.metrics import per_sample_loss
 from forensics.method.stats import difficulty_strata, stratified_rank_test, stratum_weights
 from forensics.protocols.builtin import effective_strata
 from forensics.zoo.attacks import fidelity
-from forensics.zoo.entries import DEMO_ZOO, build_suspect
+from forensics.zoo.entries import build_suspect, list_zoo_entries
 
 
 def margin(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ def main() -> None:
         pm, pc = a.queries.positions(0, d.member_rows), a.queries.positions(1, d.control_rows)
         ym, yc = a.private.labels[d.member_rows], a.heldout.labels[d.control_rows]
         ref = a.engine.logits(a.shadows.reference, a.queries.images)
-        for entry in DEMO_ZOO:
+        for entry in list_zoo_entries():
             model = build_suspect(entry, ctx, seed)
             out = a.engine.logits(model, a.queries.images)
             agree = fidelity(a.engine, a.victim, model, ctx.test)["agreement"]
@@ -85,7 +85,7 @@ def main() -> None:
                     null[name].append(rank_p(sc[perm[:h]], sc[perm[h:]], d.reference_loss_controls[perm[:h]],
                                              d.reference_loss_controls[perm[h:]], a))
             rows.append((entry, seed, agree, ps))
-            print(f"{entry.name[:48]:48s} #{seed} {entry.kind:8s} {agree:.2f} "
+            print(f"{entry.title[:48]:48s} #{seed} {entry.kind:8s} {agree:.2f} "
                   + " ".join(f"{n}={p:.1e}" for n, p in ps.items()), flush=True)
     print(f"\n== {len(rows)} suspects, {time.perf_counter() - t0:.0f} s")
     thefts = [r for r in rows if r[0].kind == "stolen" and r[2] >= 0.8]

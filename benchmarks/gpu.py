@@ -8,7 +8,7 @@
 Runs anywhere: on a machine without a GPU it says so and measures the CPU (default batches 8 and 16, one warm-up
 step and two timed steps: a few minutes on 2 cores).  Every figure goes through the product's code:
 
-1. shadow fine-tuning through ``Engine.train`` (the one training loop, ``forensics.training.fit``), full and
+1. shadow fine-tuning through ``Engine.train`` (the one training loop, ``forensics.engine.loop.fit``), full and
    partial (the last N blocks on cached prefix activations); only the steady-state steps are timed (from the
    loop's ``TrainProgress`` events, which come after the step's loss is on the host); the one-off prefix
    caching (``Engine.activations``) is timed on its own;

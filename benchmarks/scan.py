@@ -36,7 +36,6 @@ def build_market(audit, folder: Path) -> tuple[list[str], dict[str, str]]:
     """The 20 suspect sources and, for each, the verdict it must get (None: it must fail)."""
     from safetensors.torch import save_file
 
-    from forensics.audit.sources import load_suspect
     from forensics.demo.assets import DEMO_SUSPECTS
     from forensics.models import save_model
 
@@ -44,7 +43,7 @@ def build_market(audit, folder: Path) -> tuple[list[str], dict[str, str]]:
     for i, s in enumerate(DEMO_SUSPECTS):
         original = f"demo:{s.key}"
         verdict = audit.verify(original).verdict
-        model = load_suspect(audit, original)
+        model = audit.load_suspect(original)
         save_model(model, folder / f"vendor{i}-classifier-v{i + 2}")
         weights = folder / f"upload-{1000 + i}.safetensors"
         save_file({k: v.detach().half().float().contiguous() for k, v in model.model.state_dict().items()},

@@ -1,7 +1,7 @@
 """This browser session's case, the shared artifact store, and the background audit job.
 
 A case outlives the browser session: its id is in the address bar (``?audit=<id>``), it is saved in the
-artifact store (:mod:`forensics.casefile`) whenever it changes, and a server-wide registry keeps the live
+artifact store (:mod:`forensics.cases.casefile`) whenever it changes, and a server-wide registry keeps the live
 case and its running job, so a reload (F5) or a dropped connection finds the audit - running or done -
 where it was.
 """

@@ -1,16 +1,16 @@
 """Adding suspects to a case on 1 · Load: one at a time or many from a list, each checked the same way.
 
 Nothing here imports Streamlit: the page collects the input, calls these functions and draws what they
-return.  A list is read with the CLI's rules (:func:`forensics.scan.parse_suspect_lines`); every source
+return.  A list is read with the CLI's rules (:func:`forensics.cases.scan.parse_suspect_lines`); every source
 in it goes through :func:`add_model_suspect` or :func:`add_answers_suspect`, exactly as a suspect added
 alone, and one refused line never stops the others.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from forensics.audit.answers import read_outputs
 from forensics.audit.sources import HUB, LOCAL_DIR, check_suspect, data_classes, is_answers_file, known_kind
@@ -114,7 +114,7 @@ def add_answers_suspect(case: Case, store: ArtifactStore, data: bytes, filename:
 
 def read_list(text: str = "", upload: tuple[str, bytes] | None = None) -> list[str]:
     """The sources of the text box and of an uploaded list file ``(file name, content)``, in that order, each
-    once (:func:`forensics.scan.parse_suspect_lines`'s rules)."""
+    once (:func:`forensics.cases.scan.parse_suspect_lines`'s rules)."""
     parts, names = [], []
     if text.strip():
         parts.append(text)
@@ -159,7 +159,7 @@ def add_many(case: Case, store: ArtifactStore, sources: list[str], *,
             out.append(LineOutcome(source, "added", name=name))
         except ForensicsError as e:
             out.append(LineOutcome(source, "refused", reason=_without_source(str(e), source)))
-        except Exception as e:  # noqa: BLE001 - one broken line must not stop the others
+        except Exception as e:
             log.exception("unexpected error while checking the suspect %s", source)
             out.append(LineOutcome(source, "refused", reason=f"unexpected error: {type(e).__name__}: {e}"))
     return out

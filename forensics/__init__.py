@@ -14,7 +14,14 @@ held-out data) and carries an :class:`AuditConfig` (how: the method's settings).
 builds the :class:`Audit` (the evidence: shadow models, meta-classifier, membership design, query set)
 or reuses it from the :class:`ArtifactStore`; ``audit.verify`` gives a :class:`Verdict` per suspect.
 A :class:`Case` is an audit with its list of suspects and their verdicts, as the dashboard and the
-audit record hold it.  Every error is a :class:`ForensicsError`.
+audit record hold it.  Every error is a :class:`ForensicsError`.  The embedded offline demo's spec is
+:func:`demo_spec`.
+
+The package is in layers, each a subpackage that imports only from the ones below it: ``runtime`` (settings,
+the artifact store, progress, jobs, torchrun, Ray), ``data``, ``models``, ``engine`` (the one training loop and
+the engine), ``method`` (statistics, query set, meta-classifier, shadows), ``protocols``, ``audit``, ``zoo``,
+``demo``, ``report``, ``cases`` and ``cli``.  Importing :mod:`forensics` loads torch and these modules only;
+scipy, scikit-learn, plotly, timm, transformers and the data libraries load where they are first used.
 """
 from ._version import __version__
 from .audit.build import open_audit
@@ -24,6 +31,7 @@ from .audit.spec import AuditSpec
 from .audit.verdict import Reading, Verdict, format_p
 from .cases.case import Case, Suspect
 from .data.transforms import Trigger
+from .demo.assets import demo_spec
 from .demo.runner import DemoResult, run_demo
 from .engine.recipe import TrainConfig, TrainProgress
 from .errors import (
@@ -41,12 +49,15 @@ from .errors import (
 )
 from .method.meta import MetaConfig
 from .models import LoadedModel
-from .protocols.registry import Protocol, list_protocols
+from .protocols.registry import VerdictProtocol, list_protocols
 from .runtime.progress import StageProgress
 from .runtime.store import ArtifactStore
 from .zoo.attacks import Attack, list_attacks
 
-__all__ = [
+#: the former name of :class:`VerdictProtocol`, kept in the public API
+Protocol = VerdictProtocol
+
+__all__ = [  # noqa: RUF022 - grouped by what a user does with them
     "__version__",
     # what to audit, and how
     "AuditSpec", "AuditConfig", "TrainConfig", "MetaConfig", "Trigger",
@@ -54,9 +65,9 @@ __all__ = [
     "open_audit", "Audit", "Verdict", "Reading", "format_p", "LoadedModel", "ArtifactStore",
     "StageProgress", "TrainProgress",
     # a case (an audit's suspects and verdicts) and the demo
-    "Case", "Suspect", "run_demo", "DemoResult",
+    "Case", "Suspect", "run_demo", "DemoResult", "demo_spec",
     # registries
-    "list_protocols", "Protocol", "list_attacks", "Attack",
+    "list_protocols", "VerdictProtocol", "Protocol", "list_attacks", "Attack",
     # errors
     "ForensicsError", "ConfigError", "ModelSourceError", "UnsafeCheckpointError", "CorruptWeightsError",
     "ClassCountMismatchError", "HubModelNotFoundError", "DataSourceError", "DatasetTooSmallError",

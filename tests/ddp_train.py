@@ -16,13 +16,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import make_loaded, toy_images  # noqa: E402
+from helpers import make_loaded, toy_images
 
-from forensics.engine.engine import Engine  # noqa: E402
+from forensics.engine.engine import Engine
 from forensics.engine.recipe import TrainConfig
-from forensics.engine.stored import train_stored  # noqa: E402
-from forensics.runtime import distributed  # noqa: E402
-from forensics.runtime.store import ArtifactStore  # noqa: E402
+from forensics.engine.stored import train_stored
+from forensics.runtime import distributed
+from forensics.runtime.store import ArtifactStore
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""forensics.answers: a black-box suspect's answers (CSV / .npy, logits or labels) and the query set export."""
+"""forensics.audit.answers: a black-box suspect's answers (CSV / .npy, logits or labels) and the query set export."""
 from __future__ import annotations
 
 import numpy as np

@@ -164,9 +164,7 @@ def test_unknown_hub_id_offline_is_a_clear_error_and_keeps_inputs(env, offline_h
         from PIL import Image
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / c / "x.png")
     for t in at.text_input:
-        if t.label.startswith("Private training data"):
-            t.set_value(str(data))
-        elif t.label.startswith("Held-out data"):
+        if t.label.startswith("Private training data") or t.label.startswith("Held-out data"):
             t.set_value(str(data))
     button(at, "Load victim and data").click().run()
     assert not at.exception
@@ -181,9 +179,7 @@ def test_zip_with_parent_paths_is_refused(env, tmp_path):
         z.writestr("../../evil.txt", b"pwned")
     at = new_app()
     for t in at.text_input:
-        if t.label == "Victim model":
-            t.set_value("demo:foundation")
-        elif t.label == "Foundation model":
+        if t.label == "Victim model" or t.label == "Foundation model":
             t.set_value("demo:foundation")
     at.file_uploader(key="data_zip").upload("data.zip", buf.getvalue(), "application/zip")
     button(at, "Load victim and data").click().run()

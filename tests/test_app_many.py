@@ -39,20 +39,20 @@ def test_read_suspect_list_uses_the_same_rules(tmp_path):
     f.write_text("# a\nhf-hub:org/a\nhf-hub:org/a\n\nlocal-dir:/x # note\n")
     assert read_suspect_list(f) == ["hf-hub:org/a", "local-dir:/x"]
     f.write_text("\n# none\n")
-    with pytest.raises(ConfigError, match="suspects.txt lists no suspects"):
+    with pytest.raises(ConfigError, match=r"suspects\.txt lists no suspects"):
         read_suspect_list(f)
 
 
 def test_read_list_joins_the_box_and_an_uploaded_file():
     assert read_list("hf-hub:o/a\nhf-hub:o/b", ("more.txt", b"\xef\xbb\xbfhf-hub:o/b\nhf-hub:o/c\n")) == \
         ["hf-hub:o/a", "hf-hub:o/b", "hf-hub:o/c"]
-    with pytest.raises(ConfigError, match="type one suspect source per line, or upload a .txt list"):
+    with pytest.raises(ConfigError, match=r"type one suspect source per line, or upload a \.txt list"):
         read_list("  \n")
-    with pytest.raises(ConfigError, match="'list.txt' is not a text file"):
+    with pytest.raises(ConfigError, match=r"'list\.txt' is not a text file"):
         read_list("", ("list.txt", b"\xff\xfe\x00\x81"))
-    with pytest.raises(ConfigError, match="'weights.safetensors': upload the list as a .txt file"):
+    with pytest.raises(ConfigError, match=r"'weights\.safetensors': upload the list as a \.txt file"):
         read_list("", ("weights.safetensors", b"x"))
-    with pytest.raises(ConfigError, match="the text box and empty.txt lists no suspects"):
+    with pytest.raises(ConfigError, match=r"the text box and empty\.txt lists no suspects"):
         read_list("# nothing", ("empty.txt", b"\n"))
 
 

@@ -1,4 +1,4 @@
-"""forensics.baselines: the peer methods (fingerprint, AKH, Dataset Inference) in the protocol registry."""
+"""forensics.protocols.baselines: the peer methods (fingerprint, AKH, Dataset Inference) in the protocol registry."""
 from __future__ import annotations
 
 import numpy as np

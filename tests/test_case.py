@@ -1,4 +1,4 @@
-"""forensics.case: a case's suspects, answers kept in the store, the demo case."""
+"""forensics.cases.case: a case's suspects, answers kept in the store, the demo case."""
 from __future__ import annotations
 
 import pytest
@@ -37,5 +37,5 @@ def test_answers_are_stored_by_content(tmp_path):
     p2 = store_answers(store, b"query_index,label\n0,1\n", "renamed.CSV")
     assert p1.endswith(".csv") and p2.endswith(".csv") and p1 == p2
     assert store_answers(store, b"other", "x.npy") != p1
-    with pytest.raises(LogitsFileError, match=".csv or .npy"):
+    with pytest.raises(LogitsFileError, match=r"\.csv or \.npy"):
         store_answers(store, b"x", "answers.txt")

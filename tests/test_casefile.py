@@ -1,4 +1,4 @@
-"""forensics.casefile: cases kept in the store, listed, and read back (the reopening itself runs in test_app)."""
+"""forensics.cases.casefile: cases kept in the store, listed, and read back (the reopening itself runs in test_app)."""
 from __future__ import annotations
 
 import json
@@ -35,9 +35,9 @@ def test_bad_ids_damaged_and_foreign_records_are_clear_errors(tmp_path):
         casefile.load_record(store, "../../etc/passwd")
     with pytest.raises(ConfigError, match="no audit 0123456789ab in the artifact store"):
         casefile.load_record(store, "0123456789ab")
-    with pytest.raises(ConfigError, match="notes.json is not a Holmes forensics audit record"):
+    with pytest.raises(ConfigError, match=r"notes\.json is not a Holmes forensics audit record"):
         read_record(b'{"hello": 1}', "notes.json")
-    with pytest.raises(ConfigError, match="x.json is not JSON"):
+    with pytest.raises(ConfigError, match=r"x\.json is not JSON"):
         read_record(b"\x00garbage", "x.json")
     rec = casefile.case_record(Case.demo(0, quick=True))
     rec["pending"] = [{"name": "no source"}]

@@ -34,7 +34,7 @@ def test_cli_record_keeps_overrides_and_rejects_bad_values(tmp_path):
     with pytest.raises(ForensicsError, match="--arch needs --victim"):
         spec_from_args(p.parse_args(["audit", "--arch", "resnet18"]))
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ForensicsError, match="bad.json is not JSON"):
+    with pytest.raises(ForensicsError, match=r"bad\.json is not JSON"):
         spec_from_args(p.parse_args(["verify", "--record", str(tmp_path / "bad.json"), "--logits", "x"]))
 
 

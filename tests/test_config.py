@@ -1,4 +1,4 @@
-"""forensics.config: AuditConfig's validation, its one seed, and records of earlier versions."""
+"""forensics.audit.config: AuditConfig's validation, its one seed, and records of earlier versions."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -34,7 +34,7 @@ def test_the_audit_seed_seeds_every_part():
 def test_a_conflicting_nested_seed_is_an_error_not_silently_replaced():
     with pytest.raises(ConfigError, match=r"AuditConfig.train.seed is 7 but the audit's seed is 3"):
         AuditConfig(seed=3, train=TrainConfig(seed=7))
-    with pytest.raises(ConfigError, match="meta.seed"):
+    with pytest.raises(ConfigError, match=r"meta\.seed"):
         AuditConfig(seed=0, meta=MetaConfig(seed=1))
     # the same value is no conflict: it is kept as the audit's seed
     assert AuditConfig(seed=3, poison_train=TrainConfig(seed=3)).seeded_poison_train.seed == 3

@@ -84,7 +84,7 @@ def test_unreadable_image_names_the_file(tmp_path):
     ds = load_image_folder(tmp_path / "d")
     assert len(ds) == 2
     cfg = data_config_for(make_loaded().model, input_size=INPUT)
-    with pytest.raises(DataSourceError, match="broken.png"):
+    with pytest.raises(DataSourceError, match=r"broken\.png"):
         list(iter_batches(ds, cfg, batch_size=2))
 
 

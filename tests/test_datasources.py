@@ -1,4 +1,4 @@
-"""forensics.datasources: Hugging Face datasets (save_to_disk), parquet / arrow tables, imagefolder metadata and CSV
+"""forensics.data.formats: Hugging Face datasets (save_to_disk), parquet / arrow tables, imagefolder metadata and CSV
 listings, written with the real libraries."""
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_an_unreadable_image_is_an_error_that_names_it(tmp_path):
     with pytest.raises(DataSourceError, match="does not exist"):
         load_data_source(str(tmp_path / "nothing-here"))
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(DataSourceError, match="x.txt: not a data source this tool reads"):
+    with pytest.raises(DataSourceError, match=r"x\.txt: not a data source this tool reads"):
         load_data_source(str(tmp_path / "x.txt"))
 
 
@@ -123,5 +123,5 @@ def test_unlabelled_rows_are_refused(tmp_path):
     feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=NAMES)})
     ds = datasets.Dataset.from_dict({"image": images(3), "label": [0, -1, 2]}, features=feats)
     ds.to_parquet(str(tmp_path / "t.parquet"))
-    with pytest.raises(DataSourceError, match="row 1 has label -1 .*unlabelled image"):
+    with pytest.raises(DataSourceError, match=r"row 1 has label -1 .*unlabelled image"):
         load_data_source(str(tmp_path / "t.parquet"))

@@ -65,9 +65,12 @@ def test_two_workers_train_the_weights_of_one_process(runs, mode):
     assert r0["fingerprint"] == r1["fingerprint"]
     assert _max_diff(w0, w1) == 0.0
     assert 0.0 < _max_diff(w0, w_one) < TOLERANCE
-    # the epoch statistics are those of the whole batch, not of one worker's half
+    # the epoch statistics are those of the whole batch, not of one worker's half; the losses differ by the weights'
+    # summation order only (full fine-tuning: 1.07e-3 on this project's 2-core AMD EPYC machines, with the code before
+    # and after the package was split into subpackages); one worker's half-batch statistics would carry its own
+    # sampling noise on top
     for a, b in zip(one["history"]["epochs"], r0["history"]["epochs"], strict=True):
-        assert a["accuracy"] == b["accuracy"] and abs(a["loss"] - b["loss"]) < 1e-3 * max(1.0, a["loss"])
+        assert a["accuracy"] == b["accuracy"] and abs(a["loss"] - b["loss"]) < 3e-3 * max(1.0, a["loss"])
     # rank 0 wrote the one store entry; nothing half-written is left
     store = runs / f"store-2-{mode}"
     entries = list((store / "benign_shadow").iterdir())

@@ -1,4 +1,4 @@
-"""forensics.jobs: background work whose progress any viewer can poll; failures are recorded, not raised."""
+"""forensics.runtime.jobs: background work whose progress any viewer can poll; failures are recorded, not raised."""
 from __future__ import annotations
 
 from forensics.errors import ConfigError

@@ -1,4 +1,4 @@
-"""forensics.meta: the meta-classifier (estimator contract, saved without pickle) and output differences."""
+"""forensics.method.meta: the meta-classifier (estimator contract, saved without pickle) and output differences."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,5 @@
 """forensics.models (safe weights reading, timm folders and files, the Hub, fingerprints, foundations),
-loaded through the source strings of forensics.sources."""
+loaded through the source strings of forensics.audit.sources."""
 from __future__ import annotations
 
 import json
@@ -201,12 +201,12 @@ def test_local_dir_problems(tmp_path, tiny_model, save_hf):
         load_model(f"local-dir:{tmp_path / 'nowhere'}")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelSourceError, match="config.json"):
+    with pytest.raises(ModelSourceError, match=r"config\.json"):
         load_model(f"local-dir:{empty}")
 
     folder = save_hf(tiny_model(3))
     (folder / "model.safetensors").unlink()
-    with pytest.raises(ModelSourceError, match="model.safetensors"):
+    with pytest.raises(ModelSourceError, match=r"model\.safetensors"):
         load_model(f"local-dir:{folder}")
 
     folder = save_hf(tiny_model(3))

@@ -2,6 +2,7 @@
 layers of the core (each module imports only from the layers below it; the core never imports Streamlit)."""
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib
 import importlib.metadata as md
@@ -96,9 +97,9 @@ def test_no_import_circles_and_no_type_checking_blocks():
             if t.endswith(".__init__") and m.startswith(t[:-len("__init__")]):
                 continue  # a module of a package and the package's own __init__, which re-exports it
             if state.get(t) == 1:
-                circles.append(" -> ".join(path[path.index(t):] + [t]) if t in path else f"{m} -> {t}")
+                circles.append(" -> ".join([*path[path.index(t):], t]) if t in path else f"{m} -> {t}")
             elif t in graph and not state.get(t):
-                visit(t, path + [t])
+                visit(t, [*path, t])
         state[m] = 2
 
     for m in graph:
@@ -136,9 +137,20 @@ def test_installed_metadata_and_console_script():
     assert r.returncode == 0 and r.stdout.startswith("usage: python -m forensics")
 
 
+# forensics.__all__ before the core was split into subpackages: every name is still there
+FORMER_API = {
+    "__version__", "AuditSpec", "AuditConfig", "TrainConfig", "MetaConfig", "Trigger", "open_audit", "Audit", "Verdict",
+    "Reading", "format_p", "LoadedModel", "ArtifactStore", "StageProgress", "TrainProgress", "Case", "Suspect",
+    "run_demo", "DemoResult", "list_protocols", "Protocol", "list_attacks", "Attack", "ForensicsError", "ConfigError",
+    "ModelSourceError", "UnsafeCheckpointError", "CorruptWeightsError", "ClassCountMismatchError",
+    "HubModelNotFoundError", "DataSourceError", "DatasetTooSmallError", "LogitsFileError", "ArtifactError"}
+FORMER_COMMANDS = ["demo", "audit", "export-queries", "verify", "bench", "stress", "scan", "reverify"]
+
+
 def test_public_api():
-    assert set(forensics.__all__) >= {"AuditSpec", "AuditConfig", "open_audit", "Audit", "Verdict", "Case",
-                                      "ForensicsError", "ConfigError", "run_demo", "list_protocols", "list_attacks"}
+    assert set(forensics.__all__) == FORMER_API | {"demo_spec", "VerdictProtocol"}
+    assert forensics.Protocol is forensics.VerdictProtocol  # the former name of the protocol class
+    assert forensics.demo_spec(2).config.seed == 2
     for name in forensics.__all__:
         assert hasattr(forensics, name), name
     # typed: every public function and method of the API states its parameters' and result's types
@@ -150,14 +162,37 @@ def test_public_api():
         assert issubclass(cls, Exception)
 
 
+def test_the_command_line_keeps_its_commands():
+    from forensics.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == FORMER_COMMANDS
+
+
+def test_importing_the_package_loads_no_optional_library():
+    """``import forensics`` loads torch and the package; the heavy libraries load where they are first used."""
+    code = ("import sys, forensics; heavy = ['scipy.stats', 'sklearn', 'pandas', 'pyarrow', 'plotly', 'timm', "
+            "'transformers', 'datasets', 'ray', 'streamlit', 'PIL']; print([m for m in heavy if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("folder", ["pages"])
 def test_pages_folder_holds_only_pages(folder):
     files = sorted(p.name for p in (ROOT / folder).iterdir() if not p.name.startswith((".", "__pycache__")))
     assert files == ["features.py", "load.py", "report.py", "shadows.py", "stress.py", "verdict.py"]
 
 
+@pytest.mark.lint
 def test_ruff_is_clean():
     """The lint settings of pyproject.toml hold on every Python file of the project."""
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "forensics", "dashboard", "pages", "tests", "benchmarks",
                         "scripts", "app.py"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.lint
+def test_types():
+    """mypy finds no error in the core (its settings: pyproject.toml's [tool.mypy])."""
+    r = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr

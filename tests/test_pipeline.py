@@ -1,5 +1,5 @@
 """End-to-end behaviour of the pipeline on the reduced demo (real EfficientNet-Lite0, real data):
-forensics.spec / audit / shadows / verify / demo and the CLI's demo, through the public API."""
+forensics.audit.spec / audit / shadows / verify / demo and the CLI's demo, through the public API."""
 from __future__ import annotations
 
 import json
@@ -100,7 +100,7 @@ def test_black_box_logits_file_gives_the_same_verdict(quick_demo, tmp_path):
     df.to_csv(tmp_path / "answers.csv", index=False)
     out = read_outputs(tmp_path / "answers.csv", len(a.queries), 10)
     v_file = verify_outputs(a, out, "file")
-    v_model = [r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune"][0]
+    v_model = next(r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune")
     assert v_file.p_value == pytest.approx(v_model.p_value, rel=1e-6)
     # label-only answers: the membership test runs on correctness, the logit-based evidence is absent
     v_lab = verify_outputs(a, logits.argmax(1), "labels")
@@ -179,7 +179,7 @@ def test_answers_for_another_query_set_are_refused(quick_demo, store_root, tmp_p
 def test_audit_verify_takes_every_kind_of_suspect(quick_demo, tmp_path):
     """One method, one verdict: a source string, a loaded model, an answers file and an answers array."""
     a = quick_demo.audit
-    expected = [r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune"][0]
+    expected = next(r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune")
     by_source = a.verify("demo:fine_tune", name="fine-tuned copy")
     model = a.load_suspect("demo:fine_tune")
     by_model = a.verify(model)
@@ -204,5 +204,5 @@ def test_the_readmes_python_example_runs(quick_demo, store_root, monkeypatch):
     printed = []
     exec(compile(block.replace("demo_spec()", "demo_spec(quick=True)"), "README.md", "exec"),
          {"print": lambda *a: printed.append(a)})
-    expected = [r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune"][0]
+    expected = next(r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune")
     assert printed == [(expected.p_value, "stolen")]

@@ -1,4 +1,4 @@
-"""forensics.plots: figures that read at a glance, and the takeaway sentence each one comes with."""
+"""forensics.report.figures: figures that read at a glance, and the takeaway sentence each one comes with."""
 from __future__ import annotations
 
 import re
@@ -54,9 +54,9 @@ def test_pvalue_ticks_are_monotone_readable_p_values():
 
 
 def test_p_ticks_stop_at_the_data():
-    vals, texts = p_ticks(0.2)
+    _, texts = p_ticks(0.2)
     assert texts == ["1", "0.1"]
-    vals, texts = p_ticks(1e-12)
+    _, texts = p_ticks(1e-12)
     assert texts[-1] == "1e-20" and "1e-10" in texts
     assert _evidence_axis(0.0) == _evidence_axis(1e-300)  # p = 0 is drawn, not an error
 

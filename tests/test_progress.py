@@ -1,4 +1,4 @@
-"""forensics.progress: what a viewer makes of a run's events (stages, fractions, time left)."""
+"""forensics.runtime.progress: what a viewer makes of a run's events (stages, fractions, time left)."""
 from __future__ import annotations
 
 from forensics.engine.recipe import TrainProgress

@@ -1,4 +1,4 @@
-"""forensics.protocols and forensics.verify: the protocol registry, readings of a verdict, answers checks."""
+"""forensics.protocols and forensics.audit.verify: the protocol registry, readings of a verdict, answers checks."""
 from __future__ import annotations
 
 import numpy as np

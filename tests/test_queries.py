@@ -1,4 +1,4 @@
-"""forensics.queries: the shuffled query set and where each query came from."""
+"""forensics.method.queries: the shuffled query set and where each query came from."""
 from __future__ import annotations
 
 import numpy as np

@@ -10,11 +10,12 @@ import time
 
 import numpy as np
 import pytest
-import ray
 
-from forensics.cli.main import main
-from forensics.report.record import build_report
-from forensics.runtime.fanout import ray_map
+ray = pytest.importorskip("ray", reason="the Ray fan-out needs Ray: pip install -e '.[scale]'")
+
+from forensics.cli.main import main  # noqa: E402
+from forensics.report.record import build_report  # noqa: E402
+from forensics.runtime.fanout import ray_map  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +34,12 @@ def _suspect_list(audit, tmp_path):
     workers, not read from the store), and two that cannot load."""
     from safetensors.torch import save_file
 
-    from forensics.audit.sources import load_suspect
-
     answers = tmp_path / "api.npy"
     np.save(answers, audit.engine.logits(audit.victim, audit.queries.images))
     (tmp_path / "broken.safetensors").write_bytes(b"not weights")
     copies = []
     for key in ("direct_copy", "innocent"):
-        state = load_suspect(audit, f"demo:{key}").model.state_dict()
+        state = audit.load_suspect(f"demo:{key}").model.state_dict()
         copies.append(tmp_path / f"reupload-{key}.safetensors")
         save_file({k: v.half().float().contiguous() for k, v in state.items()}, str(copies[-1]))
     suspects = tmp_path / "suspects.txt"

@@ -1,4 +1,5 @@
-"""forensics.report and forensics.plots: one record, rendered to JSON, offline HTML and a PDF printed by Chromium."""
+"""forensics.report: one record, rendered to JSON, offline HTML and a PDF printed by Chromium, with the audit's
+figures."""
 from __future__ import annotations
 
 import datetime
@@ -112,7 +113,7 @@ def test_html_without_case_details():
 
 def test_missing_browser_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("FORENSICS_CHROMIUM", str(tmp_path / "no-such-chromium"))
-    with pytest.raises(ForensicsError, match="FORENSICS_CHROMIUM=.*not an executable.*apt-get install chromium"):
+    with pytest.raises(ForensicsError, match=r"FORENSICS_CHROMIUM=.*not an executable.*apt-get install chromium"):
         render_pdf("<p>x</p>")
     monkeypatch.delenv("FORENSICS_CHROMIUM")
     monkeypatch.setenv("PATH", str(tmp_path))  # no chromium, chromium-browser or google-chrome on it

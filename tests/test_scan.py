@@ -1,4 +1,4 @@
-"""forensics.scan and `holmes-forensics scan`: many suspects, a JSON line each, failures kept, resumable."""
+"""forensics.cases.scan and `holmes-forensics scan`: many suspects, a JSON line each, failures kept, resumable."""
 from __future__ import annotations
 
 import json
@@ -58,10 +58,8 @@ def test_a_bare_weights_file_is_queried_as_the_victim_is(quick_demo, tmp_path):
     its architecture is 224 px.  Queried at 224 px a re-uploaded copy went unnoticed (measured: p = 0.39)."""
     from safetensors.torch import save_file
 
-    from forensics.audit.sources import load_suspect
-
     audit = quick_demo.audit
     copy = tmp_path / "upload.safetensors"
     save_file({k: v.half().float().contiguous() for k, v in audit.victim.model.state_dict().items()}, str(copy))
-    assert load_suspect(audit, str(copy)).data_config == audit.victim.data_config
+    assert audit.load_suspect(str(copy)).data_config == audit.victim.data_config
     assert audit.verify(str(copy)).p_value < 1e-6

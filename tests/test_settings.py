@@ -1,4 +1,4 @@
-"""forensics.settings: every environment variable is read in one module, checked, at call time."""
+"""forensics.runtime.settings: every environment variable is read in one module, checked, at call time."""
 from __future__ import annotations
 
 import re

@@ -67,7 +67,7 @@ def test_schemes_are_registered_by_their_owners_and_a_new_one_resolves(monkeypat
     assert m.source == "registry-test:3" and m.num_classes == 4
     assert load_foundation("registry-test:3", 6).num_classes == 6  # the default foundation: a fresh head
     assert not is_answers_file("registry-test:a.csv")
-    with pytest.raises(ModelSourceError, match="or demo:..., registry-test:..."):
+    with pytest.raises(ModelSourceError, match=r"or demo:\.\.\., registry-test:\.\.\."):
         parse_model_source("what is this")
     with pytest.raises(DataSourceError, match="registry-test:3 is not a data source"):
         load_data("registry-test:3")

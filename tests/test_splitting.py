@@ -1,4 +1,4 @@
-"""forensics.splitting: prefix + tail equal the whole model, and timm's group matcher decides the tail."""
+"""forensics.models.splitting: prefix + tail equal the whole model, and timm's group matcher decides the tail."""
 from __future__ import annotations
 
 import pytest

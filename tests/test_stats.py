@@ -1,4 +1,4 @@
-"""forensics.stats: the stratified rank test (calibrated, powerful), strata, the paper's protocol."""
+"""forensics.method.stats: the stratified rank test (calibrated, powerful), strata, the paper's protocol."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""forensics.store: computed once, reused, atomic, locked across threads and processes."""
+"""forensics.runtime.store: computed once, reused, atomic, locked across threads and processes."""
 from __future__ import annotations
 
 import os
@@ -86,7 +86,7 @@ def test_two_threads_compute_once(tmp_path):
         try:
             barrier.wait()
             paths[i] = stores[i].get_or_compute("stage", {"c": 1}, {"x": "f"}, _writer(log, f"t{i}", sleep=0.3))
-        except BaseException as e:  # pragma: no cover - reported below
+        except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
@@ -104,7 +104,7 @@ def test_two_threads_compute_once(tmp_path):
 _PROCESS_SCRIPT = r"""
 import sys, time
 from pathlib import Path
-from forensics.store import ArtifactStore
+from forensics.runtime.store import ArtifactStore
 root, log, start_at, name = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 store = ArtifactStore(root)
 def compute(tmp):

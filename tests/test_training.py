@@ -1,4 +1,4 @@
-"""forensics.training through the engine: resume after a kill, seeds, targets, partial fine-tuning."""
+"""forensics.engine through the engine: resume after a kill, seeds, targets, partial fine-tuning."""
 from __future__ import annotations
 
 import numpy as np

@@ -74,7 +74,7 @@ def test_the_hub_offline_and_the_usual_errors(tmp_path, offline_hub):
         load_model(f"local-dir:{tmp_path / 'v'}")
     tiny_vit(tmp_path / "w")
     (tmp_path / "w" / "preprocessor_config.json").unlink()
-    with pytest.raises(ModelSourceError, match="no preprocessor_config.json"):
+    with pytest.raises(ModelSourceError, match=r"no preprocessor_config\.json"):
         load_model(f"local-dir:{tmp_path / 'w'}")
 
 

@@ -1,4 +1,4 @@
-"""forensics.weight_edits: pruning, quantisation and re-initialisation do what they say, and nothing else."""
+"""forensics.zoo.weight_edits: pruning, quantisation and re-initialisation do what they say, and nothing else."""
 from __future__ import annotations
 
 import pytest

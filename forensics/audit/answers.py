@@ -147,6 +147,9 @@ def format_answers(logits: np.ndarray, fmt: str) -> np.ndarray:
 def check_outputs(outputs: np.ndarray, n: int, k: int) -> np.ndarray:
     """Answers to ``n`` queries: logits (n, k) as float64, or labels (n,) as int64; clear errors otherwise."""
     out = np.asarray(outputs)
+    if out.dtype.kind not in "biuf":
+        raise LogitsFileError(f"answers must be numbers (logits, or class indices as labels), not {out.dtype} "
+                              "values; map the API's label names to the victim's class indices first")
     if out.ndim == 2 and out.shape == (n, 1):
         out = out[:, 0]
     if out.ndim == 1:

@@ -61,7 +61,7 @@ def audit_plan(spec: AuditSpec) -> list[tuple[str, str]]:
             ("benign_shadow", "Benign shadow")]
     if spec.heldout:
         plan.append(("reference_shadow", "Membership reference shadow"))
-    return plan + [("meta_classifier", "Output differences and meta-classifier")]
+    return [*plan, ("meta_classifier", "Output differences and meta-classifier")]
 
 
 def check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSet, heldout: ImageSet | None,

@@ -97,7 +97,7 @@ class AuditConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AuditConfig":
+    def from_dict(cls, d: dict[str, Any]) -> AuditConfig:
         """The inverse of :meth:`to_dict` (records of earlier versions, which stored the audit's seed in the
         nested recipes too, read the same)."""
         d = dict(d)

@@ -38,6 +38,7 @@ from ..models import (
 )
 from ..runtime.progress import Progress
 from .spec import AuditSpec
+from .verdict import Kind
 
 HUB, LOCAL_DIR = "hf-hub:", "local-dir:"
 ANSWER_SUFFIXES = (".csv", ".npy")
@@ -100,7 +101,7 @@ class SourceScheme:
         """True when :meth:`suspect` makes this suspect (checked now; its model card comes after the audit)."""
         return False
 
-    def known_kind(self, target: str) -> str | None:
+    def known_kind(self, target: str) -> Kind | None:
         """'stolen' / 'innocent' when the suspect's ground truth is known (the demo's), else None."""
         return None
 
@@ -203,7 +204,7 @@ def is_answers_file(text: str | Path) -> bool:
     return Path(str(text)).suffix.lower() in ANSWER_SUFFIXES and _scheme_of(str(text)) is None
 
 
-def known_kind(source: str) -> str | None:
+def known_kind(source: str) -> Kind | None:
     """'stolen' / 'innocent' when the source's scheme knows the suspect's ground truth (the demo's), else None."""
     scheme = _scheme_of(source.strip()) if isinstance(source, str) else None
     return None if scheme is None else scheme.known_kind(source.strip()[len(scheme.prefix):])

@@ -3,11 +3,17 @@
 :func:`format_p`, :func:`headline`, :func:`describe_comparison`."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 from ..protocols.registry import get_protocol
+
+#: what a suspect is known to be, where its ground truth is known (the demo's and the zoo's suspects); never an input
+#: to a verdict
+Kind = Literal["stolen", "innocent"]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 
 def format_p(p: float | None) -> str:
@@ -72,7 +78,7 @@ class Verdict:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
         """The verdict a :meth:`to_dict` (an audit record's suspect entry) describes, without recomputing it."""
         try:
             return cls(d["suspect"], d["protocol"], float(d["p_value"]), d.get("delta_p"), d["verdict"] == "stolen",
@@ -84,7 +90,7 @@ class Verdict:
                               f"({type(e).__name__}: {e})") from e
 
 
-def headline(readings: "Sequence[Reading]", alpha: float, failed: int = 0) -> str:
+def headline(readings: Sequence[Reading], alpha: float, failed: int = 0) -> str:
     """The audit in one sentence: how many suspects show evidence of derivation at ``alpha``."""
     n, k = len(readings), sum(r.stolen for r in readings)
     if n == 0:

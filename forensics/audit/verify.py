@@ -29,7 +29,7 @@ def verify_outputs(audit: AuditView, outputs: np.ndarray, name: str, protocol: s
                    baselines: bool = False, extra: dict[str, np.ndarray] | None = None) -> Verdict:
     """Verify a suspect from its outputs on ``audit.queries``: logits (N, K) or labels (N,).
 
-    With ``baselines``, the peer baselines (:mod:`forensics.baselines`) add their evidence too; one that needs
+    With ``baselines``, the peer baselines (:mod:`forensics.protocols.baselines`) add their evidence too; one that needs
     queries of its own runs only when ``extra`` holds the suspect's answers to them (by protocol name)."""
     cfg = audit.config
     protocol = protocol or cfg.protocol

@@ -18,14 +18,13 @@ from ..audit.build import audit_plan, open_audit
 from ..audit.opened import Audit
 from ..audit.sources import evaluation_data
 from ..audit.spec import AuditSpec
-from ..audit.verdict import Verdict
+from ..audit.verdict import Kind, Verdict
 from ..demo import assets as demo_assets
 from ..demo.assets import demo_spec
 from ..errors import ConfigError, ForensicsError, LogitsFileError
 from ..method.metrics import accuracy
 from ..runtime.progress import Progress, StagePlan, emit
 from ..runtime.store import ArtifactStore
-from ..zoo.attacks import Kind
 
 UPLOADS = "uploads"
 
@@ -70,12 +69,12 @@ class Case:
     errors: dict[str, str] = field(default_factory=dict)   # suspect name -> why it could not be verified
     # what the auditor types about the case (all optional): "case_name", "auditor", "note"
     info: dict[str, str] = field(default_factory=dict)
-    # the case's id in the artifact store (forensics.casefile keeps it under cases/<id>.json)
+    # the case's id in the artifact store (forensics.cases.casefile keeps it under cases/<id>.json)
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     ran_at: str | None = None   # when the verdicts were computed (ISO 8601); the record's "created"
 
     @classmethod
-    def demo(cls, seed: int = 0, *, quick: bool = False) -> "Case":
+    def demo(cls, seed: int = 0, *, quick: bool = False) -> Case:
         """The embedded demo: its spec and its six suspects."""
         return cls(spec=demo_spec(seed, quick=quick),
                    suspects=[Suspect(s.name, s.source, kind=s.kind) for s in demo_assets.DEMO_SUSPECTS])
@@ -94,17 +93,30 @@ class Case:
     def ordered_verdicts(self) -> list[tuple[Suspect, Verdict]]:
         return [(s, self.verdicts[s.name]) for s in self.suspects if s.name in self.verdicts]
 
-    def run(self, store: ArtifactStore, progress: Progress | None = None) -> "Case":
-        """Build (or reuse) the audit and verify every suspect; fills ``audit``, ``verdicts``, ``cards``,
-        ``errors``.  One bad suspect does not cost the others their verdicts."""
+    def require_spec(self) -> AuditSpec:
+        """The case's spec; a clear error when no victim has been loaded yet."""
         if self.spec is None:
             raise ConfigError("no victim loaded yet: load the demo or your own victim first")
+        return self.spec
+
+    @property
+    def opened(self) -> Audit:
+        """The case's opened audit; a clear error before :meth:`run` has built it."""
+        if self.audit is None:
+            raise ConfigError("the audit has not run yet: build it (2 · Shadow models, or holmes-forensics audit) "
+                              "first")
+        return self.audit
+
+    def run(self, store: ArtifactStore, progress: Progress | None = None) -> Case:
+        """Build (or reuse) the audit and verify every suspect; fills ``audit``, ``verdicts``, ``cards``,
+        ``errors``.  One bad suspect does not cost the others their verdicts."""
+        spec = self.require_spec()
         if progress is not None:
-            progress(StagePlan(audit_plan(self.spec) + [("cards", "Model cards (accuracy of each model)")] +
-                               [(f"suspect:{s.name}", self._suspect_title(s)) for s in self.suspects]))
-        audit = open_audit(self.spec, store, progress)
+            progress(StagePlan([*audit_plan(spec), ("cards", "Model cards (accuracy of each model)"),
+                                *[(f"suspect:{s.name}", self._suspect_title(s)) for s in self.suspects]]))
+        audit = open_audit(spec, store, progress)
         emit(progress, "cards", "start")
-        ref, ref_name = evaluation_data(self.spec, audit.heldout)
+        ref, ref_name = evaluation_data(spec, audit.heldout)
 
         def card(model) -> dict[str, Any]:
             c = model.card()
@@ -172,8 +184,9 @@ class Case:
 
         if self.audit is None:
             raise ConfigError("the query set exists once the audit has run")
+        queries = self.audit.queries.images
         with tempfile.TemporaryDirectory() as tmp:
-            export_queries(self.audit.queries.images, tmp)
+            export_queries(queries, tmp)
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
                 for p in sorted(Path(tmp).rglob("*")):

@@ -4,7 +4,7 @@ A case is saved as ``ROOT/cases/<id>.json``: the JSON audit record of :func:`cas
 (when the audit has run) plus what the dashboard needs to show it again - the suspects still waiting
 for a verdict, the model cards, the errors and the case's information (name, auditor, note).
 :func:`reopen` turns such a file, or any audit record the CLI or the dashboard wrote, back into a
-:class:`~forensics.case.Case` with its verdicts: the audit's stages come from the store (computed only
+:class:`~forensics.cases.case.Case` with its verdicts: the audit's stages come from the store (computed only
 when the store lacks them) and the verdicts from the record, so nothing the store holds is recomputed.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ def case_path(store: ArtifactStore, case_id: str) -> Path:
 def case_report(case: Case) -> dict[str, Any]:
     """The audit record of a :class:`~forensics.cases.case.Case` that has run."""
     pairs = case.ordered_verdicts()
-    return build_report(case.audit, [(s.name, s.kind, v) for s, v in pairs],
+    return build_report(case.opened, [(s.name, s.kind, v) for s, v in pairs],
                         sources={s.name: {"source": s.source, "revision": s.revision, "answers": s.answers,
                                           "query_set": s.query_set, "upload": s.upload} for s, _ in pairs},
                         info=case.info, errors=case.errors, created=case.ran_at)
@@ -176,9 +176,10 @@ def reopen(rec: dict[str, Any], store: ArtifactStore, progress: Progress | None 
     verdicts (not recomputed: ``holmes-forensics reverify`` does that).  Refuses when the rebuilt audit is not the
     recorded one (the victim, the data or the query set changed)."""
     case = case_from_record(rec, case_id=case_id)
+    spec = case.require_spec()
     if progress is not None:
-        progress(StagePlan(audit_plan(case.spec) + [("verdicts", "Reading the recorded verdicts")]))
-    audit = open_audit(case.spec, store, progress)
+        progress(StagePlan([*audit_plan(spec), ("verdicts", "Reading the recorded verdicts")]))
+    audit = open_audit(spec, store, progress)
     emit(progress, "verdicts", "start")
     recorded = rec.get("audit") or {}
     for what, mine, theirs in [
@@ -202,6 +203,7 @@ def reopen(rec: dict[str, Any], store: ArtifactStore, progress: Progress | None 
             case.cards[s.name] = ({"source": s.source, "answers": Path(s.answers).name,
                                    "label_only": verdicts[s.name].label_only} if s.answers
                                   else {"source": s.source, "fingerprint": verdicts[s.name].fingerprint})
-    emit(progress, "verdicts", "done", headline([v.under() for v in verdicts.values()], audit.config.alpha))
+    readings = [r for v in verdicts.values() if (r := v.under()) is not None]
+    emit(progress, "verdicts", "done", headline(readings, audit.config.alpha))
     audit.engine.progress = None  # the reopening's progress view is done
     return case

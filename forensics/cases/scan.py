@@ -7,15 +7,16 @@ and verifies each suspect in turn, appending one JSON line per suspect to the ou
 already in the output for the same audit (its query-set fingerprint) and suspect is not recomputed, so a scan that
 was interrupted, or that is re-run with more suspects, continues where it stopped.  A suspect that cannot be loaded
 or verified gets a line that says why.  With ``--ray ADDRESS`` the suspects are Ray tasks (:func:`scan_ray`,
-:mod:`.fanout`), with the same rows.
+:mod:`forensics.runtime.fanout`), with the same rows.
 """
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..audit.opened import Audit
 from ..errors import ConfigError, ForensicsError

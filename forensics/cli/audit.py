@@ -63,7 +63,7 @@ def cmd_audit(args) -> int:
     case.run(store, ConsoleProgress(args.quiet))
     for name, err in case.errors.items():
         print(f"error: suspect {name}: {err}", file=sys.stderr)
-    a = case.audit
+    a = case.opened
     s = a.summary()
     print(f"\nvictim {s['victim']['source']} ({s['victim']['arch']}, {s['victim']['fingerprint'][:12]}); "
           f"D_s {s['d_s_size']}; poisoned shadow attack success {s['poison_success']:.2f}; "
@@ -110,7 +110,7 @@ def cmd_reverify(args) -> int:
         ok = v.p_value == r["p_value"] or abs(v.p_value - r["p_value"]) <= 1e-9 * max(abs(r["p_value"]), 1e-300)
         same &= ok
         print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {v.p_value:13.4e}  {'yes' if ok else 'NO'}")
-    if case.audit.victim.fingerprint != rec["audit"]["victim"]["fingerprint"]:
+    if case.opened.victim.fingerprint != rec["audit"]["victim"]["fingerprint"]:
         print("the victim's fingerprint differs from the record: the victim model changed")
         same = False
     if recorded:

@@ -65,8 +65,8 @@ def print_table(rows: list[dict[str, Any]], alpha: float) -> None:
     print("-" * len(head))
     for r in rows:
         dp = "-" if r.get("delta_p") is None else f"{r['delta_p']:+.3f}"
-        print(f"{r['name'][:32]:32s} {str(r.get('kind') or '?'):9s} {format_p(r['p_value']):>9s} {dp:>7s}  "
-              f"{r['verdict']:11s} {format_p(r.get('paper_p_value')):>9s} {str(r.get('paper_verdict') or '-'):13s}")
+        print(f"{r['name'][:32]:32s} {r.get('kind') or '?'!s:9s} {format_p(r['p_value']):>9s} {dp:>7s}  "
+              f"{r['verdict']:11s} {format_p(r.get('paper_p_value')):>9s} {r.get('paper_verdict') or '-'!s:13s}")
     print(f"(verdict at alpha = {alpha}; 'stolen' means p < alpha)")
 
 

@@ -6,8 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ForensicsError
 from ..protocols.registry import DEFAULT_PROTOCOL, protocol_names
@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _torchrun_follower(args) -> bool:
-    """Under torchrun every worker runs the command (they train together, see :mod:`forensics.distributed`); rank 0
-    prints and writes the outputs, the others run silent and write theirs to a scratch folder that is thrown away."""
+    """Under torchrun every worker runs the command (they train together, see :mod:`forensics.runtime.distributed`);
+    rank 0 prints and writes the outputs, the others run silent and write theirs to a scratch folder that is thrown
+    away."""
     from ..runtime import distributed
 
     if not distributed.launched() or distributed.rank_from_launcher() == 0:

@@ -4,9 +4,10 @@ images for data-free distillation."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class ImageSet:
                 for b in self.blobs:
                     h.update(hashlib.sha256(b).digest())
             else:
-                for p in self.paths:
+                for p in self._files():
                     h.update(Path(p).read_bytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
@@ -81,13 +82,20 @@ class ImageSet:
             except (OSError, UnidentifiedImageError) as e:
                 raise DataSourceError(f"cannot read image {str(self.ids[i])!r} of {self.name}: {e}; remove or "
                                       "replace it in the dataset") from e
+        path = self._files()[i]
         try:
-            with Image.open(self.paths[i]) as im:
+            with Image.open(path) as im:
                 return im.convert("RGB")
         except (OSError, UnidentifiedImageError) as e:
-            raise DataSourceError(f"cannot read image {self.paths[i]}: {e}; remove or replace the file") from e
+            raise DataSourceError(f"cannot read image {path}: {e}; remove or replace the file") from e
 
-    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageSet":
+    def _files(self) -> list[Path]:
+        """The image files of a set kept on disk (neither ``images`` nor ``blobs``: ``__post_init__`` holds one)."""
+        if self.paths is None:
+            raise ValueError(f"{self.name} holds its images in memory, not as files")
+        return self.paths
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ImageSet:
         index = np.asarray(index, dtype=np.int64)
         return ImageSet(
             name=name or self.name,
@@ -111,7 +119,7 @@ def synthetic_images(n: int, shape: tuple[int, ...], classes: list[str], seed: i
     images of no class, answered by the victim.  Labels are 0 (unused: a student learns the victim's answers)."""
     rng = np.random.default_rng([seed, 77])
     h, w = shape[:2]
-    out = np.empty((n,) + tuple(shape), np.uint8)
+    out = np.empty((n, *tuple(shape)), np.uint8)
     for i in range(n):
         g = int(rng.integers(4, 9))
         grid = rng.uniform(0, 1, (1, shape[2] if len(shape) == 3 else 1, g, g)).astype(np.float32)
@@ -130,12 +138,14 @@ def concat(sets: Sequence[ImageSet], name: str) -> ImageSet:
         raise ValueError("nothing to concatenate")
     if any(s.classes != sets[0].classes for s in sets):
         raise DataSourceError("the image sets have different class lists")
-    if all(s.images is not None for s in sets) and len({s.images.shape[1:] for s in sets}) == 1:
+    arrays = [s.images for s in sets if s.images is not None]
+    if len(arrays) == len(sets) and len({a.shape[1:] for a in arrays}) == 1:
         return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
-                        list(sets[0].classes), images=np.concatenate([s.images for s in sets]))
-    if all(s.blobs is not None for s in sets):
+                        list(sets[0].classes), images=np.concatenate(arrays))
+    blobs = [s.blobs for s in sets if s.blobs is not None]
+    if len(blobs) == len(sets):
         return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
-                        list(sets[0].classes), blobs=[b for s in sets for b in s.blobs])
+                        list(sets[0].classes), blobs=[b for one in blobs for b in one])
     paths = []
     for s in sets:
         if s.paths is None:

@@ -3,8 +3,9 @@ becomes 3 channels - and resized to the model's input size), seeded augmented vi
 BadNets-style :class:`Trigger`, stamped on the resized tensor before normalisation so no crop can remove it."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..audit.config import AuditConfig
 from ..audit.spec import AuditSpec
+from ..audit.verdict import Kind
 from ..data.images import ImageSet, concat, synthetic_images
 from ..engine.engine import Engine
 from ..engine.recipe import TrainConfig
@@ -26,7 +27,7 @@ from ..errors import ConfigError, DataSourceError
 from ..models import LoadedModel, lite, load_lite0_foundation, load_lite_foundation
 from ..protocols.registry import DEFAULT_PROTOCOL
 from ..runtime.progress import Progress
-from ..zoo.attacks import Kind, get_attack, run_attack
+from ..zoo.attacks import get_attack, run_attack
 
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "fashion_mnist_demo.npz"
 SPLITS = ("private", "heldout", "aux", "innocent", "test")
@@ -41,7 +42,7 @@ QUICK_SIZES = {"private": 600, "heldout": 400, "aux": 400, "innocent": 400, "tes
 class DemoSuspect:
     key: str             # demo:<key>
     name: str
-    attack: str          # a registered attack (forensics.attacks)
+    attack: str          # a registered attack (forensics.zoo.attacks)
     data: str            # the demo split it trains on
     train: TrainConfig
     seed_offset: int = 0
@@ -113,7 +114,7 @@ def zoo_data(quick: bool = False) -> dict[str, ImageSet]:
     half = innocent.subset(np.arange(len(innocent) // 2), "innocent/2")
     return {"aux": aux, "innocent": innocent, "innocent/2": half,
             "innocent+aux": concat([innocent, aux], "innocent+aux"),
-            "synthetic": synthetic_images(len(aux), aux.images.shape[1:], aux.classes)}
+            "synthetic": synthetic_images(len(aux), _arrays()["aux_images"].shape[1:], aux.classes)}
 
 
 def demo_train(quick: bool) -> TrainConfig:

@@ -2,7 +2,7 @@
 
 Builds (first run) or reuses (later runs, from the artifact store) the victim, both shadows, the
 membership reference, the meta-classifier, and six suspects, then verifies each suspect.  What the
-demo is made of lives in :mod:`forensics.demo_assets`; this module only runs it.
+demo is made of lives in :mod:`forensics.demo.assets`; this module only runs it.
 """
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import Any
 
 from ..audit.build import open_audit
 from ..audit.opened import Audit
-from ..audit.verdict import Verdict
+from ..audit.verdict import Kind, Verdict
 from ..method.metrics import accuracy
 from ..protocols.registry import DEFAULT_PROTOCOL
 from ..runtime.progress import Progress
 from ..runtime.store import ArtifactStore
-from ..zoo.attacks import Kind
 from .assets import DEMO_SUSPECTS, DemoSuspect, demo_spec, demo_split
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..audit.sources import ModelSource, SourceScheme, load_foundation, register_source_scheme
 from ..audit.spec import AuditSpec
+from ..audit.verdict import Kind
 from ..data.images import ImageSet
 from ..engine.engine import Engine
 from ..errors import ConfigError, ModelSourceError
@@ -73,7 +74,7 @@ class DemoScheme(SourceScheme):
             raise ConfigError(f"unknown demo suspect {src.target!r}; choose one of {sorted(assets.SUSPECTS_BY_KEY)}")
         return True
 
-    def known_kind(self, target: str) -> str | None:
+    def known_kind(self, target: str) -> Kind | None:
         s = assets.SUSPECTS_BY_KEY.get(target)
         return s.kind if s else None
 

@@ -4,8 +4,9 @@ as the other foundation, the test split for fidelity), the demo's audits per see
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..audit.opened import Audit
 from ..runtime.progress import Progress
@@ -55,9 +56,9 @@ def build_entry_in_worker(seed: int, entry_id: str, quick: bool, store_root: str
 def fan_out_zoo(entries: list[ZooEntry], seeds: list[int], *, quick: bool, store_root: str | Path, baselines: bool,
                 address: str | None, workers: int | None = None,
                 on_done: Callable[[Any], None] | None = None) -> list[str]:
-    """Build every (seed, entry) of the demo's zoo as Ray tasks (:mod:`.fanout`), so that the in-process
-    :func:`run_bench` afterwards only reads the store; returns the errors of tasks that failed (they are then built
-    in process)."""
+    """Build every (seed, entry) of the demo's zoo as Ray tasks (:mod:`forensics.runtime.fanout`), so that the
+    in-process :func:`~forensics.zoo.bench.run_bench` afterwards only reads the store; returns the errors of tasks
+    that failed (they are then built in process)."""
     from ..runtime.fanout import ray_map
 
     items = [(s, e.id) for s in seeds for e in entries]

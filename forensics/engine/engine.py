@@ -41,7 +41,7 @@ class Engine:
     def __init__(self, store: ArtifactStore, *, device: str = "auto", cache_blocks: int | None = 1,
                  batch_size: int | None = None, num_workers: int | None = None):
         self.store = store
-        # under torchrun: this worker's GPU, and the process group joined (see :mod:`.distributed`)
+        # under torchrun: this worker's GPU, and the process group joined (see :mod:`forensics.runtime.distributed`)
         self.device = distributed.local_device(resolve_device(device))
         self.world = distributed.init(self.device)
         self.cache_blocks = cache_blocks
@@ -96,7 +96,7 @@ class Engine:
             return self._memory[mem_key]
 
         def compute(tmp: Path):
-            model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()
+            model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
             outs = []
             with torch.inference_mode(), self.autocast():
                 for x, _ in self._batches(f"frozen features of {len(images)} images", images, loaded,
@@ -145,12 +145,12 @@ class Engine:
                 for i in range(0, len(feats), self.batch_size):
                     outs.append(split.tail(feats[i:i + self.batch_size].to(self.device)).float().cpu())
         else:
-            model.to(self.device, memory_format=torch.channels_last)
+            model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
             with torch.inference_mode(), self.autocast():
                 for x, _ in self._batches(f"outputs on {len(images)} images", images, loaded,
                                           trigger=trigger, triggered=triggered):
                     outs.append(model(self._image_input(x)).float().cpu())
-        model.to("cpu", memory_format=torch.contiguous_format)
+        model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         return torch.cat(outs).numpy().astype(np.float32)
 
     # -- training --------------------------------------------------------------------------

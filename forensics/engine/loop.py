@@ -17,8 +17,9 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ def fit(engine: Runner, loaded: LoadedModel, images: ImageSet, targets: np.ndarr
 
     ``targets`` are class indices (N,) for cross-entropy or teacher logits (N, K) for distillation.
     If ``checkpoint_dir`` holds a checkpoint of the same run, training resumes after its last finished
-    epoch.  Holds the RNG lock (:mod:`.rng`) while it draws."""
+    epoch.  Holds the RNG lock (:mod:`forensics.runtime.rng`) while it draws."""
     with RNG_LOCK:
         return _fit(engine, loaded, images, targets, cfg, trigger=trigger, triggered=triggered,
                     checkpoint_dir=checkpoint_dir, progress=progress, label=label)
@@ -190,7 +191,7 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, cfg.epochs):
         _train_mode(model, split)
-        if cfg.augment:
+        if cfg.augment and isinstance(dataset, AugmentedImages):
             dataset.epoch = epoch
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
         torch.manual_seed(cfg.seed * 104729 + epoch)
@@ -215,8 +216,8 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
             if progress is not None:
                 progress(TrainProgress(label, epoch + 1, cfg.epochs, step, total, sum_loss / max(seen, 1),
                                        sum_correct / max(seen, 1)))
-        sum_loss, sum_correct, seen = distributed.sum_over_workers([sum_loss, sum_correct, seen])
-        history.epochs.append({"epoch": epoch + 1, "loss": sum_loss / seen, "accuracy": sum_correct / seen,
+        all_loss, all_correct, all_seen = distributed.sum_over_workers([sum_loss, sum_correct, seen])
+        history.epochs.append({"epoch": epoch + 1, "loss": all_loss / all_seen, "accuracy": all_correct / all_seen,
                                "lr": float(sched.get_last_lr()[0])})
         ckpt.save(model, opt, sched, epoch + 1, history)
     distributed.sync_state(model)

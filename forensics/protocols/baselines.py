@@ -21,15 +21,11 @@ their false-positive rates on innocent models).
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as st
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ..data.images import ImageSet
 from ..method.queries import HELDOUT
 from ..models import LoadedModel
-from .registry import AuditView, Evidence, VerdictProtocol, register_protocol
+from .registry import AuditView, Evidence, VerdictProtocol, heldout_of, register_protocol
 
 # Dataset Inference's walks: samples per side (members / controls) for the suspect's test and as many again
 # for the victim's regressor, directions per sample, steps per direction, noise scale per step ([0, 1] pixels)
@@ -65,7 +61,9 @@ def mcnemar_greater(hit_suspect: np.ndarray, hit_reference: np.ndarray) -> float
     c = int(np.sum(~hit_suspect & hit_reference))
     if b + c == 0:
         return 1.0
-    return float(st.binom.sf(b - 1, b + c, 0.5))
+    from scipy import stats
+
+    return float(stats.binom.sf(b - 1, b + c, 0.5))
 
 
 def _against_references(hit: np.ndarray, refs: list[tuple[str, np.ndarray]]) -> tuple[float, str, float]:
@@ -82,7 +80,7 @@ def victim_mistakes(audit: AuditView) -> np.ndarray:
     """Indices into the audit's control rows of the controls the victim gets wrong."""
     victim, _ = _victim_and_references(audit)
     pos = _control_positions(audit)
-    return np.flatnonzero(victim[pos] != audit.heldout.labels[audit.membership.control_rows])
+    return np.flatnonzero(victim[pos] != heldout_of(audit).labels[audit.membership.control_rows])
 
 
 def _fingerprint(audit: AuditView, out: np.ndarray, label_only: bool,
@@ -99,7 +97,7 @@ def _akh(audit: AuditView, out: np.ndarray, label_only: bool,
          extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
     pos = _control_positions(audit)
     victim, refs = _victim_and_references(audit)
-    truth = audit.heldout.labels[audit.membership.control_rows]
+    truth = heldout_of(audit).labels[audit.membership.control_rows]
     wrong = victim[pos] != truth
     pw, vw = pos[wrong], victim[pos][wrong]
     same = _labels(out)[pw] == vw
@@ -126,7 +124,7 @@ def _pixels(images: ImageSet, rows: np.ndarray, size: tuple[int, int] | None) ->
         return images.images[rows]
     from PIL import Image
 
-    arrays = [np.asarray(images.pil(int(r)).resize(size, Image.BILINEAR)) for r in rows]
+    arrays = [np.asarray(images.pil(int(r)).resize(size, Image.Resampling.BILINEAR)) for r in rows]
     return np.stack(arrays)
 
 
@@ -138,18 +136,18 @@ def di_walk_images(audit: AuditView) -> ImageSet:
         size = tuple(audit.victim.data_config["input_size"][-2:])[::-1]
         parts, labels = [], []
         for key in ("fit_members", "fit_controls", "test_members", "test_controls"):
-            data = audit.private if key.endswith("members") else audit.heldout
+            data = audit.private if key.endswith("members") else heldout_of(audit)
             parts.append(_pixels(data, rows[key], size))
             labels.append(data.labels[rows[key]])
         x = np.concatenate(parts).astype(np.float32) / 255.0
         rng = np.random.default_rng([audit.config.seed, 2021, 1])
-        noise = rng.uniform(-1, 1, size=(len(x), DI_DIRECTIONS) + x.shape[1:]).astype(np.float32)
+        noise = rng.uniform(-1, 1, size=(len(x), DI_DIRECTIONS, *x.shape[1:])).astype(np.float32)
         steps = DI_STEP_SIZE * np.arange(1, DI_STEPS + 1, dtype=np.float32)
         steps = steps.reshape((1, 1, DI_STEPS) + (1,) * (x.ndim - 1))
         walked = x[:, None, None] + steps * noise[:, :, None]
         walked = np.clip(np.rint(walked * 255), 0, 255).astype(np.uint8)
         n = walked.shape[0] * DI_DIRECTIONS * DI_STEPS
-        walked = walked.reshape((n,) + x.shape[1:])
+        walked = walked.reshape((n, *x.shape[1:]))
         y = np.repeat(np.concatenate(labels), DI_DIRECTIONS * DI_STEPS)
         return ImageSet("dataset-inference walks", y, np.array([f"di:{i}" for i in range(n)]),
                         list(audit.private.classes), images=walked)
@@ -176,6 +174,10 @@ def _di_part(audit: AuditView, part: str) -> ImageSet:
 
 
 def _di_regressor(audit: AuditView):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     def make():
         n = len(_di_rows(audit)["fit_members"])
         walks = _di_part(audit, "fit")
@@ -197,7 +199,9 @@ def _dataset_inference(audit: AuditView, out: np.ndarray, label_only: bool,
     d = di_distances(extra, walks.labels[::per])
     score = _di_regressor(audit).predict_proba(d)[:, 1]
     s_m, s_c = score[:n], score[n:]
-    r = st.ttest_ind(s_m, s_c, equal_var=False, alternative="greater")
+    from scipy import stats
+
+    r = stats.ttest_ind(s_m, s_c, equal_var=False, alternative="greater")
     p = 1.0 if np.isnan(r.pvalue) else float(r.pvalue)
     return {"p_value": p, "score_members": float(s_m.mean()), "score_controls": float(s_c.mean()),
             "mean_distance_members": float(d[:n].mean()), "mean_distance_controls": float(d[n:].mean()),

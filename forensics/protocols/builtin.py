@@ -13,7 +13,7 @@ import numpy as np
 from ..method.meta import BENIGN, STOLEN, output_difference
 from ..method.metrics import accuracy, per_sample_loss
 from ..method.stats import difficulty_strata, heldout_meta_test, paper_protocol, stratified_rank_test, stratum_weights
-from .registry import DEFAULT_PROTOCOL, AuditView, Evidence, VerdictProtocol, register_protocol
+from .registry import DEFAULT_PROTOCOL, AuditView, Evidence, VerdictProtocol, heldout_of, register_protocol
 
 MIN_PER_STRATUM = 30
 
@@ -29,7 +29,7 @@ def _membership(audit: AuditView, out: np.ndarray, label_only: bool,
     cfg, design = audit.config, audit.membership
     pm = audit.queries.positions(0, design.member_rows)
     pc = audit.queries.positions(1, design.control_rows)
-    y_m, y_c = audit.private.labels[design.member_rows], audit.heldout.labels[design.control_rows]
+    y_m, y_c = audit.private.labels[design.member_rows], heldout_of(audit).labels[design.control_rows]
     if label_only:
         s_m, s_c = (out[pm] != y_m).astype(float), (out[pc] != y_c).astype(float)
     else:

@@ -13,8 +13,9 @@ evidence, the engine), so the audit package above can import protocols without p
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -72,6 +73,14 @@ class AuditView(Protocol):
     def config(self) -> ProtocolSettings: ...
     @property
     def num_classes(self) -> int: ...
+
+
+def heldout_of(audit: AuditView) -> ImageSet:
+    """The audit's held-out data, for a protocol that declared ``needs_heldout`` (and so never runs without it)."""
+    if audit.heldout is None:
+        raise ConfigError("this protocol needs held-out data from the same collection, and the audit has none; "
+                          "give heldout, or choose a protocol that runs without it")
+    return audit.heldout
 
 
 # run(audit, answers to the query set, labels only?, answers to the protocol's extra queries or None)

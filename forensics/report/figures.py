@@ -5,7 +5,7 @@ with a title and labelled axes (units in brackets); :mod:`.takeaways` says in on
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -148,7 +148,7 @@ def projection_figure(audit: Audit, verdicts: Sequence[Verdict] = (), *,
     rows, cols = panel_grid(len(shown))
     titles = [f"<b style='color:{colors[v.suspect]}'>{v.suspect}</b><br><span style='color:#555'>p = "
               f"{format_p(v.p_value)} · {'evidence of derivation' if v.stolen else 'no evidence'}"
-              + (f" · known {kinds[v.suspect]}" if (kinds or {}).get(v.suspect) else "") + "</span>"
+              + (f" · known {(kinds or {})[v.suspect]}" if (kinds or {}).get(v.suspect) else "") + "</span>"
               for v in shown] or ["victim and benign shadow"]
     fig = make_subplots(rows=rows, cols=cols, shared_xaxes="all", shared_yaxes="all", subplot_titles=titles,
                         horizontal_spacing=0.04, vertical_spacing=0.1 + 0.1 / rows)

@@ -2,8 +2,8 @@
 its one-sentence takeaway, and triggered examples of the poisoned shadow's training images."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

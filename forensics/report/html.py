@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..audit.opened import Audit
 from ..audit.verdict import Verdict, format_p

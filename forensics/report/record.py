@@ -4,11 +4,13 @@ its format (:data:`RECORD_FORMAT`).  The HTML and PDF reports (:mod:`.html`, :mo
 record."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..audit.opened import Audit
 from ..audit.spec import AuditSpec
@@ -25,10 +27,8 @@ def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("holmes-forensics", "torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn",
                 "huggingface-hub", "safetensors", "pandas"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     from .._version import __version__
     out["forensics"] = __version__
     return out
@@ -90,9 +90,12 @@ def read_record(source: str | Path | bytes, name: str | None = None) -> dict[str
         rec = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"{name} is not JSON ({e}); give the audit.json the dashboard or the CLI wrote") from e
-    if not isinstance(rec, dict) or "spec" not in rec or not isinstance(rec.get("suspects", []), list):
+    if not isinstance(rec, dict) or "spec" not in rec:
         raise ConfigError(f"{name} is not a Holmes forensics audit record (no 'spec'); give the audit.json the "
                           "dashboard (5 · Report) or the CLI (--json) wrote")
+    if not isinstance(rec.get("suspects", []), list):
+        raise ConfigError(f"{name}: its 'suspects' is not a list; give the audit.json the dashboard (5 · Report) or "
+                          "the CLI (--json) wrote, unedited")
     try:
         AuditSpec.from_dict(rec["spec"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -8,7 +8,7 @@ through ``kinds``, is written next to its name.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
@@ -60,7 +60,7 @@ def join_names(names: Sequence[str], limit: int = 4) -> str:
     """'a', 'a and b', 'a, b and c'; beyond ``limit`` names, 'a, b, c and 3 more'."""
     names = list(names)
     if len(names) > limit:
-        names = names[:limit - 1] + [f"{len(names) - limit + 1} more"]
+        names = [*names[:limit - 1], f"{len(names) - limit + 1} more"]
     if len(names) <= 1:
         return "".join(names)
     return ", ".join(names[:-1]) + " and " + names[-1]

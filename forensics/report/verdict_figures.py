@@ -3,7 +3,7 @@ membership evidence per difficulty stratum (:func:`membership_figure`), the figu
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go

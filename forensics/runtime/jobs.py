@@ -12,13 +12,14 @@ import itertools
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ForensicsError
 
 _ids = itertools.count(1)
-_jobs: dict[str, "Job"] = {}
+_jobs: dict[str, Job] = {}
 _lock = threading.Lock()
 MAX_FINISHED = 16
 
@@ -53,7 +54,7 @@ class Job:
             return list(zip(self.times, self.events, strict=True))
 
     def stages(self) -> list:
-        """The job's progress as :class:`~forensics.progress.StageView` objects, one per stage."""
+        """The job's progress as :class:`~forensics.runtime.progress.StageView` objects, one per stage."""
         from .progress import stage_views
 
         return stage_views(self.timed_snapshot(), self.finished or time.time())
@@ -94,7 +95,7 @@ class Job:
         end = self.finished or time.time()
         return end - self.started if self.started else 0.0
 
-    def wait(self, timeout: float | None = None) -> "Job":
+    def wait(self, timeout: float | None = None) -> Job:
         if self._thread is not None:
             self._thread.join(timeout)
         return self
@@ -111,7 +112,7 @@ def start_job(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> J
             job.status = "done"
         except ForensicsError as e:
             job.error, job.status = str(e), "failed"
-        except Exception as e:  # recorded, never raised into a viewer
+        except Exception as e:  # noqa: BLE001 - recorded, never raised into a viewer
             job.error = f"unexpected error: {type(e).__name__}: {e}"
             job.detail = traceback.format_exc()
             job.status = "failed"

@@ -2,7 +2,7 @@
 
 Events: :class:`StagePlan` (the stages a run will go through, sent first), :class:`StageProgress`
 (a stage starts or ends), :class:`WorkProgress` (batches of work inside a stage: features, logits)
-and the training loop's :class:`forensics.training.TrainProgress` (steps inside a stage).
+and the training loop's :class:`forensics.engine.recipe.TrainProgress` (steps inside a stage).
 :func:`stage_views` turns a timed list of events into one :class:`StageView` per stage, with a
 fraction done and an estimated time left, for any UI (the dashboard's build page, the other pages'
 "running, N % done").
@@ -10,8 +10,9 @@ fraction done and an estimated time left, for any UI (the dashboard's build page
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 Progress = Callable[[Any], None]
 
@@ -98,7 +99,7 @@ def stage_views(events: Sequence[tuple[float, Any]], now: float) -> list[StageVi
                 v.fraction, v.eta = 1.0, 0.0
                 current = None if current is v else current
         elif current is not None and (isinstance(ev, WorkProgress) or hasattr(ev, "total_steps")):
-            # a TrainProgress (forensics.training, a higher layer) has total_steps
+            # a TrainProgress (forensics.engine, a higher layer) has total_steps
             finished = not isinstance(ev, WorkProgress) and ev.done
             if isinstance(ev, WorkProgress):
                 label, done, total = ev.label, ev.done, ev.total

@@ -16,9 +16,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 from filelock import FileLock
@@ -182,7 +183,7 @@ def read_json(path: Path) -> Any:
 def write_arrays(path: Path, **arrays: np.ndarray) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub: a key could be its allow_pickle
     os.replace(tmp, path)
 
 

@@ -3,8 +3,9 @@ built from a victim (:mod:`.entries`, the standard zoo in :mod:`.standard`), the
 and peer baseline on them (:mod:`.bench`, tables and figures in :mod:`.summary`) and the stress test of an owner's
 own victim (:mod:`.stress`).  Importing the package registers the attacks and the standard zoo.
 """
+from ..audit.verdict import Kind
 from . import standard
-from .attacks import Attack, Kind, get_attack, list_attacks, register_attack, run_attack
+from .attacks import Attack, get_attack, list_attacks, register_attack, run_attack
 from .bench import BenchResult, run_bench
 from .entries import (
     ZooContext,

@@ -9,11 +9,13 @@ faithful a suspect is to the victim, so a failed theft is not counted as a hard 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Literal, Protocol, get_args
+from typing import Any
 
 import numpy as np
 
+from ..audit.verdict import KINDS, Kind
 from ..data.images import ImageSet
 from ..engine.engine import Engine
 from ..engine.recipe import ProgressFn, TrainConfig
@@ -22,15 +24,9 @@ from ..errors import ConfigError
 from ..models import LoadedModel
 from .weight_edits import apply_masks, fake_quantize, magnitude_masks, reinit_tail
 
-Kind = Literal["stolen", "innocent"]
-KINDS: tuple[str, ...] = get_args(Kind)
-
-
-class AttackFn(Protocol):
-    """What an attack is: the victim (or, for innocent models, only the foundation) and data in, a model out."""
-
-    def __call__(self, victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine,
-                 cfg: TrainConfig, progress: ProgressFn | None = None, **params: Any) -> LoadedModel: ...
+# What an attack is: ``fn(victim, foundation, data, engine, cfg, progress=None, **params) -> LoadedModel`` - the
+# victim (or, for innocent models, only the foundation) and data in, a model out; ``params`` are keyword-only
+AttackFn = Callable[..., LoadedModel]
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ def get_attack(name: str) -> Attack:
     return _ATTACKS[name]
 
 
-def run_attack(name: str, victim: LoadedModel, foundation: LoadedModel, data: ImageSet | None, engine: Engine,
+def run_attack(name: str, victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine,
                cfg: TrainConfig, progress: ProgressFn | None = None, **kw: Any) -> LoadedModel:
     return get_attack(name).fn(victim, foundation, data, engine, cfg, progress=progress, **kw)
 

@@ -8,8 +8,9 @@ asks, :func:`budget_view`).  :mod:`.summary` turns a :class:`BenchResult` into t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,8 @@ def budget_curve(audit: Audit, result: ZooResult, budgets: tuple[int, ...] = BUD
     """p-value of each budget protocol at each budget below its full query count."""
     out: dict[str, dict[int, float]] = {}
     answers = result.answers
+    if answers is None:
+        raise ConfigError(f"{result.entry.title}: the zoo result keeps no answers to re-run protocols on")
     label_only = answers.ndim == 1
     for p in budget_protocols():
         evidence = result.verdict.evidence.get(p.name)
@@ -101,7 +104,9 @@ def run_bench(audits: dict[int, Audit], contexts: dict[int, ZooContext], entries
     """Every entry for every seed against the audit of that seed; ``times`` may carry earlier stages' seconds."""
     check_unique(entries)
     times = dict(times or {})
-    results, curves, full_queries = [], [], {}
+    results: list[ZooResult] = []
+    curves: list[dict[str, dict[int, float]]] = []
+    full_queries: dict[str, int] = {}
     for seed in seeds:
         for entry in entries:
             r = verify_entry(entry, contexts[seed], seed, baselines=baselines, progress=progress)

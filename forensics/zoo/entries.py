@@ -18,7 +18,7 @@ import numpy as np
 from ..audit.answers import ANSWER_FORMATS, format_answers
 from ..audit.opened import Audit
 from ..audit.sources import load_foundation
-from ..audit.verdict import Verdict
+from ..audit.verdict import Kind, Verdict
 from ..audit.verify import verify_outputs
 from ..data.images import ImageSet
 from ..engine.recipe import TrainConfig
@@ -27,7 +27,7 @@ from ..models import LoadedModel, fresh_model
 from ..protocols.baselines import extra_answers
 from ..protocols.registry import list_protocols
 from ..runtime.progress import Progress
-from .attacks import Kind, fidelity, get_attack, run_attack
+from .attacks import fidelity, get_attack, run_attack
 
 OTHER_FOUNDATION = "other-foundation"   # student: another pretrained foundation (ZooContext.other_foundation)
 SCRATCH = "scratch:"                    # student: "scratch:<timm arch>", trained from random weights
@@ -117,7 +117,7 @@ class ZooContext:
     audit: Audit
     data: dict[str, ImageSet]
     recipe: TrainConfig                 # the victim's recipe; entries change parts of it
-    other_foundation: str               # a model source (forensics.sources), e.g. demo:lite1 or hf-hub:...
+    other_foundation: str               # a model source (forensics.audit.sources), e.g. demo:lite1 or hf-hub:...
     test: ImageSet                      # labelled data for fidelity (never the audit's members or controls)
     max_epochs: int | None = None       # the reduced zoo of the tests caps every recipe
 
@@ -218,8 +218,8 @@ def summary_rows(results: list[ZooResult]) -> list[dict[str, Any]]:
         row = rows.setdefault(e.id, {"id": e.id, "name": e.title, "group": e.group, "kind": e.kind,
                                      "answers": e.answers, "agreement": [], "p": {}})
         row["agreement"].append(r.agreement)
-        for p, e in r.verdict.evidence.items():
-            row["p"].setdefault(p, []).append(e["p_value"])
+        for p, evidence in r.verdict.evidence.items():
+            row["p"].setdefault(p, []).append(evidence["p_value"])
     out = []
     for row in rows.values():
         out.append({**{k: row[k] for k in ("id", "name", "group", "kind", "answers")},

@@ -58,7 +58,7 @@ def summarize(bench: BenchResult) -> dict[str, Any]:
         ps = [r.verdict.evidence[p]["p_value"] for r in faithful_all if p in r.verdict.evidence]
         overall[p] = {"auc": _auc(ps, neg[p]), "n": len(ps),
                       **{f"tpr_{a}": float(np.mean([x < a for x in ps])) if ps else None for a in ALPHAS}}
-    curve: dict[str, dict[str, dict[str, float]]] = {}
+    curve: dict[str, dict[str, dict[str, list[float]]]] = {}
     for r, c in zip(bench.results, bench.curves, strict=True):
         if r.entry.kind != "stolen" or r.agreement < FAITHFUL:
             continue
