@@ -508,3 +508,40 @@ def test_architecture_arguments_travel_with_a_trained_copy(tmp_path, save_hf):
     save_model(trained, tmp_path / "again")
     assert json.loads((tmp_path / "again" / "config.json").read_text())["model_args"]["img_size"] in (32, [32, 32])
     assert load_local_dir(tmp_path / "again").fingerprint == trained.fingerprint
+
+
+def test_a_stored_model_reads_its_weights_on_first_use_and_checks_them(tmp_path):
+    """What the artifact store returns: its fingerprint, architecture, classes and preprocessing at once, the network
+    when first used (the weights it reads must be the recorded ones), and lazy clones."""
+    from helpers import make_loaded
+
+    from forensics.models import load_saved, save_model
+    from forensics.models.loaded import StoredModel
+
+    original = make_loaded(num_classes=4, seed=3)
+    save_model(original, tmp_path / "entry", info={"stage": "test"})
+    eager = load_local_dir(tmp_path / "entry", source="store:test/x")
+    lazy = load_saved(tmp_path / "entry", source="store:test/x")
+    assert isinstance(lazy, StoredModel) and not lazy.loaded
+    assert (lazy.fingerprint, lazy.arch, lazy.num_classes) == (original.fingerprint, "test_efficientnet", 4)
+    assert lazy.key == eager.key and lazy.data_config == eager.data_config
+    copy = lazy.clone()
+    assert isinstance(copy, StoredModel) and not copy.loaded and not lazy.loaded and copy.key == lazy.key
+    state = lazy.model.state_dict()  # first use: read, and checked against the recorded fingerprint
+    assert lazy.loaded and fingerprint_state_dict(state) == original.fingerprint
+    assert copy.model is not lazy.model and fingerprint_state_dict(copy.model.state_dict()) == original.fingerprint
+    # weights that are not the recorded ones are refused when read, with what to do
+    other = make_loaded(num_classes=4, seed=4)
+    save_model(other, tmp_path / "tampered")
+    cfg = json.loads((tmp_path / "tampered" / "config.json").read_text())
+    cfg["forensics"]["fingerprint"] = original.fingerprint
+    (tmp_path / "tampered" / "config.json").write_text(json.dumps(cfg))
+    tampered = load_saved(tmp_path / "tampered", source="store:test/y")
+    with pytest.raises(CorruptWeightsError, match=r"not the ones recorded .* delete that store entry and re-run"):
+        _ = tampered.model
+    # a folder this package did not write (no recorded fingerprint) is read at once
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "forensics"}))
+    save_file({k: v.contiguous() for k, v in other.model.state_dict().items()}, str(plain / "model.safetensors"))
+    assert not isinstance(load_saved(plain, source="store:test/z"), StoredModel)

@@ -206,3 +206,26 @@ def test_the_readmes_python_example_runs(quick_demo, store_root, monkeypatch):
          {"print": lambda *a: printed.append(a)})
     expected = next(r.verdict for r in quick_demo.suspects if r.suspect.key == "fine_tune")
     assert printed == [(expected.p_value, "stolen")]
+
+
+def test_a_warm_demo_reads_its_models_lazily_and_imports_no_timm(quick_demo, store_root):
+    """From a filled store, the demo's verdicts need the models' fingerprints and stored outputs only: no network is
+    built (the foundation too comes from the store) and timm is never imported; the stored foundation is the one
+    demo_foundation builds."""
+    from forensics.demo.assets import demo_foundation, stored_demo_foundation
+
+    code = ("import sys; from forensics import ArtifactStore, run_demo; "
+            f"r = run_demo(0, store=ArtifactStore({str(store_root)!r}), quick=True); "
+            "print(r.suspects[0].verdict.p_value, 'timm' in sys.modules, r.audit.victim.loaded, "
+            "r.audit.shadows.poisoned.loaded)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    p, timm_loaded, victim_loaded, poisoned_loaded = out.stdout.split()
+    assert float(p) == quick_demo.suspects[0].verdict.p_value
+    # the direct copy is a lazy clone of the victim, and none of them needed their weights
+    assert (timm_loaded, victim_loaded, poisoned_loaded) == ("False", "False", "False")
+    stored = stored_demo_foundation(ArtifactStore(store_root), 10, input_size=64, seed=0)
+    built = demo_foundation(10, input_size=64, seed=0)
+    assert (stored.key, stored.data_config, stored.extra, stored.source) == (built.key, built.data_config,
+                                                                             built.extra, built.source)
+    assert stored.card() == built.card()

@@ -24,9 +24,10 @@ from ..engine.engine import Engine
 from ..engine.recipe import TrainConfig
 from ..engine.stored import train_stored
 from ..errors import ConfigError, DataSourceError
-from ..models import LoadedModel, lite, load_lite0_foundation, load_lite_foundation
+from ..models import LoadedModel, lite, load_lite0_foundation, load_lite_foundation, load_saved, save_model
 from ..protocols.registry import DEFAULT_PROTOCOL
 from ..runtime.progress import Progress
+from ..runtime.store import ArtifactStore
 from ..zoo.attacks import get_attack, run_attack
 
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "fashion_mnist_demo.npz"
@@ -136,6 +137,24 @@ def demo_foundation(num_classes: int = NUM_CLASSES, *, input_size: int | None = 
                     seed: int = 0) -> LoadedModel:
     """``demo:foundation``: ImageNet EfficientNet-Lite0 with a fresh, seeded ``num_classes`` head."""
     return load_lite0_foundation(num_classes, input_size=input_size, seed=seed)
+
+
+def stored_demo_foundation(store: ArtifactStore, num_classes: int = NUM_CLASSES, *, input_size: int | None = INPUT_SIZE,
+                           seed: int = 0) -> LoadedModel:
+    """:func:`demo_foundation` through the artifact store: built once (the ImageNet weights read, the seeded head
+    drawn), then read back lazily (:class:`~forensics.models.loaded.StoredModel`), so that a warm demo needs neither
+    timm nor the weights package until one of its networks actually runs.  The same weights, fingerprint and
+    preprocessing as :func:`demo_foundation`."""
+    config = {"weights": lite.WEIGHTS, "num_classes": num_classes, "input_size": input_size, "seed": seed}
+
+    def compute(tmp: Path) -> dict[str, str]:
+        built = demo_foundation(num_classes, input_size=input_size, seed=seed)
+        save_model(built, tmp, info={"stage": "demo_foundation"})
+        return {"fingerprint": built.fingerprint}
+
+    model = load_saved(store.get_or_compute("demo_foundation", config, {}, compute), source="demo:foundation")
+    model.extra = {"weights": lite.WEIGHTS}  # as demo_foundation says it
+    return model
 
 
 def demo_victim(engine: Engine, foundation: LoadedModel, private: ImageSet, *, seed: int, quick: bool,

@@ -57,9 +57,13 @@ class DemoScheme(SourceScheme):
     def victim(self, src: ModelSource, spec: AuditSpec, engine: Engine, private: ImageSet,
                progress: Progress | None) -> tuple[LoadedModel, LoadedModel]:
         _only(src, "victim", "the demo's victim is demo:victim")
-        foundation = load_foundation(spec.foundation, private.num_classes, arch=spec.arch,
-                                     revision=spec.foundation_revision,
-                                     input_size=spec.input_size or assets.INPUT_SIZE, seed=spec.config.seed)
+        size = spec.input_size or assets.INPUT_SIZE
+        if spec.foundation.strip() == "demo:foundation":  # read from the store after the first run (no timm needed)
+            foundation = assets.stored_demo_foundation(engine.store, private.num_classes, input_size=size,
+                                                       seed=spec.config.seed)
+        else:
+            foundation = load_foundation(spec.foundation, private.num_classes, arch=spec.arch,
+                                         revision=spec.foundation_revision, input_size=size, seed=spec.config.seed)
         victim = assets.demo_victim(engine, foundation, private, seed=spec.config.seed, quick=spec.quick,
                                     progress=progress)
         return victim, foundation

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,6 +53,50 @@ class LoadedModel:
     def refresh_fingerprint(self) -> LoadedModel:
         self.fingerprint = fingerprint_state_dict(self.model.state_dict())
         return self
+
+
+class StoredModel(LoadedModel):
+    """A :class:`LoadedModel` whose weights load on first use of :attr:`model`: what the artifact store returns, since
+    most of an audit reopened from the store needs only a model's fingerprint (its outputs are stored too).  Its
+    fingerprint, architecture, class count and preprocessing come from the entry's ``config.json``; ``load`` builds
+    the network, and the weights it reads must have the recorded fingerprint."""
+
+    def __init__(self, model: nn.Module | None, arch: str, num_classes: int, source: str, fingerprint: str,
+                 data_config: dict[str, Any], revision: str | None = None, extra: dict[str, Any] | None = None, *,
+                 load: Callable[[], nn.Module] | None = None):
+        # the fields of LoadedModel, in its order (dataclasses.replace and clone() pass them all), and the loader
+        if model is None and load is None:
+            raise ValueError("a StoredModel needs its network or a loader")
+        self._model: nn.Module | None = model
+        self._load: Callable[[], nn.Module] | None = None if model is not None else load
+        self._lock = threading.Lock()  # two dashboard sessions may share one opened audit
+        self.arch, self.num_classes, self.source, self.fingerprint = arch, num_classes, source, fingerprint
+        self.data_config, self.revision, self.extra = data_config, revision, dict(extra or {})
+
+    @property
+    def model(self) -> nn.Module:
+        with self._lock:
+            if self._model is None:
+                if self._load is None:
+                    raise ValueError("a StoredModel without a loader")
+                self._model, self._load = self._load(), None
+            return self._model
+
+    @model.setter
+    def model(self, value: nn.Module) -> None:
+        self._model, self._load = value, None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights have been read (for tests and diagnostics)."""
+        return self._model is not None
+
+    def clone(self) -> LoadedModel:
+        """A copy that reads (and copies) the weights only when its network is first used."""
+        if self._model is not None:
+            return super().clone()
+        return StoredModel(None, self.arch, self.num_classes, self.source, self.fingerprint, dict(self.data_config),
+                           self.revision, dict(self.extra), load=lambda: copy.deepcopy(self.model))
 
 
 def fingerprint_state_dict(state: dict[str, torch.Tensor]) -> str:

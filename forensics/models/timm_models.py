@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import ClassCountMismatchError, CorruptWeightsError, ModelSourceError
 from .hf_transformers import TransformersClassifier, is_transformers_config, load_transformers_dir, save_transformers
-from .loaded import LoadedModel, data_config_for, fingerprint_state_dict, jsonable_config
+from .loaded import LoadedModel, StoredModel, data_config_for, fingerprint_state_dict, jsonable_config
 from .weights import read_weights
 
 # config.json arguments that would make timm fetch or read other weights: only the weights we read
@@ -195,9 +195,39 @@ def save_model(loaded: LoadedModel, folder: Path, *, info: dict | None = None) -
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
 
 
+DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
 def load_saved(folder: Path, source: str) -> LoadedModel:
-    """Load a model this package saved, keeping its recorded source name."""
-    m = load_local_dir(Path(folder), source=source)
+    """A model this package saved, keeping its recorded source name.  A timm model this package wrote with its
+    fingerprint comes back as a :class:`~.loaded.StoredModel`: its weights are read (and checked against the
+    fingerprint) only when the network is first used; everything else is read from ``config.json`` now."""
+    folder = Path(folder)
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = None
+    recorded = cfg.get("forensics") if isinstance(cfg, dict) else None
+    saved = cfg.get("data_config") if isinstance(cfg, dict) else None
+    if (isinstance(recorded, dict) and isinstance(recorded.get("fingerprint"), str) and isinstance(saved, dict)
+            and all(k in saved for k in DATA_CONFIG_KEYS) and isinstance(cfg.get("architecture"), str)
+            and not is_transformers_config(cfg) and (folder / "model.safetensors").is_file()):
+        fingerprint = recorded["fingerprint"]
+        args = {a: v for a, v in (cfg.get("model_args") or {}).items() if a not in UNSAFE_MODEL_ARGS | {"num_classes"}}
+
+        def load() -> nn.Module:
+            m = load_local_dir(folder, source=source)
+            if m.fingerprint != fingerprint:
+                raise CorruptWeightsError(f"{source}: the weights in {folder} are not the ones recorded (fingerprint "
+                                          f"{m.fingerprint[:12]}, recorded {fingerprint[:12]}); delete that store "
+                                          "entry and re-run")
+            return m.model
+
+        return StoredModel(None, cfg["architecture"], int(cfg.get("num_classes") or 0), source, fingerprint,
+                           {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()},
+                           extra={"library": "timm", "format": "model.safetensors",
+                                  **({"_model_args": args} if args else {})}, load=load)
+    m = load_local_dir(folder, source=source)
     m.extra.pop("forensics", None)
     own = Path(folder) / "forensics.json"  # a transformers model: the data config this package used
     if own.is_file():
