@@ -16,45 +16,59 @@ from forensics.zoo.stress import check_disjoint, stress_rows
 from forensics.zoo.summary import markdown, summarize
 
 
-def _result(name, group, attack, p_membership, p_fp, agreement=0.9, seed=0):
+def _result(name, group, attack, p_membership, p_fp, agreement=0.9, seed=0, accuracy=0.85, survives=None):
     ev = {"membership": {"p_value": p_membership, "members": 50, "controls": 50},
           "fingerprint": {"p_value": p_fp, "m": 100}}
     v = Verdict(name, "membership", p_membership, None, p_membership < 0.01, 0.01, 100, seed, ev)
-    return ZooResult(ZooEntry(name, name, group, attack), seed, v, agreement, 0.8, 1.0, {"attack": 1.0})
+    entry = ZooEntry(name, name, group, attack)
+    survives = survives or ("nothing" if entry.kind == "innocent" else "weights")
+    return ZooResult(entry, seed, v, agreement, accuracy, 1.0, survives, 0.9, {"attack": 1.0})
 
 
 def _bench():
     rs = [_result("copy", "copy", "direct_copy", 1e-20, 1e-9),
           _result("ft", "fine-tune", "fine_tune", 1e-4, 0.3),
-          _result("ft2", "fine-tune", "fine_tune", 0.2, 0.02),
-          _result("failed", "fine-tune", "fine_tune", 1e-5, 0.5, agreement=0.4),  # a failed theft: not counted
+          # agreement below an innocent's does not drop a useful theft
+          _result("ft2", "fine-tune", "fine_tune", 0.2, 0.02, agreement=0.6),
+          _result("failed", "fine-tune", "fine_tune", 1e-5, 0.5, accuracy=0.5),  # not useful: reported, not counted
+          _result("retrain", "partial re-training", "retrain_tail", 0.004, 0.3, survives="nothing"),  # a control
           _result("inn1", "innocent", "innocent", 0.5, 0.004),
           _result("inn2", "innocent", "innocent", 0.03, 0.6)]
-    curves = [{"membership": {100: 1e-3}}, {"membership": {100: 0.5}}, {"membership": {100: 0.6}}, {}, {}, {}]
+    curves = [{"membership": {100: 1e-3}}, {"membership": {100: 0.5}}, {"membership": {100: 0.6}}, {}, {}, {}, {}]
     return BenchResult(rs, curves, {"membership": 100 + 100, "fingerprint": 100}, {"attack": 6.0})
 
 
-def test_summary_counts_only_faithful_thefts_and_measures_innocents():
+def test_summary_counts_derived_useful_thefts_and_keeps_controls_apart():
     s = summarize(_bench())
     groups = {g["group"]: g for g in s["groups"]}
+    assert "partial re-training" not in groups               # nothing of the victim survives: never a missed theft
     ft = groups["fine-tune"]
-    assert (ft["suspects"], ft["faithful"]) == (3, 2)
+    assert (ft["suspects"], ft["useful"], ft["survives"]) == (3, 2, ["weights"])
     m = ft["protocols"]["membership"]
-    assert m["tpr_0.01"] == 0.5 and m["median_p"] == pytest.approx((1e-4 + 0.2) / 2)
+    assert m["tpr_0.01"] == 0.5 and m["tpr_0.001"] == 0.5 and m["median_p"] == pytest.approx((1e-4 + 0.2) / 2)
     # AUC: 1e-4 beats both innocents; 0.2 beats 0.5 only -> (2 + 1) / 4
     assert m["auc"] == pytest.approx(0.75)
-    assert s["innocents"]["membership"] == {"n": 2, "min_p": 0.03, "fpr_0.01": 0.0, "fpr_0.05": 0.5}
+    assert s["innocents"]["membership"] == {"n": 2, "min_p": 0.03, "fpr_0.01": 0.0, "fpr_0.001": 0.0,
+                                            "fpr_0.05": 0.5}
     assert s["innocents"]["fingerprint"]["fpr_0.01"] == 0.5
+    assert s["controls"]["membership"] == {"n": 1, "min_p": 0.004, "flagged_0.01": 1.0, "flagged_0.001": 0.0,
+                                           "flagged_0.05": 1.0}
+    assert [f["name"] for f in s["failed_thefts"]] == ["failed"]
     assert s["overall"]["membership"]["tpr_0.01"] == pytest.approx(2 / 3)
+    assert s["overall"]["membership"]["tpr_0.001"] == pytest.approx(2 / 3)
     # budget curve: the copy reaches p < 0.01 with 100 queries, the fine-tunes do not even at full budget
     assert s["queries_to_detect"]["membership"] == {"copy": 100, "fine-tune": None}
     md = markdown(_bench(), s)
-    assert "| fine-tune | 2/3 | 0.75 / 0.50 /" in md and "FPR at 0.01" in md
+    assert "| fine-tune | weights | 2/3 | 0.80 | 0.75 / 0.50 / 0.50 /" in md and "FPR at 0.001" in md
+    assert "| controls: nothing of the victim survives (n = 1) | 1.00 / 0.00 / 1.00 / 0.004 |" in md
+    assert "- failed (seed 0): test accuracy 0.50 (victim 0.90)" in md
 
 
-def test_stress_rows_say_how_often_each_attack_is_flagged():
+def test_stress_rows_say_how_often_each_attack_is_flagged_and_in_what_role():
     rows = {r["name"]: r for r in stress_rows(_bench(), "membership", 0.01)}
-    assert rows["copy"]["flagged"] == 1 and rows["ft2"]["flagged"] == 0 and not rows["failed"]["faithful"]
+    assert rows["copy"]["flagged"] == 1 and rows["ft2"]["flagged"] == 0
+    assert {k: rows[k]["role"] for k in ("copy", "ft2", "failed", "retrain", "inn1")} == {
+        "copy": "theft", "ft2": "theft", "failed": "failed theft", "retrain": "control", "inn1": "innocent"}
 
 
 @pytest.mark.slow
@@ -89,7 +103,7 @@ def test_bench_small_writes_json_markdown_and_figures(quick_demo, store_root, tm
     assert summary["full_queries"]["dataset_inference"] > summary["full_queries"]["membership"]
     assert set(summary["times"]) >= {"audits", "attack", "answers", "verify", "budget curve", "total"}
     md = (out / "bench.md").read_text()
-    assert md.startswith("# Benchmark") and "| copy | 1/1 |" in md
+    assert md.startswith("# Benchmark") and "| copy | weights | 1/1 | 1.00 |" in md
     html = (out / "bench.html").read_text()
     assert "plotly" in html and "ROC" in html and "Query budget" in html
     assert "wrote" in capsys.readouterr().out
@@ -146,8 +160,8 @@ def test_budget_views_thin_out_what_each_protocol_asks(quick_demo):
     wrong = set(audit.membership.control_rows[victim_mistakes(audit)])
     assert len(mistakes.control_rows) == 20 and set(mistakes.control_rows) <= wrong
     answers = audit.engine.logits(audit.victim, audit.queries.images)
-    r = ZooResult(get_zoo_entry("direct-copy"), 0, audit.verify(answers, baselines=True), 1.0, 0.9, 0.0,
-                  answers=answers)
+    r = ZooResult(get_zoo_entry("direct-copy"), 0, audit.verify(answers, baselines=True), 1.0, 0.9, 0.0, "weights",
+                  0.9, answers=answers)
     curve = budget_curve(audit, r, (20, 100, 5000))
     assert set(curve) == {"membership", "fingerprint", "akh"}
     assert 5000 not in curve["membership"] and curve["membership"][100] < 0.01  # a copy: caught with 100 queries

@@ -121,3 +121,24 @@ def test_training_on_the_cpu_uses_the_pinned_thread_count_whatever_torch_was_set
     assert weights[0] == weights[1]
     monkeypatch.setenv("FORENSICS_CPU_THREADS", "auto")
     assert Engine(ArtifactStore(tmp_path / "auto"), device="cpu").cpu_threads is None
+
+
+def test_recalibrated_normalisation_statistics_are_those_of_the_new_data(tmp_path):
+    """Each BatchNorm's running mean becomes the mean of its input over the data (one pass, cumulative average)."""
+    images = toy_images(24, seed=3)
+    loaded = make_loaded()
+    norms = {n: m for n, m in loaded.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    first_name, first = next(iter(norms.items()))
+    seen: list[torch.Tensor] = []
+    hook = first.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+    before = loaded.fingerprint
+    engine = Engine(ArtifactStore(tmp_path), device="cpu", batch_size=8)
+    assert engine.recalibrate_norm(loaded, images) == len(norms) > 0
+    hook.remove()
+    x = torch.cat(seen)
+    torch.testing.assert_close(first.running_mean, x.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert first.momentum == 0.1 and not loaded.model.training          # settings restored, eval mode again
+    assert loaded.fingerprint != before                                  # a changed model is another model
+    for m in norms.values():                                             # a model without BatchNorm: nothing to do
+        m.track_running_stats = False
+    assert engine.recalibrate_norm(loaded, images) == 0, first_name

@@ -25,15 +25,20 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_demo_verdicts(quick_demo):
+    """Every suspect of the reduced demo by name (its verdicts are reproducible bit for bit on the CPU)."""
     res = {r.suspect.key: (r.kind, r.verdict) for r in quick_demo.suspects}
     assert quick_demo.victim_test_accuracy > 0.75
-    # weight-derived thefts are caught even in the reduced demo ...
-    assert res["direct_copy"][1].p_value < 1e-6 and res["direct_copy"][1].verdict == "stolen"
-    assert res["fine_tune"][1].p_value < 0.01
-    # ... and the innocent models are not accused
-    for key in ("innocent", "innocent_long"):
-        assert res[key][0] == "innocent"
-        assert res[key][1].p_value > 0.05 and res[key][1].verdict == "not stolen"
+    assert {k: (kind, v.verdict) for k, (kind, v) in res.items()} == {
+        # weight-derived thefts are caught even in the reduced demo ...
+        "direct_copy": ("stolen", "stolen"), "fine_tune": ("stolen", "stolen"),
+        # ... the output-derived ones are not: 300 members and 400 controls carry too little of what a student
+        # learns through answers (the full demo, five times the data, catches both on every seed)
+        "distill": ("stolen", "not stolen"), "label_extraction": ("stolen", "not stolen"),
+        # ... and no innocent model is accused
+        "innocent": ("innocent", "not stolen"), "innocent_long": ("innocent", "not stolen")}
+    assert res["direct_copy"][1].p_value < 1e-6 and res["fine_tune"][1].p_value < 1e-6
+    assert 0.01 < res["distill"][1].p_value < 0.5 and 0.01 < res["label_extraction"][1].p_value < 0.5
+    assert res["innocent"][1].p_value > 0.05 and res["innocent_long"][1].p_value > 0.05
     for _, v in res.values():
         assert set(v.evidence) == {"membership", "holmes", "paper"}
         assert v.protocol == "membership" and v.alpha == 0.01 and v.seed == 0

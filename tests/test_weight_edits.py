@@ -1,4 +1,5 @@
-"""forensics.zoo.weight_edits: pruning, quantisation and re-initialisation do what they say, and nothing else."""
+"""forensics.zoo.weight_edits: pruning, quantisation, re-initialisation, weight noise and averaging do what they say,
+and nothing else."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,15 @@ from helpers import make_loaded
 
 from forensics.errors import ConfigError
 from forensics.models.splitting import split_model
-from forensics.zoo.weight_edits import apply_masks, fake_quantize, magnitude_masks, reinit_tail, sparsity
+from forensics.zoo.weight_edits import (
+    apply_masks,
+    average_weights,
+    fake_quantize,
+    magnitude_masks,
+    perturb_weights,
+    reinit_tail,
+    sparsity,
+)
 
 
 def test_global_magnitude_pruning():
@@ -48,3 +57,35 @@ def test_reinit_tail_is_seeded_and_touches_only_the_tail():
     assert all(torch.equal(after[k], before[k]) for k in before if k not in names)
     assert any(not torch.equal(after[k], before[k]) for k in names if k.endswith("weight"))
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in after.items())  # the same seed, the same weights
+
+
+def test_weight_noise_is_seeded_and_scaled_to_each_tensor():
+    a, b, orig = make_loaded().model, make_loaded().model, make_loaded().model
+    perturb_weights(a, 0.5, seed=3)
+    perturb_weights(b, 0.5, seed=3)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    for name, m in orig.named_modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.weight.numel() >= 200:
+            noise = (a.get_submodule(name).weight - m.weight).detach()
+            assert float(noise.std() / m.weight.detach().std()) == pytest.approx(0.5, rel=0.25)
+            if m.bias is not None:                                       # biases are left alone
+                assert torch.equal(a.get_submodule(name).bias, m.bias)
+    perturb_weights(b, 0.5, seed=4)
+    assert any(not torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    with pytest.raises(ConfigError, match="sigma"):
+        perturb_weights(a, 0.0, seed=0)
+
+
+def test_average_weights_mixes_floats_and_refuses_other_architectures():
+    a, b = make_loaded(seed=0).model, make_loaded(seed=1).model
+    sa, sb = {k: v.clone() for k, v in a.state_dict().items()}, b.state_dict()
+    average_weights(a, b, 0.25)
+    for k, v in a.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.25 * sa[k] + 0.75 * sb[k])
+        else:
+            assert torch.equal(v, sa[k])                                  # BatchNorm's batch counts are kept
+    with pytest.raises(ConfigError, match="same architecture"):
+        average_weights(a, make_loaded(num_classes=5).model, 0.5)
+    with pytest.raises(ConfigError, match="weight"):
+        average_weights(a, b, 1.0)

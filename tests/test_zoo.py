@@ -21,7 +21,7 @@ from forensics.zoo.entries import (
 
 def test_standard_zoo_is_well_formed():
     zoo = list_zoo_entries()
-    assert len({e.id for e in zoo}) == len({e.title for e in zoo}) == len(zoo) == 38
+    assert len({e.id for e in zoo}) == len({e.title for e in zoo}) == len(zoo) == 45
     for e in zoo:
         e.check({"aux", "innocent", "innocent/2", "innocent+aux", "synthetic"})
     innocents = list_zoo_entries("innocent")
@@ -31,7 +31,8 @@ def test_standard_zoo_is_well_formed():
     groups = {e.group for e in zoo}
     assert {"fine-tune", "pruning", "quantisation", "partial re-training", "combination", "distillation",
             "label extraction", "distillation, other foundation", "distillation, from scratch",
-            "data-free distillation", "black-box API"} <= groups
+            "data-free distillation", "black-box API", "weight-space edit", "normalisation statistics",
+            "noisy or regularised training"} <= groups
     assert {e.student for e in innocents} >= {None, "other-foundation", "scratch:resnet18"}
 
 
@@ -47,7 +48,7 @@ def test_entries_by_id_or_title_and_the_registry_refuses_repeats():
         register_zoo_entry(ZooEntry("copy-2", "direct copy", "copy", "direct_copy"))
     with pytest.raises(ConfigError, match="lowercase letters and digits joined by '-'"):
         register_zoo_entry(ZooEntry("Direct Copy", "a copy", "copy", "direct_copy"))
-    assert len(list_zoo_entries()) == 38
+    assert len(list_zoo_entries()) == 45
 
 
 def test_bad_entries_are_refused():
@@ -84,3 +85,23 @@ def test_zoo_suspects_build_and_verify_on_the_reduced_demo(quick_demo):
     # a second run reuses every model from the store
     again = run_zoo(ctx, picked, [0])
     assert [r.verdict.p_value for r in again] == [r.verdict.p_value for r in results]
+
+
+@pytest.mark.slow
+def test_new_families_and_ground_truth_on_the_reduced_demo(quick_demo):
+    """Weight noise, averaging with an innocent model and re-estimated normalisation statistics build, keep the
+    victim's weights and are judged by role; a re-trained tail of a victim that trained only its tail is a control
+    (nothing of it survives)."""
+    picked = select_zoo_entries(["weight-noise", "weight-average", "norm-recalibrated", "retrain-last-stage"])
+    ctx = demo_zoo_context(quick_demo.audit, quick=True)
+    by = {r.entry.id: r for r in run_zoo(ctx, picked, [0])}
+    victim = quick_demo.audit.victim
+    for key in ("weight-noise", "weight-average", "norm-recalibrated"):
+        r = by[key]
+        assert r.survives == "weights" and r.verdict.fingerprint != victim.fingerprint
+        assert r.victim_accuracy == pytest.approx(ctx.victim_test_accuracy)
+        assert r.role == ("theft" if r.useful else "failed theft")
+    assert by["norm-recalibrated"].verdict.p_value < 0.01   # moved statistics, the victim's weights: caught
+    control = by["retrain-last-stage"]
+    assert control.survives == "nothing" and control.role == "control" and not control.counts_as_theft
+    assert control.to_dict()["role"] == "control"

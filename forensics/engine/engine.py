@@ -111,6 +111,32 @@ class Engine:
         self._memory[mem_key] = feats
         return feats
 
+    def recalibrate_norm(self, loaded: LoadedModel, images: ImageSet) -> int:
+        """Re-estimate every BatchNorm layer's running statistics on ``images`` in place (one pass, eval transform,
+        a cumulative average, no gradient): what moves a copy's normalisation statistics to another party's data.
+        Returns the number of layers changed (0: the model has no BatchNorm)."""
+        model = loaded.model
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                 and m.track_running_stats]
+        if not norms:
+            return 0
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None   # cumulative average over the pass
+        try:
+            with self.threads():
+                model.to(self.device).train()
+                with torch.no_grad():
+                    for x, _ in self._batches(f"normalisation statistics of {len(images)} images", images, loaded):
+                        model(self._image_input(x))
+        finally:
+            for m, momentum in zip(norms, momenta, strict=True):
+                m.momentum = momentum
+            model.to("cpu").eval()
+        loaded.refresh_fingerprint()
+        return len(norms)
+
     # -- inference -------------------------------------------------------------------------
     def logits(self, loaded: LoadedModel, images: ImageSet, *, trigger: Trigger | None = None,
                triggered: np.ndarray | None = None) -> np.ndarray:

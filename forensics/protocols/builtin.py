@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..method.meta import BENIGN, STOLEN, output_difference
@@ -24,8 +26,20 @@ def effective_strata(requested: int, n_members: int, n_controls: int) -> int:
     return int(max(1, min(requested, min(n_members, n_controls) // MIN_PER_STRATUM)))
 
 
-def _membership(audit: AuditView, out: np.ndarray, label_only: bool,
-                extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
+# a per-sample score of logit answers (lower = fits better): (audit, answers, their query positions, labels) -> scores
+ScoreFn = Callable[[AuditView, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def loss_score(audit: AuditView, out: np.ndarray, positions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The default protocol's score of logit answers: each sample's cross-entropy."""
+    return per_sample_loss(out[positions], labels)
+
+
+def membership_test(audit: AuditView, out: np.ndarray, label_only: bool, score: ScoreFn = loss_score
+                    ) -> tuple[Evidence, dict[str, list]]:
+    """The membership protocol's test with any per-sample ``score`` of logit answers (labels: the 0/1 error): what
+    the default protocol runs with the loss, and what a candidate statistic runs so that its exact-null check goes
+    through the same design (:mod:`.nullcheck`)."""
     cfg, design = audit.config, audit.membership
     pm = audit.queries.positions(0, design.member_rows)
     pc = audit.queries.positions(1, design.control_rows)
@@ -33,16 +47,22 @@ def _membership(audit: AuditView, out: np.ndarray, label_only: bool,
     if label_only:
         s_m, s_c = (out[pm] != y_m).astype(float), (out[pc] != y_c).astype(float)
     else:
-        s_m, s_c = per_sample_loss(out[pm], y_m), per_sample_loss(out[pc], y_c)
+        s_m, s_c = score(audit, out, pm, y_m), score(audit, out, pc, y_c)
     both = np.r_[design.reference_loss_members, design.reference_loss_controls]
     n_strata = effective_strata(cfg.strata, len(pm), len(pc))
     strata = difficulty_strata(both, n_strata)
     r = stratified_rank_test(s_m, s_c, strata[:len(pm)], strata[len(pm):],
                              stratum_weights(n_strata, cfg.stratum_weighting))
-    evidence = {"p_value": r.p_value, "z": r.z, "score": "error" if label_only else "loss", "n_strata": n_strata,
+    name = "error" if label_only else ("loss" if score is loss_score else getattr(score, "__name__", "custom"))
+    evidence = {"p_value": r.p_value, "z": r.z, "score": name, "n_strata": n_strata,
                 "member_accuracy": accuracy(out[pm], y_m), "control_accuracy": accuracy(out[pc], y_c),
                 "members": int(len(pm)), "controls": int(len(pc)), "strata": r.strata}
     return evidence, {"member_score": s_m.tolist(), "control_score": s_c.tolist()}
+
+
+def _membership(audit: AuditView, out: np.ndarray, label_only: bool,
+                extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
+    return membership_test(audit, out, label_only)
 
 
 def _ds_differences(audit: AuditView, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

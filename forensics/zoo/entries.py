@@ -5,12 +5,19 @@ A :class:`ZooEntry` is data with a slug ``id`` (what the CLI, the dashboard and 
 ``title`` (what they show); the zoo is a registry (:func:`register_zoo_entry`, :func:`get_zoo_entry`,
 :func:`list_zoo_entries`) that :mod:`.standard` fills with the standard zoo.  :func:`build_suspect` turns an entry
 into a model for one seed, :func:`verify_entry` builds and verifies it, :func:`run_zoo` does so for many.
+
+Ground truth: a :class:`ZooResult` says what of the victim survives in its suspect (weights, outputs or nothing,
+:func:`what_survives`) and whether it is useful (test accuracy >= :data:`USEFUL` of the victim's); it is a theft the
+benchmark must catch (:attr:`ZooResult.counts_as_theft`) when it is derived from the victim and useful.  Agreement
+with the victim is reported beside it, never used to drop a theft: innocents of the same data agree with a victim
+about as much as many thefts do.
 """
 from __future__ import annotations
 
 import re
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -23,15 +30,17 @@ from ..audit.verify import verify_outputs
 from ..data.images import ImageSet
 from ..engine.recipe import TrainConfig
 from ..errors import ConfigError
+from ..method.metrics import accuracy
 from ..models import LoadedModel, fresh_model
 from ..protocols.baselines import extra_answers
 from ..protocols.registry import list_protocols
 from ..runtime.progress import Progress
-from .attacks import fidelity, get_attack, run_attack
+from .attacks import SURVIVES, fidelity, get_attack, run_attack
 
 OTHER_FOUNDATION = "other-foundation"   # student: another pretrained foundation (ZooContext.other_foundation)
 SCRATCH = "scratch:"                    # student: "scratch:<timm arch>", trained from random weights
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+USEFUL = 0.9    # a theft counts when its test accuracy is at least this share of the victim's
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class ZooEntry:
     student: str | None = None                        # None (the victim's foundation), OTHER_FOUNDATION, SCRATCH+arch
     answers: str = "logits"                           # what its API returns (audit.answers.ANSWER_FORMATS)
     seed_offset: int = 0
+    survives: str | None = None                       # what of the victim survives (None: as its attack says)
 
     @property
     def kind(self) -> Kind:
@@ -60,6 +70,10 @@ class ZooEntry:
         get_attack(self.attack)
         if data_keys is not None and self.data not in data_keys:
             raise ConfigError(f"zoo entry {self.id!r}: unknown data {self.data!r}; choose one of {sorted(data_keys)}")
+        if self.survives is not None and self.survives not in SURVIVES:
+            raise ConfigError(f"zoo entry {self.id!r}: survives must be one of {SURVIVES}, not {self.survives!r}")
+        if self.kind == "innocent" and self.survives not in (None, "nothing"):
+            raise ConfigError(f"zoo entry {self.id!r}: nothing of the victim survives in an innocent model")
         if self.answers not in ANSWER_FORMATS:
             raise ConfigError(f"zoo entry {self.id!r}: unknown answer format {self.answers!r}")
         if self.student not in (None, OTHER_FOUNDATION) and not str(self.student).startswith(SCRATCH):
@@ -121,6 +135,16 @@ class ZooContext:
     test: ImageSet                      # labelled data for fidelity (never the audit's members or controls)
     max_epochs: int | None = None       # the reduced zoo of the tests caps every recipe
 
+    @cached_property
+    def victim_test_accuracy(self) -> float:
+        """The victim's accuracy on the test data: what a useful theft must come close to."""
+        return accuracy(self.audit.engine.logits(self.audit.victim, self.test), self.test.labels)
+
+
+def what_survives(entry: ZooEntry, ctx: ZooContext) -> str:
+    """What of the victim survives in the entry's suspect: its own say, or its attack's given the victim's recipe."""
+    return entry.survives or get_attack(entry.attack).what_survives(entry.params, ctx.recipe)
+
 
 def _student(entry: ZooEntry, ctx: ZooContext, seed: int) -> LoadedModel | None:
     victim = ctx.audit.victim
@@ -163,15 +187,39 @@ class ZooResult:
     agreement: float              # top-1 agreement with the victim on the test data (fidelity)
     test_accuracy: float
     seconds: float                # to build (or reuse) and verify
+    survives: str                 # what of the victim survives in it: "weights", "outputs" or "nothing"
+    victim_accuracy: float        # the victim's accuracy on the same test data
     times: dict[str, float] = field(default_factory=dict)       # seconds per stage: attack, answers, verify
     answers: np.ndarray | None = field(default=None, repr=False)  # what its API answered on the query set
+
+    @property
+    def useful(self) -> bool:
+        """Test accuracy at least :data:`USEFUL` of the victim's: a theft a thief would deploy."""
+        return self.test_accuracy >= USEFUL * self.victim_accuracy
+
+    @property
+    def counts_as_theft(self) -> bool:
+        """Derived from the victim (its weights or its outputs survive) and useful: a theft a method must catch."""
+        return self.entry.kind == "stolen" and self.survives != "nothing" and self.useful
+
+    @property
+    def role(self) -> str:
+        """How the benchmark counts it: "theft", "innocent", "control" (a theft in which nothing of the victim
+        survives: a negative-like control) or "failed theft" (derived, but not useful)."""
+        if self.entry.kind == "innocent":
+            return "innocent"
+        if self.survives == "nothing":
+            return "control"
+        return "theft" if self.useful else "failed theft"
 
     def to_dict(self) -> dict[str, Any]:
         v, entry = self.verdict, self.entry
         return {"id": entry.id, "name": entry.title, "group": entry.group, "kind": entry.kind, "seed": self.seed,
-                "attack": entry.attack, "answers": entry.answers, "agreement": self.agreement,
-                "test_accuracy": self.test_accuracy, "seconds": self.seconds, "times": self.times,
-                "p_values": {p: e["p_value"] for p, e in v.evidence.items()}, "verdict": v.verdict}
+                "attack": entry.attack, "answers": entry.answers, "survives": self.survives, "role": self.role,
+                "agreement": self.agreement, "test_accuracy": self.test_accuracy,
+                "victim_accuracy": self.victim_accuracy, "useful": self.useful, "seconds": self.seconds,
+                "times": self.times, "p_values": {p: e["p_value"] for p, e in v.evidence.items()},
+                "verdict": v.verdict}
 
 
 def verify_entry(entry: ZooEntry, ctx: ZooContext, seed: int, *, baselines: bool = False,
@@ -192,8 +240,8 @@ def verify_entry(entry: ZooEntry, ctx: ZooContext, seed: int, *, baselines: bool
     verdict.fingerprint = model.fingerprint
     fid = fidelity(a.engine, a.victim, model, ctx.test)
     t3 = time.perf_counter()
-    return ZooResult(entry, seed, verdict, fid["agreement"], fid["test_accuracy"], t3 - t0,
-                     {"attack": t1 - t0, "answers": t2 - t1, "verify": t3 - t2}, answers)
+    return ZooResult(entry, seed, verdict, fid["agreement"], fid["test_accuracy"], t3 - t0, what_survives(entry, ctx),
+                     ctx.victim_test_accuracy, {"attack": t1 - t0, "answers": t2 - t1, "verify": t3 - t2}, answers)
 
 
 def run_zoo(ctx: ZooContext, entries: list[ZooEntry] | tuple[ZooEntry, ...], seeds: list[int],
@@ -216,13 +264,14 @@ def summary_rows(results: list[ZooResult]) -> list[dict[str, Any]]:
     for r in results:
         e = r.entry
         row = rows.setdefault(e.id, {"id": e.id, "name": e.title, "group": e.group, "kind": e.kind,
-                                     "answers": e.answers, "agreement": [], "p": {}})
+                                     "answers": e.answers, "survives": r.survives, "role": r.role, "agreement": [],
+                                     "p": {}})
         row["agreement"].append(r.agreement)
         for p, evidence in r.verdict.evidence.items():
             row["p"].setdefault(p, []).append(evidence["p_value"])
     out = []
     for row in rows.values():
-        out.append({**{k: row[k] for k in ("id", "name", "group", "kind", "answers")},
+        out.append({**{k: row[k] for k in ("id", "name", "group", "kind", "answers", "survives", "role")},
                     "agreement": float(np.mean(row["agreement"])),
                     **{f"{p}_median_p": float(np.median(v)) for p, v in row["p"].items()},
                     **{f"{p}_below_0.01": f"{sum(x < 0.01 for x in v)}/{len(v)}" for p, v in row["p"].items()}})

@@ -1,8 +1,10 @@
 """The standard attack zoo, registered on import: what ``holmes-forensics bench`` and the stress test build from a
 victim.
 
-Weight-derived thefts (fine-tuning at several strengths, with augmentation, label smoothing or the victim's own
-labels; pruning with and without fine-tuning; int8 / int4 weights; a re-trained tail; a combination),
+Weight-derived thefts (fine-tuning at several strengths, with augmentation, label smoothing, noisy labels, strong
+weight decay or the victim's own labels; pruning with and without fine-tuning; int8 / int4 weights; Gaussian weight
+noise; averaging with an innocent model; re-estimated normalisation statistics; a combination), a re-trained tail
+(nothing of a victim that trained only its tail survives: a control),
 output-derived thefts (distillation at three temperatures and label-query extraction, into the victim's foundation,
 into another pretrained foundation, and from scratch into a ResNet-18; data-free distillation on synthetic
 low-frequency images, :func:`forensics.data.images.synthetic_images`), black-box answers (top-1, top-3, rounded
@@ -40,8 +42,25 @@ STANDARD_ZOO: tuple[ZooEntry, ...] = (
            params={"amount": 0.4, "fine_tune": True}),
     _entry("int8", "int8 weights", "quantisation", "quantize", params={"bits": 8}),
     _entry("int4", "int4 weights", "quantisation", "quantize", params={"bits": 4}),
+    # what the victim trained re-initialised and re-trained: nothing of it survives (for a victim that trained only
+    # its last stage), a negative-like control rather than a theft to catch
     _entry("retrain-last-stage", "re-trained last stage + head", "partial re-training", "retrain_tail",
            params={"blocks": 1}),
+    # weight-space edits, normalisation statistics, noisy or regularised training
+    _entry("weight-noise", "Gaussian weight noise (0.3 sd)", "weight-space edit", "weight_noise",
+           params={"sigma": 0.3}),
+    _entry("weight-noise-fine-tune", "weight noise (1 sd) + fine-tune", "weight-space edit", "weight_noise",
+           train={"epochs": 3}, params={"sigma": 1.0, "fine_tune": True}),
+    _entry("weight-average", "averaged with an innocent model (0.5)", "weight-space edit", "weight_average",
+           params={"weight": 0.5}, seed_offset=1300),
+    _entry("norm-recalibrated", "normalisation statistics re-estimated on the thief's data",
+           "normalisation statistics", "norm_recalibration"),
+    _entry("norm-recalibrated-fine-tune", "normalisation statistics re-estimated + fine-tune",
+           "normalisation statistics", "norm_recalibration", train={"epochs": 3}, params={"fine_tune": True}),
+    _entry("fine-tune-noisy-labels", "fine-tune on 30 % noisy labels", "noisy or regularised training", "fine_tune",
+           train={"epochs": 3}, params={"label_noise": 0.3}),
+    _entry("fine-tune-weight-decay", "fine-tune with strong weight decay (0.5), 5 epochs lr 2e-3",
+           "noisy or regularised training", "fine_tune", train={"epochs": 5, "lr": 2e-3, "weight_decay": 0.5}),
     _entry("prune-30-fine-tune-int8", "prune 30 % + fine-tune + int8", "combination", "prune", train={"epochs": 3},
            params={"amount": 0.3, "fine_tune": True, "quantize_bits": 8}),
     # output-derived, into the victim's foundation

@@ -16,7 +16,7 @@ from ..audit.verdict import format_p
 from ..data.images import ImageSet, concat, synthetic_images
 from ..errors import ConfigError, DataSourceError
 from ..runtime.progress import Progress
-from .bench import FAITHFUL, BenchResult, run_bench
+from .bench import BenchResult, run_bench
 from .entries import OTHER_FOUNDATION, ZooContext, ZooEntry, ZooResult
 
 
@@ -87,25 +87,35 @@ def usable_entries(entries: list[ZooEntry], ctx: ZooContext) -> tuple[list[ZooEn
 
 
 def stress_rows(bench: BenchResult, protocol: str, alpha: float) -> list[dict[str, Any]]:
-    """Per zoo entry: how often the audit's protocol flags it at ``alpha`` over the seeds, its median p and
-    fidelity - the detection power (thefts) or false-positive rate (innocents) an owner can expect."""
+    """Per zoo entry: how often the audit's protocol flags it at ``alpha`` over the seeds, its median p, fidelity
+    and role - the detection power (thefts that count: derived and useful) or false-positive rate (innocents, and
+    controls in which nothing of the victim survives) an owner can expect."""
     rows: dict[str, dict[str, Any]] = {}
     for r in bench.results:
         entry = r.entry
         row = rows.setdefault(entry.id, {"id": entry.id, "name": entry.title, "group": entry.group,
-                                         "kind": entry.kind, "p": [], "agreement": []})
+                                         "kind": entry.kind, "survives": r.survives, "p": [], "agreement": [],
+                                         "roles": []})
         e = r.verdict.evidence.get(protocol)
         if e is not None:
             row["p"].append(e["p_value"])
         row["agreement"].append(r.agreement)
+        row["roles"].append(r.role)
     out = []
     for row in rows.values():
         ps = row.pop("p")
+        roles = row.pop("roles")
         agreement = float(np.mean(row.pop("agreement")))
         flagged = sum(p < alpha for p in ps)
+        # a theft that was useful in some runs and not in others counts by its majority
+        role = max(dict.fromkeys(roles), key=roles.count)
         out.append({**row, "agreement": agreement, "flagged": flagged, "runs": len(ps),
-                    "median_p": float(np.median(ps)) if ps else None, "faithful": agreement >= FAITHFUL})
+                    "median_p": float(np.median(ps)) if ps else None, "role": role})
     return out
+
+
+ROLE_NOTES = {"failed theft": "theft failed (not useful: accuracy < 90 % of your model's): not a real test",
+              "control": "nothing of your model survives in it: no method can or should flag it"}
 
 
 def stress_summary(bench: BenchResult, record: dict[str, Any], alpha: float) -> str:
@@ -114,7 +124,7 @@ def stress_summary(bench: BenchResult, record: dict[str, Any], alpha: float) -> 
     lines = [f"Stress test of {bench.meta.get('victim')}: would this audit ({protocol}, alpha = {alpha}) catch these?",
              "", f"{'simulated suspect':52s} {'kind':8s} {'agree':>5s} {'flagged':>8s} {'median p':>9s}"]
     for row in stress_rows(bench, protocol, alpha):
-        note = "" if row["kind"] == "innocent" or row["faithful"] else "  (theft failed: low agreement)"
+        note = f"  ({ROLE_NOTES[row['role']]})" if row["role"] in ROLE_NOTES else ""
         lines.append(f"{row['name'][:52]:52s} {row['kind']:8s} {row['agreement']:5.2f} "
                      f"{row['flagged']:>3d} of {row['runs']:<2d} {format_p(row['median_p']):>9s}{note}")
     verdicts = record.get("suspects", [])

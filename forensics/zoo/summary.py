@@ -1,8 +1,10 @@
-"""What a benchmark shows: per attack type the AUC of the p-values against the innocent models, the TPR at alpha 0.01
-and 0.05 over the faithful thefts (top-1 agreement with the victim >= :data:`~forensics.zoo.bench.FAITHFUL`; a
-theft that failed is reported, never counted as a hard positive), the median p; per protocol the FPR on the
-innocents; the query-budget curve; the wall time of every stage.  Written as bench.json, bench.md and bench.html
-(ROC and budget figures, plotly)."""
+"""What a benchmark shows: per attack type the AUC of the p-values against the innocent models, the TPR at alpha
+0.01, 0.001 and 0.05 over the thefts that count (derived from the victim and useful:
+:attr:`~forensics.zoo.entries.ZooResult.counts_as_theft`; agreement is reported beside them, never used to drop
+one), the median p; per protocol the FPR on the innocents and, apart, the rate at which it flags the controls
+(thefts in which nothing of the victim survives); the thefts that failed (not useful), listed; the query-budget
+curve; the wall time of every stage.  Written as bench.json, bench.md and bench.html (ROC and budget figures,
+plotly)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..audit.verdict import format_p
-from .bench import ALPHAS, FAITHFUL, BenchResult
+from .bench import ALPHAS, BenchResult
+from .entries import USEFUL
 
 
 # -- summaries --------------------------------------------------------------------------------------------------
@@ -28,39 +31,50 @@ def _auc(pos: list[float], neg: list[float]) -> float | None:
     return float(((a[:, None] > b[None]).sum() + 0.5 * (a[:, None] == b[None]).sum()) / (len(a) * len(b)))
 
 
+def _rates(ps: list[float], prefix: str) -> dict[str, float | None]:
+    return {f"{prefix}_{a}": float(np.mean([x < a for x in ps])) if ps else None for a in ALPHAS}
+
+
 def summarize(bench: BenchResult) -> dict[str, Any]:
-    """Per attack type and protocol: AUC, TPR, median p; per protocol: FPR and min p on the innocents; the budget
-    curve (share of faithful thefts caught at 0.01 per budget, per attack type); queries to reach p < 0.01."""
+    """Per attack type and protocol: AUC, TPR, median p over the thefts that count; per protocol: FPR and min p on
+    the innocents, the flag rate on the controls; the failed thefts; the budget curve (share of counted thefts
+    caught at 0.01 per budget, per attack type); queries to reach p < 0.01."""
     protocols = bench.protocols()
-    innocents = [r for r in bench.results if r.entry.kind == "innocent"]
-    thefts = [r for r in bench.results if r.entry.kind == "stolen"]
-    groups = list(dict.fromkeys(r.entry.group for r in thefts))
-    neg = {p: [r.verdict.evidence[p]["p_value"] for r in innocents if p in r.verdict.evidence] for p in protocols}
+    innocents = [r for r in bench.results if r.role == "innocent"]
+    controls = [r for r in bench.results if r.role == "control"]
+    derived = [r for r in bench.results if r.role in ("theft", "failed theft")]
+    groups = list(dict.fromkeys(r.entry.group for r in derived))
+
+    def p_of(rs, p):
+        return [r.verdict.evidence[p]["p_value"] for r in rs if p in r.verdict.evidence]
+
+    neg = {p: p_of(innocents, p) for p in protocols}
     by_group = []
     for g in groups:
-        rs = [r for r in thefts if r.entry.group == g]
-        faithful = [r for r in rs if r.agreement >= FAITHFUL]
-        row: dict[str, Any] = {"group": g, "suspects": len(rs), "faithful": len(faithful),
+        rs = [r for r in derived if r.entry.group == g]
+        counted = [r for r in rs if r.counts_as_theft]
+        row: dict[str, Any] = {"group": g, "suspects": len(rs), "useful": len(counted),
+                               "survives": sorted({r.survives for r in rs}),
                                "agreement": float(np.mean([r.agreement for r in rs])), "protocols": {}}
         for p in protocols:
-            ps = [r.verdict.evidence[p]["p_value"] for r in faithful if p in r.verdict.evidence]
-            if not ps:
-                continue
-            row["protocols"][p] = {"auc": _auc(ps, neg[p]), "median_p": float(np.median(ps)), "n": len(ps),
-                                   **{f"tpr_{a}": float(np.mean([x < a for x in ps])) for a in ALPHAS}}
+            ps = p_of(counted, p)
+            if ps:
+                row["protocols"][p] = {"auc": _auc(ps, neg[p]), "median_p": float(np.median(ps)), "n": len(ps),
+                                       **_rates(ps, "tpr")}
         by_group.append(row)
-    fpr = {p: {"n": len(v), "min_p": float(min(v)) if v else None,
-               **{f"fpr_{a}": float(np.mean([x < a for x in v])) if v else None for a in ALPHAS}}
-           for p, v in neg.items()}
-    overall = {}
-    faithful_all = [r for r in thefts if r.agreement >= FAITHFUL]
-    for p in protocols:
-        ps = [r.verdict.evidence[p]["p_value"] for r in faithful_all if p in r.verdict.evidence]
-        overall[p] = {"auc": _auc(ps, neg[p]), "n": len(ps),
-                      **{f"tpr_{a}": float(np.mean([x < a for x in ps])) if ps else None for a in ALPHAS}}
+    fpr = {p: {"n": len(v), "min_p": float(min(v)) if v else None, **_rates(v, "fpr")} for p, v in neg.items()}
+    control_rates = {p: {"n": len(v), "min_p": float(min(v)) if v else None, **_rates(v, "flagged")}
+                     for p in protocols if (v := p_of(controls, p))}
+    thefts = [r for r in derived if r.counts_as_theft]
+    overall = {p: {"auc": _auc(p_of(thefts, p), neg[p]), "n": len(p_of(thefts, p)), **_rates(p_of(thefts, p), "tpr")}
+               for p in protocols}
+    failed = [{"id": r.entry.id, "name": r.entry.title, "seed": r.seed, "test_accuracy": r.test_accuracy,
+               "victim_accuracy": r.victim_accuracy, "agreement": r.agreement,
+               "p_values": {p: r.verdict.evidence[p]["p_value"] for p in r.verdict.evidence}}
+              for r in derived if not r.counts_as_theft]
     curve: dict[str, dict[str, dict[str, list[float]]]] = {}
     for r, c in zip(bench.results, bench.curves, strict=True):
-        if r.entry.kind != "stolen" or r.agreement < FAITHFUL:
+        if not r.counts_as_theft:
             continue
         for p, by_b in c.items():
             full = bench.full_queries.get(p)
@@ -72,9 +86,9 @@ def summarize(bench: BenchResult) -> dict[str, Any]:
                       for g, by_b in gs.items()} for p, gs in curve.items()}
     to_detect = {p: {g: next((int(b) for b, s in pts.items() if s["tpr_0.01"] >= 0.95), None)
                      for g, pts in gs.items()} for p, gs in curve_rows.items()}
-    return {"groups": by_group, "innocents": fpr, "overall": overall, "budget_curve": curve_rows,
-            "queries_to_detect": to_detect, "full_queries": bench.full_queries, "times": bench.times,
-            "faithful_threshold": FAITHFUL}
+    return {"groups": by_group, "innocents": fpr, "controls": control_rates, "failed_thefts": failed,
+            "overall": overall, "budget_curve": curve_rows, "queries_to_detect": to_detect,
+            "full_queries": bench.full_queries, "times": bench.times, "useful_threshold": USEFUL}
 
 
 def markdown(bench: BenchResult, summary: dict[str, Any]) -> str:
@@ -83,30 +97,46 @@ def markdown(bench: BenchResult, summary: dict[str, Any]) -> str:
     lines = [f"# Benchmark: {bench.meta.get('victim', 'victim')}", "",
              f"{bench.meta.get('date', '')}; seeds {bench.meta.get('seeds')}; {len(bench.results)} suspects; "
              f"machine: {bench.meta.get('machine', '?')}", "",
-             f"Faithful thefts (top-1 agreement >= {FAITHFUL}) per attack type: AUC against the innocents / TPR at "
-             "0.01 / median p.", "",
-             "| attack type | faithful | " + " | ".join(protocols) + " |",
-             "|---|---|" + "---|" * len(protocols)]
+             f"Thefts that count (derived from the victim, test accuracy >= {USEFUL:.0%} of the victim's) per attack "
+             "type: AUC against the innocents / TPR at 0.01 / TPR at 0.001 / median p.  'useful' counts them among "
+             "the type's suspects; agreement with the victim is beside them, never a filter.", "",
+             "| attack type | survives | useful | agreement | " + " | ".join(protocols) + " |",
+             "|---|---|---|---|" + "---|" * len(protocols)]
     for row in summary["groups"]:
         cells = []
         for p in protocols:
             s = row["protocols"].get(p)
-            cells.append("-" if s is None else
-                         f"{_two_places(s['auc'])} / {s['tpr_0.01']:.2f} / {format_p(s['median_p'])}")
-        lines.append(f"| {row['group']} | {row['faithful']}/{row['suspects']} | " + " | ".join(cells) + " |")
+            cells.append("-" if s is None else f"{_two_places(s['auc'])} / {s['tpr_0.01']:.2f} / "
+                         f"{s['tpr_0.001']:.2f} / {format_p(s['median_p'])}")
+        lines.append(f"| {row['group']} | {', '.join(row['survives'])} | {row['useful']}/{row['suspects']} | "
+                     f"{row['agreement']:.2f} | " + " | ".join(cells) + " |")
     over = summary["overall"]
-    lines.append("| **all faithful thefts** | | " + " | ".join(
-        f"{_two_places(over[p]['auc'])} / {_two_places(over[p]['tpr_0.01'])}" for p in protocols) + " |")
+    lines.append("| **all thefts that count** | | | | " + " | ".join(
+        f"{_two_places(over[p]['auc'])} / {_two_places(over[p]['tpr_0.01'])} / {_two_places(over[p]['tpr_0.001'])}"
+        for p in protocols) + " |")
     inn = summary["innocents"]
-    lines += ["", "Innocent models: FPR at 0.01 / FPR at 0.05 / smallest p.", "",
+    lines += ["", "Innocent models: FPR at 0.01 / FPR at 0.001 / FPR at 0.05 / smallest p.", "",
               "| | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols),
               f"| innocents (n = {max((v['n'] for v in inn.values()), default=0)}) | " + " | ".join(
-                  f"{_two_places(inn[p]['fpr_0.01'])} / {_two_places(inn[p]['fpr_0.05'])} / {format_p(inn[p]['min_p'])}"
-                  for p in protocols) + " |",
-              "", "Queries each protocol asks at full budget: " + ", ".join(
-                  f"{p} {bench.full_queries.get(p, 0):,}" for p in protocols), ""]
+                  f"{_two_places(inn[p]['fpr_0.01'])} / {_two_places(inn[p]['fpr_0.001'])} / "
+                  f"{_two_places(inn[p]['fpr_0.05'])} / {format_p(inn[p]['min_p'])}" for p in protocols) + " |"]
+    ctl = summary.get("controls") or {}
+    if ctl:
+        n = max(v["n"] for v in ctl.values())
+        lines += [f"| controls: nothing of the victim survives (n = {n}) | " + " | ".join(
+            "-" if p not in ctl else f"{_two_places(ctl[p]['flagged_0.01'])} / "
+            f"{_two_places(ctl[p]['flagged_0.001'])} / {_two_places(ctl[p]['flagged_0.05'])} / "
+            f"{format_p(ctl[p]['min_p'])}" for p in protocols) + " |"]
+    failed = summary.get("failed_thefts") or []
+    if failed:
+        lines += ["", "Thefts that failed (not useful: test accuracy below "
+                  f"{USEFUL:.0%} of the victim's), reported, not counted:", ""]
+        lines += [f"- {f['name']} (seed {f['seed']}): test accuracy {f['test_accuracy']:.2f} (victim "
+                  f"{f['victim_accuracy']:.2f}), agreement {f['agreement']:.2f}" for f in failed]
+    lines += ["", "Queries each protocol asks at full budget: " + ", ".join(
+        f"{p} {bench.full_queries.get(p, 0):,}" for p in protocols), ""]
     if summary["queries_to_detect"]:
-        lines += ["Smallest budget at which >= 95 % of a type's faithful thefts reach p < 0.01 ('-': not reached):",
+        lines += ["Smallest budget at which >= 95 % of a type's counted thefts reach p < 0.01 ('-': not reached):",
                   "", "| attack type | " + " | ".join(summary["queries_to_detect"]) + " |",
                   "|---|" + "---|" * len(summary["queries_to_detect"])]
         for g in [row["group"] for row in summary["groups"]]:
@@ -122,12 +152,12 @@ def _two_places(x: float | None) -> str:
 
 
 def figures(bench: BenchResult, summary: dict[str, Any]):
-    """(ROC figure: faithful thefts vs innocents per protocol, budget figure: share caught at 0.01 per budget)."""
+    """(ROC figure: counted thefts vs innocents per protocol, budget figure: share caught at 0.01 per budget)."""
     import plotly.graph_objects as go
 
     roc = go.Figure()
-    innocents = [r for r in bench.results if r.entry.kind == "innocent"]
-    thefts = [r for r in bench.results if r.entry.kind == "stolen" and r.agreement >= FAITHFUL]
+    innocents = [r for r in bench.results if r.role == "innocent"]
+    thefts = [r for r in bench.results if r.counts_as_theft]
     for p in bench.protocols():
         pos = [_score(r.verdict.evidence[p]["p_value"]) for r in thefts if p in r.verdict.evidence]
         neg = [_score(r.verdict.evidence[p]["p_value"]) for r in innocents if p in r.verdict.evidence]
@@ -138,7 +168,8 @@ def figures(bench: BenchResult, summary: dict[str, Any]):
         fpr = [np.mean(np.array(neg) >= c) for c in cuts]
         roc.add_trace(go.Scatter(x=[0, *fpr, 1], y=[0, *tpr, 1], mode="lines", line_shape="hv",
                                  name=f"{p} (AUC {_two_places(summary['overall'][p]['auc'])})"))
-    roc.update_layout(title="ROC: faithful thefts vs innocent models", xaxis_title="false-positive rate (innocents)",
+    roc.update_layout(title="ROC: thefts (derived and useful) vs innocent models",
+                      xaxis_title="false-positive rate (innocents)",
                       yaxis_title="true-positive rate (thefts)", template="plotly_white", width=720, height=520)
     budget = go.Figure()
     for p, gs in summary["budget_curve"].items():
@@ -148,7 +179,7 @@ def figures(bench: BenchResult, summary: dict[str, Any]):
                 pts.setdefault(int(b), []).append(s["tpr_0.01"])
         xs = sorted(pts)
         budget.add_trace(go.Scatter(x=xs, y=[float(np.mean(pts[x])) for x in xs], mode="lines+markers", name=p))
-    budget.update_layout(title="Query budget: share of faithful thefts caught at p < 0.01 (mean over attack types)",
+    budget.update_layout(title="Query budget: share of thefts caught at p < 0.01 (mean over attack types)",
                          xaxis_title="black-box queries", yaxis_title="share caught", xaxis_type="log",
                          template="plotly_white", width=720, height=460)
     return roc, budget

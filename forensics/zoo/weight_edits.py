@@ -1,6 +1,6 @@
 """Edits of a model's weights that thieves use to disguise a copy: magnitude pruning, weight quantisation,
-and re-initialising the last blocks and head before re-training them.  Each works in place on an
-``nn.Module`` and is seeded where it draws."""
+re-initialising the last blocks and head before re-training them, Gaussian noise, and averaging with another
+model.  Each works in place on an ``nn.Module`` and is seeded where it draws."""
 from __future__ import annotations
 
 import torch
@@ -69,3 +69,30 @@ def reinit_tail(model: nn.Module, blocks: int, seed: int) -> set[str]:
                 if isinstance(sub, nn.modules.batchnorm._BatchNorm):
                     sub.reset_running_stats()
     return set(split.tail_state)
+
+
+def perturb_weights(model: nn.Module, sigma: float, seed: int) -> None:
+    """Add Gaussian noise to every conv and linear weight: ``sigma`` times that tensor's own standard deviation
+    (seeded, the same noise on every device)."""
+    if not 0 < sigma <= 10:
+        raise ConfigError(f"The 'sigma' parameter of weight noise must be in (0, 10]. Got {sigma!r} instead.")
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for _, w in sorted(_prunable_weights(model).items()):
+            noise = torch.randn(w.shape, generator=gen, dtype=torch.float32).to(w.device, w.dtype)
+            w.add_(noise * (sigma * float(w.float().std())))
+
+
+def average_weights(model: nn.Module, other: nn.Module, weight: float) -> None:
+    """``model``'s floating-point parameters and buffers become ``weight * model + (1 - weight) * other``
+    (the same architecture; integer buffers such as BatchNorm's batch counts are kept)."""
+    if not 0 < weight < 1:
+        raise ConfigError(f"The 'weight' parameter of averaging must be in (0, 1). Got {weight!r} instead.")
+    theirs = other.state_dict()
+    mine = model.state_dict()
+    if set(mine) != set(theirs) or any(mine[k].shape != theirs[k].shape for k in mine):
+        raise ConfigError("weights can be averaged only between two models of the same architecture")
+    with torch.no_grad():
+        for k, t in mine.items():
+            if t.is_floating_point():
+                t.mul_(weight).add_(theirs[k].to(t.device, t.dtype), alpha=1 - weight)
