@@ -106,6 +106,11 @@ missed = [r["name"] for r in thefts if r["flagged"] < r["runs"]]
 false_alarms = [r for r in rows if r["kind"] == "innocent" and r["flagged"]]
 head = (f"This audit flagged **{len(caught)} of {len(thefts)}** kinds of simulated theft in every run, and "
         f"**{len(false_alarms)}** of {sum(r['kind'] == 'innocent' for r in rows)} kinds of innocent model.")
+apart = {role: sum(r["role"] == role for r in rows) for role in ("failed theft", "control")}
+if any(apart.values()):
+    head += " Not counted: " + " and ".join(
+        f"{n} {'failed theft' if role == 'failed theft' else 'control'}{'s' if n != 1 else ''}"
+        for role, n in apart.items() if n) + " (see the table)."
 (st.success if not missed and not false_alarms else st.warning)(head, icon=":material/fact_check:")
 if missed:
     st.markdown("A *not stolen* verdict from this audit does **not** rule out: " + "; ".join(f"*{m}*" for m in missed)
@@ -114,20 +119,19 @@ for why in result.meta.get("skipped", []):
     st.caption(f"Left out: {why}")
 st.plotly_chart(stress_figure(result, protocol, alpha), width="stretch")
 st.caption(f"Each dot is one simulated model's p-value under the audit's {protocol} test; left of the dashed line "
-           f"(alpha = {alpha}) the audit would call it stolen. Red dots should sit left of it, green dots right.")
+           f"(alpha = {alpha}) the audit would call it stolen. Red dots (thefts) should sit left of it, green dots "
+           "(innocents) right; pink (failed thefts) and grey (controls) are shown but not counted.")
 table = pd.DataFrame([{
-    "simulated suspect": r["name"], "kind": "innocent" if r["role"] == "innocent" else (
-        "control" if r["role"] == "control" else "theft"),
-    "agreement with your model": f"{r['agreement']:.0%}",
-    "flagged": f"{r['flagged']} of {r['runs']}", "median p": format_p(r["median_p"]),
-    "note": ROLE_NOTES.get(r["role"], ""),
+    "simulated suspect": r["name"], "kind": r["role"], "flagged": f"{r['flagged']} of {r['runs']}",
+    "median p": format_p(r["median_p"]), "agreement": f"{r['agreement']:.0%}",
 } for r in rows])
-if not table["note"].any():
-    table = table.drop(columns="note")
-c1, c2 = st.columns([3, 2])
+c1, c2 = st.columns([2, 1])
 with c1:
     st.markdown("**Detection power per simulated suspect**")
     st.dataframe(table, hide_index=True, width="stretch")
+    notes = [f"*{role}*: {why}" for role, why in ROLE_NOTES.items() if role in set(table["kind"])]
+    if notes:
+        st.caption("; ".join(notes) + ".")
 with c2:
     st.markdown("**This audit's own verdicts**")
     if case.verdicts:

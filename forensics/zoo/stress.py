@@ -114,8 +114,10 @@ def stress_rows(bench: BenchResult, protocol: str, alpha: float) -> list[dict[st
     return out
 
 
-ROLE_NOTES = {"failed theft": "theft failed (not useful: accuracy < 90 % of your model's): not a real test",
-              "control": "nothing of your model survives in it: no method can or should flag it"}
+ROLE_NOTES = {"failed theft": "its accuracy is below 90 % of your model's: a thief would not deploy it, so it is no "
+                              "real test",
+              "control": "nothing of your model survives in it (it re-trained exactly what you trained): no method "
+                         "can or should flag it"}
 
 
 def stress_summary(bench: BenchResult, record: dict[str, Any], alpha: float) -> str:
@@ -156,25 +158,35 @@ def stress_test(audit: Audit, thief: ImageSet, innocent: ImageSet, entries: list
     return result
 
 
+ROLE_TRACES = (("theft", "simulated thefts", "#b3261e"),
+               ("failed theft", "failed thefts (not useful: not counted)", "#e8a39c"),
+               ("control", "controls (nothing of your model survives)", "#8a8f98"),
+               ("innocent", "simulated innocents", "#1b6e3a"))
+
+
 def stress_figure(bench: BenchResult, protocol: str, alpha: float):
-    """Every simulated suspect's p-value (log scale) per attack, thefts and innocents in two colours, alpha marked."""
+    """Every simulated suspect's p-value (log scale) per attack, one colour per role (thefts, failed thefts,
+    controls, innocents), alpha marked."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for kind, colour in (("stolen", "#b3261e"), ("innocent", "#1b6e3a")):
-        rs = [r for r in bench.results if r.entry.kind == kind and protocol in r.verdict.evidence]
+    for role, name, colour in ROLE_TRACES:
+        rs = [r for r in bench.results if r.role == role and protocol in r.verdict.evidence]
         if rs:
             fig.add_trace(go.Box(
                 y=[r.entry.title for r in rs], x=[max(r.verdict.evidence[protocol]["p_value"], 1e-300) for r in rs],
-                name="simulated thefts" if kind == "stolen" else "simulated innocents", orientation="h",
+                name=name, orientation="h",
                 boxpoints="all", pointpos=0, jitter=0.3, fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
                 marker=dict(color=colour, size=9), hovertemplate="%{y}<br>p = %{x:.2e}<extra></extra>"))
-    fig.add_vline(x=alpha, line_dash="dash", line_color="#444",
-                  annotation_text=f"alpha = {alpha}: left of the line = flagged as stolen", annotation_position="top")
+    fig.add_vline(x=alpha, line_dash="dash", line_color="#444", annotation_text=f"alpha = {alpha}: left of the line "
+                  "= flagged as stolen", annotation_position="top left")
     names = list(dict.fromkeys(r.entry.title for r in bench.results))
+    smallest = min((r.verdict.evidence[protocol]["p_value"] for r in bench.results if protocol in r.verdict.evidence),
+                   default=alpha)
+    low = np.log10(max(min(smallest, alpha), 1e-300)) - 2     # p-values live in (0, 1]: the axis ends at 1
     fig.update_layout(xaxis_type="log", xaxis_exponentformat="e", xaxis_title=f"p-value ({protocol} test), log scale",
-                      template="plotly_white",
-                      height=max(320, 34 * len(names) + 140), margin=dict(l=10, r=10, t=60, b=40),
-                      legend=dict(orientation="h", y=1.08), yaxis=dict(categoryorder="array",
-                                                                        categoryarray=names[::-1]))
+                      xaxis_range=[low, 0.1], template="plotly_white",
+                      height=max(320, 34 * len(names) + 160), margin=dict(l=10, r=10, t=90, b=40),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+                      yaxis=dict(categoryorder="array", categoryarray=names[::-1], range=[-0.7, len(names) - 0.3]))
     return fig
