@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project, in stages, each one's result said by name; exit status 1 if any stage failed.
 #   bash scripts/test.sh            lint and types, the fast suite, then the slow and browser tests (what CI runs)
-#   bash scripts/test.sh fast       only the first two stages (about two minutes)
+#   bash scripts/test.sh fast       only the first two stages (about three minutes)
 # Extra arguments after the stage name go to every pytest call (e.g. -x).  GPU tests run where torch sees a GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
