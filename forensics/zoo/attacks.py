@@ -123,6 +123,14 @@ def direct_copy(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, en
     return victim.clone()
 
 
+def _fine_tuned(engine: Engine, model: LoadedModel, data: ImageSet, cfg: TrainConfig, progress: ProgressFn | None,
+                label: str, targets: np.ndarray | None = None) -> LoadedModel:
+    """``model`` (the victim or an edited copy) fine-tuned on the thief's data (its labels unless ``targets``)."""
+    tuned, _ = train_stored(engine, "attack_fine_tune", model, data, data.labels if targets is None else targets, cfg,
+                            progress=progress, label=label)
+    return tuned
+
+
 @register_attack("fine_tune", "stolen", "the victim fine-tuned on the thief's data: with its true labels, or with the "
                                  "victim's own answers (pseudo_labels=True), a share of them replaced by random "
                                  "classes (label_noise); strength, augmentation, label smoothing and weight decay "
@@ -133,9 +141,7 @@ def fine_tune(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engi
     targets = _victim_labels(victim, data, engine) if pseudo_labels else data.labels
     if label_noise:
         targets = noisy_labels(targets, label_noise, victim.num_classes, cfg.seed)
-    model, _ = train_stored(engine, "attack_fine_tune", victim, data, targets, cfg, progress=progress,
-                            label="fine-tuned copy")
-    return model
+    return _fine_tuned(engine, victim, data, cfg, progress, "fine-tuned copy", targets)
 
 
 @register_attack("prune", "stolen", "global magnitude pruning of the victim's conv and linear weights (amount), "
@@ -193,10 +199,7 @@ def weight_noise(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, e
     model = victim.clone()
     perturb_weights(model.model, sigma, seed=cfg.seed)
     model.refresh_fingerprint()
-    if fine_tune:
-        model, _ = train_stored(engine, "attack_fine_tune", model, data, data.labels, cfg, progress=progress,
-                                label="noised and fine-tuned copy")
-    return model
+    return _fine_tuned(engine, model, data, cfg, progress, "noised and fine-tuned copy") if fine_tune else model
 
 
 @register_attack("weight_average", "stolen", "the victim's weights averaged with an innocent model's (the foundation "
@@ -219,10 +222,7 @@ def norm_recalibration(victim: LoadedModel, foundation: LoadedModel, data: Image
     if not engine.recalibrate_norm(model, data):
         raise ConfigError("the victim has no BatchNorm layers: recalibrating normalisation statistics changes nothing; "
                           "leave this attack out")
-    if fine_tune:
-        model, _ = train_stored(engine, "attack_fine_tune", model, data, data.labels, cfg, progress=progress,
-                                label="recalibrated and fine-tuned copy")
-    return model
+    return _fine_tuned(engine, model, data, cfg, progress, "recalibrated and fine-tuned copy") if fine_tune else model
 
 
 # --------------------------------------------------------------------------------------------

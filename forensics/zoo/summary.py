@@ -66,8 +66,8 @@ def summarize(bench: BenchResult) -> dict[str, Any]:
     control_rates = {p: {"n": len(v), "min_p": float(min(v)) if v else None, **_rates(v, "flagged")}
                      for p in protocols if (v := p_of(controls, p))}
     thefts = [r for r in derived if r.counts_as_theft]
-    overall = {p: {"auc": _auc(p_of(thefts, p), neg[p]), "n": len(p_of(thefts, p)), **_rates(p_of(thefts, p), "tpr")}
-               for p in protocols}
+    pos = {p: p_of(thefts, p) for p in protocols}
+    overall = {p: {"auc": _auc(pos[p], neg[p]), "n": len(pos[p]), **_rates(pos[p], "tpr")} for p in protocols}
     failed = [{"id": r.entry.id, "name": r.entry.title, "seed": r.seed, "test_accuracy": r.test_accuracy,
                "victim_accuracy": r.victim_accuracy, "agreement": r.agreement,
                "p_values": {p: r.verdict.evidence[p]["p_value"] for p in r.verdict.evidence}}
