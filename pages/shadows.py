@@ -41,7 +41,9 @@ busy = job is not None and job.running
 st.markdown("Holmes trains two **shadow models**: a *poisoned* copy of your model that forgets what it learned "
             "specifically on its most characteristic samples (D_s), and a *benign* model trained from the "
             "foundation without them. A third, the *membership reference*, sees only half of your data and "
-            "measures how hard each sample is. Results are kept in the artifact store: a re-run with the same "
+            "measures how hard each sample is. Optionally, for suspects whose weights you have, the *lineage test* "
+            "re-runs your recipe a few more times with other seeds, to tell what training changed in your model from "
+            "what any run of your recipe changes. Results are kept in the artifact store: a re-run with the same "
             "settings is instant, and an interrupted run resumes where it stopped.")
 
 with st.form("settings"):
@@ -62,6 +64,11 @@ with st.form("settings"):
                              disabled=cfg.train.trainable_blocks is None)
     device = c4.selectbox("device", ["auto", "cuda", "cpu"], index=["auto", "cuda", "cpu"].index(case.spec.device),
                           format_func={"auto": "auto (GPU if present)", "cuda": "GPU", "cpu": "CPU"}.get)
+    replicas = c4.number_input(
+        "lineage test: re-runs of your recipe", 0, 200, cfg.lineage_replicas,
+        help="0: the membership test alone. 5 or more: the audit also trains your recipe this many more times with "
+             "other seeds, and a suspect whose weights you have gets a second test, of what training changed in its "
+             "weights; the verdict combines both (Bonferroni). 9 is a good start; each is one training run.")
     start = st.form_submit_button("Build shadow models and verify suspects", type="primary", disabled=busy,
                                   icon=":material/rocket_launch:")
 
@@ -69,9 +76,12 @@ if start:
     try:
         tb = None if mode == "full" else int(blocks)
         train = replace(cfg.train, epochs=int(epochs), lr=float(lr), trainable_blocks=tb)
+        protocol = "combined" if replicas else ("membership" if cfg.protocol in ("combined", "lineage")
+                                                else cfg.protocol)
         new_cfg = replace(cfg, gamma=float(gamma), lam=float(lam), target_class=int(target),
                           trigger=Trigger(size=float(trig), value=cfg.trigger.value, position=cfg.trigger.position),
-                          train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb))
+                          train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb),
+                          lineage_replicas=int(replicas), protocol=protocol)
         resolve_device(device)
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
         run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects),

@@ -19,8 +19,16 @@ def test_config_validation_messages():
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="protocol"):
         AuditConfig(protocol="magic")
-    for name in protocol_names():  # every registered protocol is a valid choice
-        assert AuditConfig(protocol=name).protocol == name
+    for name in protocol_names():  # every registered protocol is a valid choice (with lineage replicas if it needs)
+        assert AuditConfig(protocol=name, lineage_replicas=9).protocol == name
+    for name in ("lineage", "combined"):
+        with pytest.raises(ConfigError, match="needs replicas of the victim's training run: set lineage_replicas"):
+            AuditConfig(protocol=name)
+    with pytest.raises(ConfigError, match=r"'lineage_replicas' parameter of AuditConfig must be 0 \(no lineage test\) "
+                                          r"or in \[5, 200\]"):
+        AuditConfig(lineage_replicas=3)
+    assert "lineage_replicas" not in AuditConfig().to_dict()  # records without the test read as before
+    assert AuditConfig.from_dict(AuditConfig(lineage_replicas=7).to_dict()).lineage_replicas == 7
 
 
 def test_the_audit_seed_seeds_every_part():

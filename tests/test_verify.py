@@ -66,8 +66,10 @@ def victim_logits(built):
 
 
 def runnable(label_only: bool, *, baselines: bool = False, ds: bool = True) -> set[str]:
-    """The protocols that can run on an audit with held-out data, for logits or labels, and no extra queries."""
+    """The protocols that can run on an audit with held-out data, for logits or labels, and no extra queries (those
+    that read weights or combine others' p-values are not run on answers)."""
     return {p.name for p in list_protocols(baselines=baselines) if p.extra_queries is None
+            and not p.needs_weights and not p.combines
             and p.unavailable(has_heldout=True, label_only=label_only, has_ds=ds) is None}
 
 

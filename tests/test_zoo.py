@@ -21,7 +21,7 @@ from forensics.zoo.entries import (
 
 def test_standard_zoo_is_well_formed():
     zoo = list_zoo_entries()
-    assert len({e.id for e in zoo}) == len({e.title for e in zoo}) == len(zoo) == 45
+    assert len({e.id for e in zoo}) == len({e.title for e in zoo}) == len(zoo) == 47
     for e in zoo:
         e.check({"aux", "innocent", "innocent/2", "innocent+aux", "synthetic"})
     innocents = list_zoo_entries("innocent")
@@ -48,7 +48,7 @@ def test_entries_by_id_or_title_and_the_registry_refuses_repeats():
         register_zoo_entry(ZooEntry("copy-2", "direct copy", "copy", "direct_copy"))
     with pytest.raises(ConfigError, match="lowercase letters and digits joined by '-'"):
         register_zoo_entry(ZooEntry("Direct Copy", "a copy", "copy", "direct_copy"))
-    assert len(list_zoo_entries()) == 45
+    assert len(list_zoo_entries()) == 47
 
 
 def test_bad_entries_are_refused():

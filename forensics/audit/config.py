@@ -7,6 +7,7 @@ from typing import Any
 from ..data.transforms import Trigger
 from ..engine.recipe import TrainConfig
 from ..errors import ConfigError
+from ..method.lineage import MAX_REPLICAS, MIN_REPLICAS
 from ..method.meta import MetaConfig
 from ..protocols.registry import DEFAULT_PROTOCOL, get_protocol, protocol_names
 
@@ -41,6 +42,7 @@ class AuditConfig:
     paper_m: int = 100
     query_budget: int | None = None   # at most this many queries (members + controls only; None: all, with D_s)
     seed: int = 0
+    lineage_replicas: int = 0         # replicas of the victim's run for the lineage test (0: no lineage test)
 
     def __post_init__(self) -> None:
         rules = [
@@ -59,12 +61,19 @@ class AuditConfig:
             ("paper_m", self.paper_m >= 2, ">= 2"),
             ("query_budget", self.query_budget is None or self.query_budget >= MIN_QUERY_BUDGET,
              f"None or >= {MIN_QUERY_BUDGET}"),
+            ("lineage_replicas", self.lineage_replicas == 0 or MIN_REPLICAS <= self.lineage_replicas <= MAX_REPLICAS,
+             f"0 (no lineage test) or in [{MIN_REPLICAS}, {MAX_REPLICAS}]"),
         ]
         for name, ok, rule in rules:
             if not ok:
                 raise ConfigError(f"The {name!r} parameter of AuditConfig must be {rule}. "
                                   f"Got {getattr(self, name)!r} instead.")
-        if self.query_budget is not None and get_protocol(self.protocol).needs_ds:
+        chosen = get_protocol(self.protocol)
+        if (chosen.needs_weights or "lineage" in chosen.combines) and not self.lineage_replicas:
+            raise ConfigError(f"the {self.protocol!r} protocol reads the lineage test, which needs replicas of the "
+                              f"victim's training run: set lineage_replicas (e.g. 9; each is one training run of "
+                              f"the victim's recipe)")
+        if self.query_budget is not None and chosen.needs_ds:
             raise ConfigError(f"a query budget leaves D_s out of the queries, and the {self.protocol!r} protocol needs "
                               "it: use the membership protocol with a budget, or no budget")
         for part in ("train", "poison_train", "meta"):
@@ -94,6 +103,8 @@ class AuditConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["trigger"] = self.trigger.to_dict()
+        if not self.lineage_replicas:  # the records of audits without a lineage test stay what they were
+            d.pop("lineage_replicas")
         return d
 
     @classmethod

@@ -117,6 +117,21 @@ def describe_comparison(evidence: dict[str, Any], protocol: str = "membership", 
                 f"images of the same collection, in {e.get('n_strata', '?')} strata of equal difficulty: {finding} "
                 f"(accuracy {e['member_accuracy']:.1%} on your training images vs {e['control_accuracy']:.1%} on "
                 f"unseen ones; test statistic z = {float(e.get('z', 0.0)):.1f}).")
+    if protocol == "lineage" and "replicas" in evidence:
+        e = evidence
+        finding = ("closer to your model's than chance allows" if e["p_value"] < alpha else "no closer than chance "
+                   "allows")
+        return (f"Compared what training changed in {e['weights']:,} of its weights with what it changed in yours: "
+                f"correlation {e['corr_victim']:.2f}, against at most {e['corr_replicas_max']:.2f} with "
+                f"{e['replicas']} independent re-runs of your training recipe ({finding}; t = {e['t']:.1f}).")
+    if protocol == "combined" and "components" in evidence:
+        parts = [f"{name} p = {format_p(p)}" for name, p in evidence["components"].items()]
+        if len(parts) == 1:
+            return (f"One test could run ({parts[0]}): the lineage test needs the suspect's weights in your model's "
+                    "architecture.")
+        return (f"{len(parts)} tests: {', '.join(parts)}. The verdict's p-value is {len(parts)} times the smaller "
+                f"(Bonferroni), so the pair accuses an innocent no more often than alpha; it was carried by the "
+                f"{evidence['carried_by']} test.")
     if "m" in evidence:
         return f"Compared its outputs on {evidence['m']} samples (protocol {protocol})."
     return f"Protocol {protocol}."

@@ -6,6 +6,7 @@ import argparse
 import datetime
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from ..audit.build import open_audit
@@ -50,6 +51,8 @@ def _stress_record(args: argparse.Namespace, store: ArtifactStore, entries: list
     t = time.perf_counter()
     spec = spec_and_record(args.record)[0]
     spec.device = args.device
+    if args.lineage_replicas:
+        spec.config = replace(spec.config, lineage_replicas=args.lineage_replicas, protocol="combined")
     audit = open_audit(spec, store, ConsoleProgress(args.quiet))
     thief, innocent, test = load_stress_data(audit, args.thief_data, args.innocent_data, args.test_data)
     opened = time.perf_counter() - t
@@ -68,7 +71,9 @@ def _bench_demo(args: argparse.Namespace, store: ArtifactStore, entries: list[Zo
                 seeds: list[int]) -> tuple[BenchResult, dict[str, Any]]:
     """The zoo against the demo victim of each seed (its suspects built on Ray workers first with ``--ray``)."""
     t = time.perf_counter()
-    audits, contexts = demo_contexts(seeds, store, quick=args.small, progress=ConsoleProgress(args.quiet))
+    victim = getattr(args, "victim", None) or "lite0"
+    audits, contexts = demo_contexts(seeds, store, quick=args.small, progress=ConsoleProgress(args.quiet),
+                                     victim=victim, lineage_replicas=args.lineage_replicas or 0)
     times = {"audits": time.perf_counter() - t}
     if getattr(args, "ray", None):
         def built(o: Outcome) -> None:
@@ -78,7 +83,7 @@ def _bench_demo(args: argparse.Namespace, store: ArtifactStore, entries: list[Zo
         t_ray = time.perf_counter()
         failed = fan_out_zoo(entries, seeds, quick=args.small, store_root=store.root.resolve(),
                              baselines=not args.no_baselines, address=args.ray, workers=args.workers,
-                             on_done=None if args.quiet else built)
+                             on_done=None if args.quiet else built, victim=victim)
         times["zoo on Ray"] = time.perf_counter() - t_ray
         for why in failed:
             print(f"a Ray task failed, built in this process instead: {why}", file=sys.stderr)
@@ -86,7 +91,7 @@ def _bench_demo(args: argparse.Namespace, store: ArtifactStore, entries: list[Zo
     table.header()
     result = run_bench(audits, contexts, entries, seeds, baselines=not args.no_baselines,
                        on_result=None if args.quiet else table.row, times=times)
-    return result, demo_meta(seeds, args.small)
+    return result, demo_meta(seeds, args.small, victim)
 
 
 def _bench(args: argparse.Namespace, stress: bool) -> int:

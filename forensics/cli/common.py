@@ -59,15 +59,23 @@ class ConsoleProgress:
 
 
 def print_table(rows: list[dict[str, Any]], alpha: float) -> None:
+    """The verdicts as a table; the membership and lineage tests' own p-values beside where a lineage test ran."""
+    lineage = any("lineage" in (r.get("evidence") or {}) for r in rows)
     head = (f"{'suspect':32s} {'kind':9s} {'p-value':>9s} {'dP':>7s}  {'verdict':11s} {'paper p':>9s} "
-            f"{'paper verdict':13s}")
+            f"{'paper verdict':13s}" + (f" {'member p':>9s} {'lineage p':>9s}" if lineage else ""))
     print(head)
     print("-" * len(head))
     for r in rows:
         dp = "-" if r.get("delta_p") is None else f"{r['delta_p']:+.3f}"
-        print(f"{r['name'][:32]:32s} {r.get('kind') or '?'!s:9s} {format_p(r['p_value']):>9s} {dp:>7s}  "
-              f"{r['verdict']:11s} {format_p(r.get('paper_p_value')):>9s} {r.get('paper_verdict') or '-'!s:13s}")
-    print(f"(verdict at alpha = {alpha}; 'stolen' means p < alpha)")
+        line = (f"{r['name'][:32]:32s} {r.get('kind') or '?'!s:9s} {format_p(r['p_value']):>9s} {dp:>7s}  "
+                f"{r['verdict']:11s} {format_p(r.get('paper_p_value')):>9s} {r.get('paper_verdict') or '-'!s:13s}")
+        if lineage:
+            ev = r.get("evidence") or {}
+            line += "".join(f" {format_p(ev[k]['p_value'] if k in ev else None):>9s}"
+                            for k in ("membership", "lineage"))
+        print(line)
+    print(f"(verdict at alpha = {alpha}; 'stolen' means p < alpha" +
+          ("; combined: 2 x the smaller of the membership and lineage p, where both ran)" if lineage else ")"))
 
 
 def add_common_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -101,6 +109,9 @@ def add_audit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trainable-blocks", help="train the last N blocks + head, or 'all' (default 1)")
     g.add_argument("--protocol", choices=protocol_names(), help=f"verdict protocol (default {DEFAULT_PROTOCOL})")
     g.add_argument("--alpha", type=float, help="significance level of the verdict (default 0.01)")
+    g.add_argument("--lineage-replicas", type=int, metavar="K",
+                   help="add the lineage test for suspects whose weights you have: K more training runs of the "
+                        "victim's recipe (e.g. 9), and one verdict from both tests (protocol 'combined')")
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -114,7 +125,7 @@ def spec_from_args(args: argparse.Namespace):
                              "foundation_revision") if getattr(args, k)]
         if given:
             raise ConfigError(f"--{given[0].replace('_', '-')} needs --victim (or omit the audit options for the demo)")
-        spec = demo_spec(args.seed or 0, protocol=args.protocol or DEFAULT_PROTOCOL)
+        spec = demo_spec(args.seed or 0)
     else:
         if not args.foundation or not args.data:
             raise ConfigError("an audit needs --victim, --foundation and --data (and --heldout for the default "
@@ -122,7 +133,7 @@ def spec_from_args(args: argparse.Namespace):
         spec = AuditSpec(victim=args.victim, foundation=args.foundation, data=args.data, heldout=args.heldout,
                          victim_revision=args.victim_revision, foundation_revision=args.foundation_revision,
                          arch=args.arch, input_size=args.input_size,
-                         config=AuditConfig(seed=args.seed or 0, protocol=args.protocol or DEFAULT_PROTOCOL))
+                         config=AuditConfig(seed=args.seed or 0))
     cfg = spec.config
     train, poison = cfg.train, cfg.poison_train
     if args.epochs is not None:
@@ -137,6 +148,10 @@ def spec_from_args(args: argparse.Namespace):
     over = {k: getattr(args, k) for k in ("gamma", "lam", "target_class", "alpha") if getattr(args, k) is not None}
     if getattr(args, "budget", None) is not None:
         over["query_budget"] = args.budget
+    if getattr(args, "lineage_replicas", None) is not None:
+        over["lineage_replicas"] = args.lineage_replicas
+        if not args.protocol and args.lineage_replicas:
+            over["protocol"] = "combined"
     if args.protocol:
         over["protocol"] = args.protocol
     if args.record and args.seed is not None and args.seed != cfg.seed:

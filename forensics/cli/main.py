@@ -9,8 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..demo.assets import DEMO_VICTIMS
 from ..errors import ForensicsError
 from ..protocols.registry import DEFAULT_PROTOCOL, protocol_names
+from ..zoo.bench import STRESS_ZOO
 from .audit import cmd_audit, cmd_demo, cmd_export, cmd_reverify, cmd_verify
 from .bench import cmd_bench, cmd_stress
 from .common import add_audit_options, add_common_options
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--test-data", help="labelled images to measure fidelity on (default: --innocent-data)")
         s.add_argument("--other-foundation", help="another pre-trained model for the students of another foundation")
         s.add_argument("--attacks", nargs="+", help="zoo entries by name, or 'all' (default: "
-                       + ("a standard set of 15" if name == "stress" else "all; with --small, 6") + ")")
+                       + (f"a standard set of {len(STRESS_ZOO)}" if name == "stress" else "all; with --small, 6") + ")")
         s.add_argument("--seeds", type=int, nargs="+", help="attack seeds (default 0 1 2; with --small, 0)")
         s.add_argument("--small", action="store_true", help="the reduced demo and 6 suspects (what the tests run)")
         s.add_argument("--no-baselines", action="store_true", help="only the audit's own protocols")
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--ray", metavar="ADDRESS", help="build the zoo's suspects as Ray tasks first (auto, "
                                                             "HOST:6379, ray://HOST:10001 or local), then sum up here")
             s.add_argument("--workers", type=int, help="with --ray: at most N zoo entries at a time")
+            s.add_argument("--victim", choices=sorted(DEMO_VICTIMS), default="lite0",
+                           help="which demo victim the zoo attacks (lite0: the demo's own; lite1: EfficientNet-Lite1 "
+                                "at 72 px with another recipe)")
+        s.add_argument("--lineage-replicas", type=int, metavar="K",
+                       help="add the lineage test (K re-runs of the victim's recipe) and the combined verdict")
         s.add_argument("--out", type=Path, default=Path(f"{name}-out"), help=f"output folder (default {name}-out)")
         s.set_defaults(fn=fn)
     sc = sub.add_parser("scan", help="verify many suspects (a file, one source per line) against an audit record, "

@@ -6,7 +6,9 @@ from here; the demo runner (:mod:`.runner`) opens the demo's audit with :func:`d
   held-out 2,000, auxiliary 3,000, innocent 3,000, test 1,000;
 * foundation: ImageNet EfficientNet-Lite0 (:mod:`forensics.models.lite`) at 64 px;
 * victim: the foundation fine-tuned on the private split, last stage + head, 6 epochs;
-* suspects: four thefts and two innocent models (:data:`DEMO_SUSPECTS`).
+* suspects: four thefts and two innocent models (:data:`DEMO_SUSPECTS`);
+* a second victim for the benchmark (:data:`DEMO_VICTIMS` ``lite1``): EfficientNet-Lite1 at 72 px with another
+  recipe (8 epochs, learning rate 2e-3, label smoothing 0.1), so that no benchmark number rests on one model.
 """
 from __future__ import annotations
 
@@ -118,19 +120,51 @@ def zoo_data(quick: bool = False) -> dict[str, ImageSet]:
             "synthetic": synthetic_images(len(aux), _arrays()["aux_images"].shape[1:], aux.classes)}
 
 
-def demo_train(quick: bool) -> TrainConfig:
-    return replace(VICTIM_TRAIN, epochs=3) if quick else VICTIM_TRAIN
+@dataclass(frozen=True)
+class DemoVictim:
+    """One of the demo's victims: its foundation, input size and recipe, and the zoo's other foundation for it."""
+
+    foundation: str
+    input_size: int
+    train: TrainConfig
+    other_foundation: str
+    title: str
 
 
-def demo_audit_config(seed: int = 0, *, quick: bool = False, protocol: str = DEFAULT_PROTOCOL) -> AuditConfig:
-    train = demo_train(quick)
+DEMO_VICTIMS = {
+    "lite0": DemoVictim("demo:foundation", INPUT_SIZE, VICTIM_TRAIN, OTHER_FOUNDATION,
+                        "EfficientNet-Lite0 at 64 px, last stage + head, 6 epochs lr 1e-3"),
+    "lite1": DemoVictim(OTHER_FOUNDATION, 72, TrainConfig(epochs=8, lr=2e-3, trainable_blocks=1, batch_size=64,
+                                                           label_smoothing=0.1), "demo:foundation",
+                        "EfficientNet-Lite1 at 72 px, last stage + head, 8 epochs lr 2e-3, label smoothing 0.1"),
+}
+
+
+def demo_victim_variant(name: str) -> DemoVictim:
+    if name not in DEMO_VICTIMS:
+        raise ConfigError(f"unknown demo victim {name!r}; choose one of {sorted(DEMO_VICTIMS)}")
+    return DEMO_VICTIMS[name]
+
+
+def demo_train(quick: bool, victim: str = "lite0") -> TrainConfig:
+    train = demo_victim_variant(victim).train
+    return replace(train, epochs=3) if quick else train
+
+
+def demo_audit_config(seed: int = 0, *, quick: bool = False, protocol: str = DEFAULT_PROTOCOL,
+                      victim: str = "lite0") -> AuditConfig:
+    train = demo_train(quick, victim)
     return AuditConfig(seed=seed, train=train, protocol=protocol, poison_train=replace(train, epochs=2 if quick else 3))
 
 
-def demo_spec(seed: int = 0, *, quick: bool = False, protocol: str = DEFAULT_PROTOCOL) -> AuditSpec:
-    """The embedded offline demo's audit (``quick``: the reduced data and epochs of the tests)."""
-    return AuditSpec(victim="demo:victim", foundation="demo:foundation", data="demo:private", heldout="demo:heldout",
-                     quick=quick, config=demo_audit_config(seed, quick=quick, protocol=protocol))
+def demo_spec(seed: int = 0, *, quick: bool = False, protocol: str = DEFAULT_PROTOCOL, victim: str = "lite0"
+              ) -> AuditSpec:
+    """The embedded offline demo's audit (``quick``: the reduced data and epochs of the tests; ``victim``: one of
+    :data:`DEMO_VICTIMS`, the demo's own ``lite0`` by default)."""
+    v = demo_victim_variant(victim)
+    return AuditSpec(victim="demo:victim", foundation=v.foundation, data="demo:private", heldout="demo:heldout",
+                     input_size=None if victim == "lite0" else v.input_size, quick=quick,
+                     config=demo_audit_config(seed, quick=quick, protocol=protocol, victim=victim))
 
 
 def demo_foundation(num_classes: int = NUM_CLASSES, *, input_size: int | None = INPUT_SIZE,
@@ -158,10 +192,11 @@ def stored_demo_foundation(store: ArtifactStore, num_classes: int = NUM_CLASSES,
 
 
 def demo_victim(engine: Engine, foundation: LoadedModel, private: ImageSet, *, seed: int, quick: bool,
-                progress: Progress | None = None) -> LoadedModel:
-    """The demo's victim: trained (first run) or reused from the store."""
+                progress: Progress | None = None, recipe: TrainConfig | None = None) -> LoadedModel:
+    """The demo's victim: trained (first run) or reused from the store; ``recipe``: the audit's (the victim's) recipe,
+    the demo's own by default."""
     victim, _ = train_stored(engine, "demo_victim", foundation, private, private.labels,
-                             replace(demo_train(quick), seed=seed), progress=progress, label="victim")
+                             replace(recipe or demo_train(quick), seed=seed), progress=progress, label="victim")
     victim.source = "demo:victim"
     return victim
 

@@ -65,7 +65,7 @@ class DemoScheme(SourceScheme):
             foundation = load_foundation(spec.foundation, private.num_classes, arch=spec.arch,
                                          revision=spec.foundation_revision, input_size=size, seed=spec.config.seed)
         victim = assets.demo_victim(engine, foundation, private, seed=spec.config.seed, quick=spec.quick,
-                                    progress=progress)
+                                    progress=progress, recipe=spec.config.train)
         return victim, foundation
 
     def suspect(self, src: ModelSource, spec: AuditSpec, *, victim: LoadedModel, foundation: LoadedModel,

@@ -4,7 +4,11 @@
   against unseen samples of the same collection, a difficulty-stratified weighted rank test
   (:func:`forensics.method.stats.stratified_rank_test`);
 * ``holmes`` - the meta-classifier's P(stolen) on held-out D_s rows, one-sample t-test;
-* ``paper`` - the reference release's protocol, reproduced for comparison.
+* ``paper`` - the reference release's protocol, reproduced for comparison;
+* ``lineage`` - for a suspect whose weights we have: does what training changed in it correlate with what it
+  changed in the victim more than with what it changed in replicas of the victim (:mod:`forensics.method.lineage`);
+* ``combined`` - one verdict from ``membership`` and ``lineage`` (where the suspect's weights are there), Bonferroni:
+  p = min(1, k * the smallest of the k components' p-values), valid whatever their dependence.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..method.meta import BENIGN, STOLEN, output_difference
 from ..method.metrics import accuracy, per_sample_loss
 from ..method.stats import difficulty_strata, heldout_meta_test, paper_protocol, stratified_rank_test, stratum_weights
@@ -116,3 +121,41 @@ PAPER = register_protocol(VerdictProtocol(
     _paper, needs_heldout=False, needs_logits=True, calibrated=False, needs_ds=True))
 
 
+
+
+def _not_from_answers(audit: AuditView, out: np.ndarray, label_only: bool,
+                      extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
+    raise ConfigError("this protocol does not run on answers alone (see VerdictProtocol.needs_weights / combines)")
+
+
+LINEAGE = register_protocol(VerdictProtocol(
+    "lineage", "Lineage test (the suspect's weights)",
+    "does what training changed in the suspect's weights correlate with what it changed in yours more than with "
+    "what it changed in replicas of your training run? (Student-t prediction over the replicas)",
+    _not_from_answers, needs_heldout=False, needs_logits=False, calibrated=True, needs_weights=True,
+    samples=lambda evidence: int(evidence["replicas"])))
+
+#: the components of the combined verdict, in the order the verdict card shows them
+COMBINED_COMPONENTS = ("membership", "lineage")
+
+
+def combine_evidence(evidence: dict[str, Evidence], components: tuple[str, ...] = COMBINED_COMPONENTS) -> Evidence:
+    """Bonferroni over the components that ran: min(1, k * min p).  Which ran depends on what the suspect is
+    (a model of the victim's architecture, or answers), never on its p-values, so the combination stays valid."""
+    ran = {name: float(evidence[name]["p_value"]) for name in components if name in evidence}
+    if not ran:
+        raise ConfigError(f"none of {components} ran, so there is nothing to combine")
+    carried = min(ran, key=lambda name: ran[name])
+    out: Evidence = {"p_value": min(1.0, len(ran) * ran[carried]), "method": "bonferroni", "components": ran,
+                     "carried_by": carried}
+    if "membership" in evidence:
+        out["samples"] = int(evidence["membership"]["members"] + evidence["membership"]["controls"])
+    return out
+
+
+COMBINED = register_protocol(VerdictProtocol(
+    "combined", "Membership and lineage combined (Bonferroni)",
+    "the membership test on the answers and, for a suspect whose weights we have, the lineage test; p = the number "
+    "of tests that ran times the smallest p-value (at most 1)",
+    _not_from_answers, needs_heldout=True, needs_logits=False, calibrated=True, delta_p_from="holmes",
+    combines=COMBINED_COMPONENTS, samples=lambda evidence: int(evidence.get("samples", 0))))

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.images import ImageSet
 from ..engine.engine import Engine
+from ..engine.recipe import TrainConfig
 from ..errors import ConfigError
 from ..method.meta import MetaEvidence
 from ..method.queries import QuerySet
@@ -51,6 +52,10 @@ class ProtocolSettings(Protocol):
     def paper_draws(self) -> int: ...
     @property
     def paper_m(self) -> int: ...
+    @property
+    def lineage_replicas(self) -> int: ...
+    @property
+    def seeded_train(self) -> TrainConfig: ...
 
 
 class AuditView(Protocol):
@@ -60,6 +65,7 @@ class AuditView(Protocol):
 
     engine: Engine
     victim: LoadedModel
+    foundation: LoadedModel
     private: ImageSet
     heldout: ImageSet | None
     loss_order: LossOrder
@@ -111,9 +117,15 @@ class VerdictProtocol:
     # which queries a smaller budget thins out (forensics.zoo.bench.budget_view): "both" members and controls,
     # "controls", "mistakes" (the controls the victim gets wrong), or "" (its queries are fixed)
     budget_on: str = ""
+    needs_weights: bool = False  # reads the suspect's weights, not its answers (``run`` is never called on answers)
+    combines: tuple[str, ...] = ()  # combines these protocols' p-values (``run`` is never called on answers)
 
-    def unavailable(self, *, has_heldout: bool, label_only: bool, has_ds: bool = True) -> str | None:
+    def unavailable(self, *, has_heldout: bool, label_only: bool, has_ds: bool = True,
+                    has_weights: bool = False) -> str | None:
         """Why this protocol cannot run on an audit / an answer type, or None."""
+        if self.needs_weights and not has_weights:
+            return (f"the {self.name!r} protocol needs the suspect's weights (a model, not its answers), and the "
+                    "audit's lineage replicas (lineage_replicas)")
         if self.needs_logits and label_only:
             return f"the {self.name!r} protocol needs logits, not labels"
         if self.needs_heldout and not has_heldout:

@@ -38,6 +38,12 @@ def meaning(protocol: str, alpha: float) -> str:
     if protocol == "membership":
         what = ("fits your model's private training samples better than unseen samples of the same collection, "
                 "beyond what chance allows")
+    elif protocol == "lineage":
+        what = ("carries what training changed in your model's weights beyond what an independent run of your own "
+                "recipe shares with it")
+    elif protocol == "combined":
+        what = ("passes the membership test or (where its weights are there) the lineage test, each held to a share "
+                "of alpha so that the pair accuses an innocent no more often than one test would")
     else:
         what = "scores beyond what chance allows on the audit's test"
     s = (f"Evidence of derivation (p < alpha = {alpha:g}) means the suspect {what}: statistical evidence that it "
@@ -80,6 +86,14 @@ def compared(s: dict[str, Any]) -> str:
         return f"Holmes meta-classifier P(stolen) on {e['m']} held-out rows of D_s, against 0.5"
     if s.get("protocol") == "paper" and "m" in e:
         return f"paper protocol: {e.get('draws', '?')} draws of {e['m']} rows of D_s"
+    if s.get("protocol") == "lineage" and "replicas" in e:
+        return (f"what training changed in {e['weights']:,} weights: correlation {e['corr_victim']:.2f} with yours, "
+                f"at most {e['corr_replicas_max']:.2f} with {e['replicas']} re-runs of your recipe")
+    if s.get("protocol") == "combined" and "components" in e:
+        parts = [f"{name} p = {format_p(p)}" for name, p in e["components"].items()]
+        if len(parts) == 1:
+            return f"{parts[0]} (the lineage test needs the suspect's weights)"
+        return f"{' and '.join(parts)}; p = {len(parts)} x the smaller (Bonferroni), carried by {e['carried_by']}"
     return f"the {s.get('protocol')!r} protocol on {s.get('m')} samples"
 
 

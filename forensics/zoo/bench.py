@@ -44,7 +44,7 @@ def budget_view(audit: Audit, budget: int, on: str = "both") -> Audit:
     (so every p-value stays valid): ``on="both"`` half members and half controls (the membership test),
     ``"controls"`` controls only, ``"mistakes"`` controls the victim gets wrong (see ``VerdictProtocol.budget_on``)."""
     rng = np.random.default_rng([audit.config.seed, budget, 7])
-    memo = {k: v for k, v in audit.memo.items() if k == "victim_and_references"}
+    memo = {k: v for k, v in audit.memo.items() if k in ("victim_and_references", "lineage")}
     d = audit.membership
     if on == "both":
         return replace(audit, membership=d.subsample(budget, rng), memo=memo)

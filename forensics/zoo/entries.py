@@ -26,7 +26,7 @@ from ..audit.answers import ANSWER_FORMATS, format_answers
 from ..audit.opened import Audit
 from ..audit.sources import load_foundation
 from ..audit.verdict import Kind, Verdict
-from ..audit.verify import verify_outputs
+from ..audit.verify import verify_outputs, weights_evidence
 from ..data.images import ImageSet
 from ..engine.recipe import TrainConfig
 from ..errors import ConfigError
@@ -236,7 +236,10 @@ def verify_entry(entry: ZooEntry, ctx: ZooContext, seed: int, *, baselines: bool
         extra = {k: format_answers(v, entry.answers)
                  for k, v in extra_answers(a, model, list_protocols(baselines=True)).items()}
     t2 = time.perf_counter()
-    verdict = verify_outputs(a, answers, f"{entry.title} (seed {seed})", baselines=baselines, extra=extra)
+    # a suspect published with its weights (full logits) gets the tests of weights too; one behind an API does not
+    weights = weights_evidence(a, model) if entry.answers == "logits" else None
+    verdict = verify_outputs(a, answers, f"{entry.title} (seed {seed})", baselines=baselines, extra=extra,
+                             weights_evidence=weights)
     verdict.fingerprint = model.fingerprint
     fid = fidelity(a.engine, a.victim, model, ctx.test)
     t3 = time.perf_counter()

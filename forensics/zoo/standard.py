@@ -99,6 +99,11 @@ STANDARD_ZOO: tuple[ZooEntry, ...] = (
     _entry("innocent-victim-recipe", "innocent, victim's recipe", "innocent", "innocent", data="innocent",
            seed_offset=100),
     _entry("innocent-other-seed", "innocent, other seed", "innocent", "innocent", data="innocent", seed_offset=300),
+    # the victim's own seed: the same initial head and the same shuffles and dropout masks, on other data (0 and
+    # 42 are everyone's defaults) - the lineage test's hardest negative
+    _entry("innocent-victim-seed", "innocent, the victim's own seed", "innocent", "innocent", data="innocent"),
+    _entry("innocent-victim-seed-thief-data", "innocent, the victim's own seed, on the thief's data", "innocent",
+           "innocent", data="aux"),
     _entry("innocent-2-blocks", "innocent, 2 blocks", "innocent", "innocent", data="innocent",
            train={"trainable_blocks": 2}, seed_offset=400),
     _entry("innocent-half-data", "innocent, half the data", "innocent", "innocent", data="innocent/2", seed_offset=500),
