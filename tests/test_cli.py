@@ -33,6 +33,17 @@ def test_cli_record_keeps_overrides_and_rejects_bad_values(tmp_path):
                                      "--trainable-blocks", "abc"]))
     with pytest.raises(ForensicsError, match="--arch needs --victim"):
         spec_from_args(p.parse_args(["audit", "--arch", "resnet18"]))
+    # the lineage test: replicas, and the combined verdict unless another protocol is asked for
+    s = spec_from_args(p.parse_args(["audit", "--lineage-replicas", "9"]))
+    assert s.config.lineage_replicas == 9 and s.config.protocol == "combined"
+    s = spec_from_args(p.parse_args(["audit", "--lineage-replicas", "9", "--protocol", "membership"]))
+    assert s.config.lineage_replicas == 9 and s.config.protocol == "membership"
+    s = spec_from_args(p.parse_args(["verify", "--record", str(rec), "--lineage-replicas", "7", "--logits", "x"]))
+    assert s.config.lineage_replicas == 7 and s.config.seed == 3
+    with pytest.raises(ForensicsError, match="needs replicas of the victim's training run"):
+        spec_from_args(p.parse_args(["audit", "--protocol", "combined"]))
+    with pytest.raises(ForensicsError, match=r"lineage_replicas.*must be 0 \(no lineage test\) or in \[5, 200\]"):
+        spec_from_args(p.parse_args(["audit", "--lineage-replicas", "2"]))
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ForensicsError, match=r"bad\.json is not JSON"):
         spec_from_args(p.parse_args(["verify", "--record", str(tmp_path / "bad.json"), "--logits", "x"]))

@@ -105,3 +105,22 @@ def test_new_families_and_ground_truth_on_the_reduced_demo(quick_demo):
     control = by["retrain-last-stage"]
     assert control.survives == "nothing" and control.role == "control" and not control.counts_as_theft
     assert control.to_dict()["role"] == "control"
+
+
+def test_the_second_demo_victim_has_its_own_foundation_size_and_recipe():
+    """bench --victim lite1: EfficientNet-Lite1 at 72 px, another recipe; its zoo's other foundation is Lite0."""
+    from types import SimpleNamespace
+
+    from forensics.demo.assets import DEMO_VICTIMS, demo_spec
+
+    spec = demo_spec(0, victim="lite1")
+    assert spec.foundation == "demo:lite1" and spec.input_size == 72
+    assert spec.config.train == DEMO_VICTIMS["lite1"].train and spec.config.train.label_smoothing == 0.1
+    assert spec.config.train != demo_spec(0).config.train
+    assert demo_spec(0).foundation == "demo:foundation" and demo_spec(0).input_size is None  # the demo unchanged
+    assert demo_spec(0, quick=True, victim="lite1").config.train.epochs == 3
+    ctx = demo_zoo_context(SimpleNamespace(spec=spec), quick=True)
+    assert ctx.other_foundation == "demo:foundation" and ctx.recipe == DEMO_VICTIMS["lite1"].train
+    assert demo_zoo_context(SimpleNamespace(spec=demo_spec(0)), quick=True).other_foundation == "demo:lite1"
+    with pytest.raises(ConfigError, match="unknown demo victim 'lite9'; choose one of"):
+        demo_spec(0, victim="lite9")

@@ -125,16 +125,23 @@ def describe_comparison(evidence: dict[str, Any], protocol: str = "membership", 
                 f"correlation {e['corr_victim']:.2f}, against at most {e['corr_replicas_max']:.2f} with "
                 f"{e['replicas']} independent re-runs of your training recipe ({finding}; t = {e['t']:.1f}).")
     if protocol == "combined" and "components" in evidence:
-        parts = [f"{name} p = {format_p(p)}" for name, p in evidence["components"].items()]
-        if len(parts) == 1:
-            return (f"One test could run ({parts[0]}): the lineage test needs the suspect's weights in your model's "
-                    "architecture.")
-        return (f"{len(parts)} tests: {', '.join(parts)}. The verdict's p-value is {len(parts)} times the smaller "
-                f"(Bonferroni), so the pair accuses an innocent no more often than alpha; it was carried by the "
-                f"{evidence['carried_by']} test.")
+        return describe_combined(evidence, alpha)
     if "m" in evidence:
         return f"Compared its outputs on {evidence['m']} samples (protocol {protocol})."
     return f"Protocol {protocol}."
+
+
+def describe_combined(evidence: dict[str, Any], alpha: float) -> str:
+    """The combined verdict's components in words: each test's p-value, how they combine, and which carried it."""
+    ran = evidence["components"]
+    parts = " · ".join(f"{name} test p = {format_p(p)}" for name, p in ran.items())
+    if len(ran) == 1:
+        return f"{parts.capitalize()} (the lineage test needs the suspect's weights in your model's architecture)."
+    if evidence["p_value"] < alpha:
+        why = f"the evidence comes from the {evidence['carried_by']} test"
+    else:
+        why = f"neither test reaches alpha / {len(ran)}"
+    return f"{parts.capitalize()}. Verdict p = {len(ran)} × the smaller (Bonferroni): {why}."
 
 
 def reading_of(evidence: dict[str, dict[str, Any]], protocol: str, alpha: float) -> Reading | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ..audit.verdict import Reading, format_p, headline
+from ..audit.verdict import Reading, describe_combined, format_p, headline
 from ..errors import ForensicsError
 from ..protocols.registry import get_protocol
 
@@ -42,8 +42,8 @@ def meaning(protocol: str, alpha: float) -> str:
         what = ("carries what training changed in your model's weights beyond what an independent run of your own "
                 "recipe shares with it")
     elif protocol == "combined":
-        what = ("passes the membership test or (where its weights are there) the lineage test, each held to a share "
-                "of alpha so that the pair accuses an innocent no more often than one test would")
+        what = ("fits your private training samples better than unseen ones or (where its weights are there) carries "
+                "what training changed in your model's weights; the two tests share alpha (Bonferroni)")
     else:
         what = "scores beyond what chance allows on the audit's test"
     s = (f"Evidence of derivation (p < alpha = {alpha:g}) means the suspect {what}: statistical evidence that it "
@@ -90,10 +90,7 @@ def compared(s: dict[str, Any]) -> str:
         return (f"what training changed in {e['weights']:,} weights: correlation {e['corr_victim']:.2f} with yours, "
                 f"at most {e['corr_replicas_max']:.2f} with {e['replicas']} re-runs of your recipe")
     if s.get("protocol") == "combined" and "components" in e:
-        parts = [f"{name} p = {format_p(p)}" for name, p in e["components"].items()]
-        if len(parts) == 1:
-            return f"{parts[0]} (the lineage test needs the suspect's weights)"
-        return f"{' and '.join(parts)}; p = {len(parts)} x the smaller (Bonferroni), carried by {e['carried_by']}"
+        return describe_combined(e, float(s.get("alpha", 0.01)))
     return f"the {s.get('protocol')!r} protocol on {s.get('m')} samples"
 
 
