@@ -43,8 +43,9 @@ class _AllImages:
 class _SplitView:
     """The audit with another membership design, answers indexed over every private and held-out image."""
 
-    def __init__(self, audit: Any, design: Any):
-        self._audit, self.membership, self.queries = audit, design, _AllImages(len(audit.private))
+    def __init__(self, audit: Any, design: Any, n_private: int, private: Any, heldout: Any):
+        self._audit, self.membership, self.queries = audit, design, _AllImages(n_private)
+        self.private, self.heldout = private, heldout
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._audit, name)
@@ -57,6 +58,9 @@ def main() -> None:
     ap.add_argument("--store", default=None)
     ap.add_argument("--entries", nargs="+", default=None, help="innocent zoo entries (default: every innocent)")
     ap.add_argument("--quick", action="store_true", help="the reduced demo (a check that the script runs)")
+    ap.add_argument("--repartition", action="store_true",
+                    help="each split also re-draws which images of private + held-out are private and which held-out "
+                         "(the demo's data file fixes one partition; without this, every split shares it)")
     args = ap.parse_args()
     from scipy import stats
 
@@ -71,13 +75,19 @@ def main() -> None:
         both = concat([audit.private, audit.heldout], "private+heldout")
         logits = {e.id: audit.engine.logits(build_suspect(e, ctx, 0), both) for e in entries}
         pv = np.full((args.splits, len(entries)), np.nan)
+        n_p = len(audit.private)
         for r in range(args.splits):
-            _, _, design = train_reference_shadow(audit.engine, audit.foundation, audit.private, audit.heldout,
+            order = (np.random.default_rng([r, 777]).permutation(len(both)) if args.repartition
+                     else np.arange(len(both)))
+            private = both.subset(np.sort(order[:n_p]), "private")
+            heldout = both.subset(np.sort(order[n_p:]), "heldout")
+            _, _, design = train_reference_shadow(audit.engine, audit.foundation, private, heldout,
                                                   audit.config.member_fraction, audit.config.seeded_train,
                                                   np.random.default_rng([r, 4242]))
-            view = _SplitView(audit, design)
+            view = _SplitView(audit, design, n_p, private, heldout)
+            rows = np.r_[np.sort(order[:n_p]), np.sort(order[n_p:])]  # the answers in the view's row order
             for i, e in enumerate(entries):
-                pv[r, i] = membership.run(view, logits[e.id], False, None)[0]["p_value"]
+                pv[r, i] = membership.run(view, logits[e.id][rows], False, None)[0]["p_value"]
             print(f"{victim} split {r}: " + " ".join(f"{p:.3f}" for p in pv[r]), flush=True)
         one = pv[np.arange(args.splits), np.arange(args.splits) % len(entries)]
         everything.append((victim, pv, one))

@@ -121,8 +121,6 @@ PAPER = register_protocol(VerdictProtocol(
     _paper, needs_heldout=False, needs_logits=True, calibrated=False, needs_ds=True))
 
 
-
-
 def _not_from_answers(audit: AuditView, out: np.ndarray, label_only: bool,
                       extra: np.ndarray | None = None) -> tuple[Evidence, dict[str, list]]:
     raise ConfigError("this protocol does not run on answers alone (see VerdictProtocol.needs_weights / combines)")

@@ -124,8 +124,8 @@ class VerdictProtocol:
                     has_weights: bool = False) -> str | None:
         """Why this protocol cannot run on an audit / an answer type, or None."""
         if self.needs_weights and not has_weights:
-            return (f"the {self.name!r} protocol needs the suspect's weights (a model, not its answers), and the "
-                    "audit's lineage replicas (lineage_replicas)")
+            return (f"the {self.name!r} protocol needs the suspect's weights in the victim's architecture (a model, "
+                    "not its answers) and the audit's lineage replicas (lineage_replicas)")
         if self.needs_logits and label_only:
             return f"the {self.name!r} protocol needs logits, not labels"
         if self.needs_heldout and not has_heldout:
