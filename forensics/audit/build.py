@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
 from ..data.images import ImageSet
 from ..engine.engine import Engine
 from ..errors import ClassCountMismatchError, ConfigError, DatasetTooSmallError
-from ..method.lineage import lineage_reference
 from ..method.meta import fit_meta_classifiers
 from ..method.queries import build_query_set
 from ..method.shadows import (
@@ -35,6 +33,7 @@ from .config import AuditConfig
 from .opened import Audit
 from .sources import load_data, open_models, victim_title
 from .spec import AuditSpec
+from .verify import lineage_of
 
 
 def open_audit(spec: AuditSpec, store: ArtifactStore | None = None, progress: Progress | None = None,
@@ -63,9 +62,10 @@ def audit_plan(spec: AuditSpec) -> list[tuple[str, str]]:
             ("benign_shadow", "Benign shadow")]
     if spec.heldout:
         plan.append(("reference_shadow", "Membership reference shadow"))
+    plan.append(("meta_classifier", "Output differences and meta-classifier"))
     if spec.config.lineage_replicas:
         plan.append(("lineage_replicas", f"Lineage test: {spec.config.lineage_replicas} re-runs of your recipe"))
-    return [*plan, ("meta_classifier", "Output differences and meta-classifier")]
+    return plan
 
 
 def check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSet, heldout: ImageSet | None,
@@ -136,13 +136,6 @@ def build_audit(spec: AuditSpec, victim: LoadedModel, foundation: LoadedModel, p
         reference, h_r, design = train_reference_shadow(engine, foundation, private, heldout, config.member_fraction,
                                                         config.seeded_train, rng, progress)
 
-    memo: dict[str, Any] = {}
-    if config.lineage_replicas:
-        emit(progress, "lineage_replicas", "start")
-        memo["lineage"] = lineage_reference(engine, victim, foundation, private, config.seeded_train,
-                                            config.lineage_replicas, progress=progress)
-        emit(progress, "lineage_replicas", "done", f"{config.lineage_replicas} replicas of the victim's training run")
-
     emit(progress, "meta_classifier", "start")
     meta = fit_meta_classifiers(engine, victim, poisoned, benign, private.subset(ds_rows, "D_s"), config.seeded_meta,
                                 config.meta_train_fraction, config.meta_val_fraction, rng)
@@ -159,6 +152,11 @@ def build_audit(spec: AuditSpec, victim: LoadedModel, foundation: LoadedModel, p
     queries = build_query_set(private, heldout, query_rows, design.control_rows, config.seed + 1)
     shadows = Shadows(poisoned, benign, reference, success,
                       {"poisoned_shadow": h_p, "benign_shadow": h_b, "reference_shadow": h_r})
-    return Audit(spec=replace(spec), engine=engine, victim=victim, foundation=foundation, private=private,
-                 heldout=heldout, loss_order=LossOrder(loss, ds_rows), shadows=shadows, membership=design,
-                 meta=meta, queries=queries, memo=memo)
+    audit = Audit(spec=replace(spec), engine=engine, victim=victim, foundation=foundation, private=private,
+                  heldout=heldout, loss_order=LossOrder(loss, ds_rows), shadows=shadows, membership=design,
+                  meta=meta, queries=queries)
+    if config.lineage_replicas:
+        emit(progress, "lineage_replicas", "start")
+        lineage_of(audit, progress)
+        emit(progress, "lineage_replicas", "done", f"{config.lineage_replicas} replicas of the victim's training run")
+    return audit
