@@ -41,10 +41,11 @@ busy = job is not None and job.running
 st.markdown("Holmes trains two **shadow models**: a *poisoned* copy of your model that forgets what it learned "
             "specifically on its most characteristic samples (D_s), and a *benign* model trained from the "
             "foundation without them. A third, the *membership reference*, sees only half of your data and "
-            "measures how hard each sample is. Optionally, for suspects whose weights you have, the *lineage test* "
-            "re-runs your recipe a few more times with other seeds, to tell what training changed in your model from "
-            "what any run of your recipe changes. Results are kept in the artifact store: a re-run with the same "
-            "settings is instant, and an interrupted run resumes where it stopped.")
+            "measures how hard each sample is (or several, in pairs that split your data into halves, so that "
+            "every sample of it serves the membership test). Optionally, for suspects whose weights you have, the "
+            "*lineage test* re-runs your recipe a few more times with other seeds, to tell what training changed in "
+            "your model from what any run of your recipe changes. Results are kept in the artifact store: a re-run "
+            "with the same settings is instant, and an interrupted run resumes where it stopped.")
 
 with st.form("settings"):
     c1, c2, c3, c4 = st.columns(4)
@@ -55,6 +56,12 @@ with st.form("settings"):
                           format_func=lambda i: f"{i}: {classes[i]}")
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("epochs (benign / reference shadows)", 1, 100, cfg.train.epochs)
+    pairs = c1.number_input(
+        "membership references: pairs", 0, 16, cfg.reference_pairs,
+        help="0: one reference shadow on half of your data; the other half are the membership test's members. "
+             "1 or more: this many pairs of references, each pair splitting your data into two halves, so that all "
+             "of it serves as members, each sample measured by references that never saw it: a stronger test, "
+             "for the cost of 2 trainings on half of your data per pair. 4 is a good start.")
     rates = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2]
     lr = c2.select_slider("learning rate", rates, value=min(rates, key=lambda v: abs(v - cfg.train.lr)),
                           format_func=lambda v: f"{v:g}")
@@ -81,7 +88,7 @@ if start:
         new_cfg = replace(cfg, gamma=float(gamma), lam=float(lam), target_class=int(target),
                           trigger=Trigger(size=float(trig), value=cfg.trigger.value, position=cfg.trigger.position),
                           train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb),
-                          lineage_replicas=int(replicas), protocol=protocol)
+                          lineage_replicas=int(replicas), reference_pairs=int(pairs), protocol=protocol)
         resolve_device(device)
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
         run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects),

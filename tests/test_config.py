@@ -31,6 +31,15 @@ def test_config_validation_messages():
     assert AuditConfig.from_dict(AuditConfig(lineage_replicas=7).to_dict()).lineage_replicas == 7
 
 
+def test_reference_pairs_are_bounded_and_kept_out_of_records_without_them():
+    assert "reference_pairs" not in AuditConfig().to_dict()
+    assert AuditConfig.from_dict(AuditConfig(reference_pairs=4).to_dict()).reference_pairs == 4
+    for bad in (-1, 17):
+        with pytest.raises(ConfigError, match=r"'reference_pairs' parameter of AuditConfig must be 0 \(one "
+                                              r"reference shadow\) or in \[1, 16\]"):
+            AuditConfig(reference_pairs=bad)
+
+
 def test_the_audit_seed_seeds_every_part():
     cfg = AuditConfig(seed=3, train=TrainConfig(epochs=2))
     assert cfg.seeded_train.seed == 3 and cfg.seeded_poison_train.seed == 3 and cfg.seeded_meta.seed == 3

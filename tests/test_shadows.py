@@ -19,6 +19,7 @@ from forensics.method.shadows import (
     select_ds,
     train_benign_shadow,
     train_poisoned_shadow,
+    train_reference_pairs,
     train_reference_shadow,
 )
 from forensics.models import LoadedModel, fingerprint_state_dict
@@ -176,6 +177,38 @@ def test_train_reference_shadow_and_its_membership_design(engine):
     _, _, other = train_reference_shadow(engine, foundation, private, heldout, 0.4, RECIPE,
                                          np.random.default_rng(12))
     assert len(other.member_rows) == 16 and not np.array_equal(other.member_rows, members)
+
+
+def test_reference_pairs_calibrate_every_member_and_control_by_references_that_never_saw_it(engine):
+    foundation = make_loaded(seed=0)
+    private, heldout = toy_images(40, seed=6, name="private"), toy_images(30, seed=7, name="heldout")
+    refs = train_reference_pairs(engine, foundation, private, heldout, 2, RECIPE, np.random.default_rng(11))
+    design = refs.design
+    assert len(refs.models) == 4 and len({m.fingerprint for m in refs.models}) == 4
+    assert design.member_rows.tolist() == list(range(40)) and design.control_rows.tolist() == list(range(30))
+    losses_p = [per_sample_loss(forward_all(m, private), private.labels) for m in refs.models]
+    losses_h = [per_sample_loss(forward_all(m, heldout), heldout.labels) for m in refs.models]
+    for j in range(2):  # each pair splits D into two halves: each row is in exactly one
+        a, b = refs.trained_rows[2 * j], refs.trained_rows[2 * j + 1]
+        assert len(a) == len(b) == 20 and not np.intersect1d(a, b).size
+        assert np.array_equal(np.sort(np.r_[a, b]), np.arange(40))
+        for r in (2 * j, 2 * j + 1):  # what the store says each trained on
+            meta = entry_meta(engine, refs.models[r])
+            assert meta["inputs"]["images"] == private.subset(refs.trained_rows[r]).fingerprint
+            assert meta["inputs"]["start"] == foundation.key
+    # a member's difficulty is the mean loss of the one reference per pair that never trained on it
+    for i in range(40):
+        unseen = [r for r in range(4) if i not in refs.trained_rows[r]]
+        assert len(unseen) == 2 and unseen[0] in (0, 1) and unseen[1] in (2, 3)
+        np.testing.assert_allclose(design.reference_loss_members[i], np.mean([losses_p[r][i] for r in unseen]),
+                                   rtol=1e-4, atol=1e-5)
+    # a control's is the mean of one reference per pair too (its virtual halves): no reference saw any control
+    for i in range(30):
+        means = {(a, b): (losses_h[a][i] + losses_h[b][i]) / 2 for a in (0, 1) for b in (2, 3)}
+        assert min(abs(v - design.reference_loss_controls[i]) for v in means.values()) < 1e-4
+    again = train_reference_pairs(engine, foundation, private, heldout, 2, RECIPE, np.random.default_rng(11))
+    np.testing.assert_array_equal(again.design.reference_loss_controls, design.reference_loss_controls)
+    assert [m.fingerprint for m in again.models] == [m.fingerprint for m in refs.models]  # reused from the store
 
 
 # -- the membership design -------------------------------------------------------------------------------------------

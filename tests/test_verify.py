@@ -266,3 +266,22 @@ def test_headline_wording():
         "1 of 3 suspects shows evidence of derivation from your model at alpha = 0.01.")
     assert headline([stolen, stolen, innocent], 0.001, failed=1) == (
         "2 of 3 suspects show evidence of derivation from your model at alpha = 0.001; 1 could not be verified.")
+
+
+def test_reference_pairs_make_every_private_row_a_member_and_query(built):
+    """An audit with reference_pairs: 2P references on halves, all of D as members and queries, the victim
+    flagged, a model that never saw the data not flagged (the gain in power is measured by benchmarks/references.py
+    on real victims, not on toy images)."""
+    audit, victim, foundation = built
+    config = replace(audit.config, reference_pairs=2)
+    spec = replace(audit.spec, config=config)
+    paired = build_audit(spec, victim, foundation, audit.private, audit.heldout, audit.engine)
+    assert len(paired.shadows.references) == 4 and paired.shadows.reference is paired.shadows.references[0]
+    assert paired.membership.member_rows.tolist() == list(range(200))
+    assert len(paired.queries) == 400  # every private row (D_s among them) and every control
+    assert paired.summary()["members"] == 200 and len(paired.summary()["reference_shadows"]) == 4
+    assert "reference_pairs" in paired.summary()["config"] and "reference_pairs" not in audit.summary()["config"]
+    v = verify_outputs(paired, paired.engine.logits(victim, paired.queries.images), "victim")
+    assert v.evidence["membership"]["members"] == 200 and v.p_value < 1e-3
+    innocent = verify_outputs(paired, paired.engine.logits(foundation, paired.queries.images), "foundation")
+    assert innocent.p_value > 0.01

@@ -23,6 +23,7 @@ from ..method.shadows import (
     select_ds,
     train_benign_shadow,
     train_poisoned_shadow,
+    train_reference_pairs,
     train_reference_shadow,
 )
 from ..models import LoadedModel
@@ -61,7 +62,9 @@ def audit_plan(spec: AuditSpec) -> list[tuple[str, str]]:
             ("loss_order", "Loss order of the victim"), ("poisoned_shadow", "Poisoned shadow"),
             ("benign_shadow", "Benign shadow")]
     if spec.heldout:
-        plan.append(("reference_shadow", "Membership reference shadow"))
+        pairs = spec.config.reference_pairs
+        plan.append(("reference_shadow", f"Membership references: {2 * pairs} on halves of your data" if pairs
+                     else "Membership reference shadow"))
     plan.append(("meta_classifier", "Output differences and meta-classifier"))
     if spec.config.lineage_replicas:
         plan.append(("lineage_replicas", f"Lineage test: {spec.config.lineage_replicas} re-runs of your recipe"))
@@ -131,8 +134,14 @@ def build_audit(spec: AuditSpec, victim: LoadedModel, foundation: LoadedModel, p
     poisoned, h_p, success = train_poisoned_shadow(engine, victim, private, ds_rows, config.seeded_poison_train,
                                                    config.trigger, config.target_class, progress)
     benign, h_b = train_benign_shadow(engine, foundation, private, loss, config.lam, config.seeded_train, progress)
+    references: tuple[LoadedModel, ...] = ()
     reference, h_r, design = None, None, MembershipDesign.empty()
-    if heldout is not None:
+    if heldout is not None and config.reference_pairs:
+        pairs = train_reference_pairs(engine, foundation, private, heldout, config.reference_pairs,
+                                      config.seeded_train, rng, progress)
+        references, design = pairs.models, pairs.design
+        reference, h_r = references[0], pairs.histories[0]  # the curves show the first reference
+    elif heldout is not None:
         reference, h_r, design = train_reference_shadow(engine, foundation, private, heldout, config.member_fraction,
                                                         config.seeded_train, rng, progress)
 
@@ -151,7 +160,7 @@ def build_audit(spec: AuditSpec, victim: LoadedModel, foundation: LoadedModel, p
         query_rows = np.union1d(ds_rows, design.member_rows)
     queries = build_query_set(private, heldout, query_rows, design.control_rows, config.seed + 1)
     shadows = Shadows(poisoned, benign, reference, success,
-                      {"poisoned_shadow": h_p, "benign_shadow": h_b, "reference_shadow": h_r})
+                      {"poisoned_shadow": h_p, "benign_shadow": h_b, "reference_shadow": h_r}, references)
     audit = Audit(spec=replace(spec), engine=engine, victim=victim, foundation=foundation, private=private,
                   heldout=heldout, loss_order=LossOrder(loss, ds_rows), shadows=shadows, membership=design,
                   meta=meta, queries=queries)

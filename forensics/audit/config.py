@@ -13,6 +13,7 @@ from ..protocols.registry import DEFAULT_PROTOCOL, get_protocol, protocol_names
 
 STRATUM_WEIGHTINGS = ("flat", "quadratic")
 MIN_QUERY_BUDGET = 60  # the membership test needs about 30 members and 30 controls
+MAX_REFERENCE_PAIRS = 16  # 32 reference trainings
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class AuditConfig:
     meta_train_fraction: float = 0.5
     meta_val_fraction: float = 0.2
     member_fraction: float = 0.5
+    reference_pairs: int = 0          # 0: one reference on (1 - member_fraction) of D; P: 2P on halves, all D members
     strata: int = 10
     stratum_weighting: str = "quadratic"
     protocol: str = DEFAULT_PROTOCOL
@@ -53,6 +55,8 @@ class AuditConfig:
             ("meta_val_fraction", 0 <= self.meta_val_fraction < 1 - self.meta_train_fraction,
              "in [0, 1 - meta_train_fraction)"),
             ("member_fraction", 0 < self.member_fraction < 1, "in (0, 1)"),
+            ("reference_pairs", 0 <= self.reference_pairs <= MAX_REFERENCE_PAIRS,
+             f"0 (one reference shadow) or in [1, {MAX_REFERENCE_PAIRS}]"),
             ("strata", 1 <= self.strata <= 100, "in [1, 100]"),
             ("stratum_weighting", self.stratum_weighting in STRATUM_WEIGHTINGS, f"one of {STRATUM_WEIGHTINGS}"),
             ("protocol", self.protocol in protocol_names(), f"one of {protocol_names()}"),
@@ -103,8 +107,9 @@ class AuditConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["trigger"] = self.trigger.to_dict()
-        if not self.lineage_replicas:  # the records of audits without a lineage test stay what they were
-            d.pop("lineage_replicas")
+        for name in ("lineage_replicas", "reference_pairs"):  # records of audits without them stay what they were
+            if not d[name]:
+                d.pop(name)
         return d
 
     @classmethod

@@ -99,6 +99,7 @@ class Audit:
             "poisoned_shadow": s.poisoned.card(),
             "benign_shadow": s.benign.card(),
             "reference_shadow": None if s.reference is None else s.reference.card(),
+            **({"reference_shadows": [m.card() for m in s.references]} if s.references else {}),
             "private": self.private.summary(),
             "heldout": None if self.heldout is None else self.heldout.summary(),
             "d_s_size": int(len(self.loss_order.ds_rows)),

@@ -53,6 +53,8 @@ def _stress_record(args: argparse.Namespace, store: ArtifactStore, entries: list
     spec.device = args.device
     if args.lineage_replicas:
         spec.config = replace(spec.config, lineage_replicas=args.lineage_replicas, protocol="combined")
+    if args.reference_pairs:
+        spec.config = replace(spec.config, reference_pairs=args.reference_pairs)
     audit = open_audit(spec, store, ConsoleProgress(args.quiet))
     thief, innocent, test = load_stress_data(audit, args.thief_data, args.innocent_data, args.test_data)
     opened = time.perf_counter() - t
@@ -73,7 +75,8 @@ def _bench_demo(args: argparse.Namespace, store: ArtifactStore, entries: list[Zo
     t = time.perf_counter()
     victim = getattr(args, "victim", None) or "lite0"
     audits, contexts = demo_contexts(seeds, store, quick=args.small, progress=ConsoleProgress(args.quiet),
-                                     victim=victim, lineage_replicas=args.lineage_replicas or 0)
+                                     victim=victim, lineage_replicas=args.lineage_replicas or 0,
+                                     reference_pairs=args.reference_pairs or 0)
     times = {"audits": time.perf_counter() - t}
     if getattr(args, "ray", None):
         def built(o: Outcome) -> None:

@@ -112,6 +112,9 @@ def add_audit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lineage-replicas", type=int, metavar="K",
                    help="add the lineage test for suspects whose weights you have: K more training runs of the "
                         "victim's recipe (e.g. 9), and one verdict from both tests (protocol 'combined')")
+    g.add_argument("--reference-pairs", type=int, metavar="P",
+                   help="a stronger membership test: 2P reference shadows on halves of your data, so that all of it "
+                        "serves as members (e.g. 4; default 0: one reference, half of the data as members)")
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -148,6 +151,8 @@ def spec_from_args(args: argparse.Namespace):
     over = {k: getattr(args, k) for k in ("gamma", "lam", "target_class", "alpha") if getattr(args, k) is not None}
     if getattr(args, "budget", None) is not None:
         over["query_budget"] = args.budget
+    if getattr(args, "reference_pairs", None) is not None:
+        over["reference_pairs"] = args.reference_pairs
     if getattr(args, "lineage_replicas", None) is not None:
         over["lineage_replicas"] = args.lineage_replicas
         if not args.protocol and args.lineage_replicas:

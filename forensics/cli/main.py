@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "at 72 px with another recipe)")
         s.add_argument("--lineage-replicas", type=int, metavar="K",
                        help="add the lineage test (K re-runs of the victim's recipe) and the combined verdict")
+        s.add_argument("--reference-pairs", type=int, metavar="P",
+                       help="the membership test with 2P reference shadows on halves of the victim's data (all of it "
+                            "as members)")
         s.add_argument("--out", type=Path, default=Path(f"{name}-out"), help=f"output folder (default {name}-out)")
         s.set_defaults(fn=fn)
     sc = sub.add_parser("scan", help="verify many suspects (a file, one source per line) against an audit record, "

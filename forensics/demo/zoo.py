@@ -27,15 +27,18 @@ def demo_zoo_context(audit: Audit, *, quick: bool = False) -> ZooContext:
 
 
 def demo_contexts(seeds: list[int], store, *, quick: bool = False, progress: Progress | None = None,
-                  victim: str = "lite0", lineage_replicas: int = 0) -> tuple[dict[int, Audit], dict[int, ZooContext]]:
+                  victim: str = "lite0", lineage_replicas: int = 0, reference_pairs: int = 0
+                  ) -> tuple[dict[int, Audit], dict[int, ZooContext]]:
     """The demo's audits (one per seed) and zoo contexts, for one of the demo's victims (with ``lineage_replicas``,
-    the lineage test and the combined verdict too)."""
+    the lineage test and the combined verdict too; with ``reference_pairs``, the membership test on all of D)."""
     from ..audit.build import open_audit
 
     specs = {s: demo_spec(s, quick=quick, victim=victim) for s in seeds}
     if lineage_replicas:
         for spec in specs.values():
             spec.config = replace(spec.config, lineage_replicas=lineage_replicas, protocol="combined")
+    for spec in specs.values():
+        spec.config = replace(spec.config, reference_pairs=reference_pairs)
     audits = {s: open_audit(spec, store, progress=progress) for s, spec in specs.items()}
     return audits, {s: demo_zoo_context(a, quick=quick) for s, a in audits.items()}
 

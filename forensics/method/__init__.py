@@ -13,16 +13,20 @@ from .queries import QuerySet, build_query_set
 from .shadows import (
     LossOrder,
     MembershipDesign,
+    ReferencePairs,
     Shadows,
     loss_order,
     select_ds,
     train_benign_shadow,
     train_poisoned_shadow,
+    train_reference_pairs,
     train_reference_shadow,
 )
 from .stats import difficulty_strata, stratified_rank_test, stratum_weights
 
-__all__ = ["LossOrder", "MembershipDesign", "MetaClassifier", "MetaConfig", "MetaEvidence", "QuerySet", "Shadows",
+__all__ = ["LossOrder", "MembershipDesign", "MetaClassifier", "MetaConfig", "MetaEvidence", "QuerySet",
+           "ReferencePairs", "Shadows",
            "accuracy", "build_query_set", "difficulty_strata", "fit_meta_classifiers", "loss_order",
            "output_difference", "per_sample_loss", "select_ds", "stratified_rank_test", "stratum_weights",
-           "train_benign_shadow", "train_poisoned_shadow", "train_reference_shadow"]
+           "train_benign_shadow", "train_poisoned_shadow", "train_reference_pairs",
+           "train_reference_shadow"]

@@ -3,7 +3,11 @@
 * the *poisoned shadow* P: the victim fine-tuned with D_s replaced by triggered, relabelled copies;
 * the *benign shadow* B: the foundation fine-tuned without the lambda lowest-loss samples;
 * the *membership reference* R: the foundation fine-tuned on a random part of D; the rest of D are the
-  membership test's members, the held-out data its controls, and R's loss measures their difficulty.
+  membership test's members, the held-out data its controls, and R's loss measures their difficulty;
+* or, with ``reference_pairs`` P, 2P references in complementary pairs (the two of a pair split D into halves):
+  every sample of D is unseen by exactly one reference of each pair, so all of D serves as members, each
+  calibrated by the mean loss of its P unseen references; each control gets *virtual halves* (one reference of
+  each pair, drawn at random, counts as unseen for it), so members and controls are calibrated alike.
 """
 from __future__ import annotations
 
@@ -34,9 +38,10 @@ class LossOrder:
 class Shadows:
     poisoned: LoadedModel
     benign: LoadedModel
-    reference: LoadedModel | None          # None without held-out data
+    reference: LoadedModel | None          # None without held-out data (the first, with reference pairs)
     poison_success: float                  # share of triggered D_s images P puts in the target class
     histories: dict[str, Any]              # training history per shadow
+    references: tuple[LoadedModel, ...] = ()  # every reference, with reference pairs (``reference`` is the first)
 
 
 @dataclass(frozen=True)
@@ -133,3 +138,47 @@ def train_reference_shadow(engine: Engine, foundation: LoadedModel, private: Ima
         per_sample_loss(engine.logits(reference, heldout), heldout.labels))
     emit(progress, "reference_shadow", "done")
     return reference, history, design
+
+
+@dataclass(frozen=True)
+class ReferencePairs:
+    """The references of :func:`train_reference_pairs`, the private rows each trained on, and the design."""
+
+    models: tuple[LoadedModel, ...]
+    histories: tuple[dict[str, Any], ...]
+    trained_rows: tuple[np.ndarray, ...]   # rows of the private data each reference trained on
+    virtual_halves: tuple[np.ndarray, ...]  # per pair and held-out row: which of the pair (0, 1) counts as unseen
+    design: MembershipDesign
+
+
+def train_reference_pairs(engine: Engine, foundation: LoadedModel, private: ImageSet, heldout: ImageSet, pairs: int,
+                          recipe: TrainConfig, rng: np.random.Generator, progress: Progress | None = None
+                          ) -> ReferencePairs:
+    """2 * ``pairs`` references from the foundation, the two of each pair on complementary random halves of D.
+    Members: every row of D, each with the mean loss of the ``pairs`` references that never saw it; controls:
+    every held-out row, with the mean loss of one reference per pair drawn at random (its virtual halves)."""
+    n, n_c = len(private), len(heldout)
+    emit(progress, "reference_shadow", "start")
+    models, histories, trained, virtuals = [], [], [], []
+    member_loss, control_loss = np.zeros(n), np.zeros(n_c)
+    for j in range(pairs):
+        perm = rng.permutation(n)
+        halves = (np.sort(perm[: n // 2]), np.sort(perm[n // 2:]))
+        virtual = rng.integers(0, 2, n_c)  # which reference of the pair counts as unseen for each control
+        virtuals.append(virtual)
+        for h, rows in enumerate(halves):
+            r = 2 * j + h
+            model, history = train_stored(engine, "reference_shadow", foundation, private.subset(rows, "reference"),
+                                          private.labels[rows], recipe, progress=progress,
+                                          label=f"reference shadow {r + 1}/{2 * pairs}")
+            unseen = halves[1 - h]
+            member_loss[unseen] += per_sample_loss(engine.logits(model, private.subset(unseen)),
+                                                   private.labels[unseen])
+            mine = np.flatnonzero(virtual == h)
+            control_loss[mine] += per_sample_loss(engine.logits(model, heldout.subset(mine)), heldout.labels[mine])
+            models.append(model)
+            histories.append(history)
+            trained.append(rows)
+    design = MembershipDesign(np.arange(n), np.arange(n_c), member_loss / pairs, control_loss / pairs)
+    emit(progress, "reference_shadow", "done", f"{2 * pairs} references on halves of the private data")
+    return ReferencePairs(tuple(models), tuple(histories), tuple(trained), tuple(virtuals), design)
