@@ -1,7 +1,7 @@
 """Item 1 of issue 17, one direction: several reference models trained on random halves of the private data.
 
     .venv/bin/python benchmarks/references.py --seeds 0 [--pairs 4] [--null-splits 200] [--store DIR]
-                                              [--victim lite0|lite1] [--entries ID ...] [--budget 500]
+                                              [--victim lite0|lite1] [--entries ID ...] [--budgets 500 1000]
 
 Today's membership test has one reference shadow R, trained on a random half of the private data D; the other half
 are the members, the held-out data the controls, and R's loss stratifies both by difficulty.  Here ``2 * pairs``
@@ -22,7 +22,7 @@ Statistics compared (all the difficulty-stratified, quadratically weighted rank 
 
 Each is checked on exact nulls (the held-out pool split at random into pseudo-members and pseudo-controls, both
 calibrated by virtual halves) for every suspect's answers, and on the zoo's thefts and innocents (counted as the
-benchmark counts them: derived from the victim and useful).  ``--budget N`` runs everything on N queries as well
+benchmark counts them: derived from the victim and useful).  ``--budgets N ...`` runs everything on N queries as well
 (half members, half controls, drawn once, independently of any suspect), as an API audit would pay for.
 """
 from __future__ import annotations
@@ -123,14 +123,15 @@ def main() -> None:
     ap.add_argument("--pairs-list", type=int, nargs="+", default=None,
                     help="evaluate the design with the first P pairs for each P (default: --pairs only)")
     ap.add_argument("--null-splits", type=int, default=200)
-    ap.add_argument("--budget", type=int, default=0, help="also run on this many queries (half members)")
+    ap.add_argument("--budgets", type=int, nargs="*", default=[], help="also run on these many queries (half members)")
     ap.add_argument("--store", default=None)
     ap.add_argument("--victim", default="lite0", help="which demo victim (lite0, lite1)")
     ap.add_argument("--entries", nargs="+", default=None)
     args = ap.parse_args()
     store = forensics.ArtifactStore(args.store) if args.store else forensics.ArtifactStore()
     entries = select_zoo_entries(args.entries) if args.entries else list_zoo_entries()
-    designs = ["full"] + ([f"{args.budget} queries"] if args.budget else [])
+    designs = ["full"] + [f"{b} queries" for b in args.budgets]
+    budget_of = dict(zip(designs[1:], args.budgets, strict=True))
     pairs_list = sorted(set(args.pairs_list or []) | {args.pairs})
     if max(pairs_list) > args.pairs:
         ap.error("--pairs-list may not exceed --pairs")
@@ -148,10 +149,10 @@ def main() -> None:
         n_all = len(refs.all)
         members, controls = np.arange(refs.n_private), np.arange(refs.n_private, n_all)
         sets = {"full": (members, controls)}
-        if args.budget:
-            rng = np.random.default_rng([seed, args.budget])
-            sets[designs[1]] = (np.sort(rng.choice(members, args.budget // 2, replace=False)),
-                                np.sort(rng.choice(controls, args.budget - args.budget // 2, replace=False)))
+        for d, b in budget_of.items():  # drawn once, independently of any suspect (as query_budget does)
+            rng = np.random.default_rng([seed, b])
+            sets[d] = (np.sort(rng.choice(members, b // 2, replace=False)),
+                       np.sort(rng.choice(controls, b - b // 2, replace=False)))
         print(f"== seed {seed}: {2 * args.pairs} references in {refs.seconds:.0f} s; {len(members)} members, "
               f"{len(controls)} controls (today: {len(a.membership.member_rows)} members)", flush=True)
         for entry in entries:
@@ -171,7 +172,7 @@ def main() -> None:
             for d in designs:
                 m, c = sets[d]
                 if d != "full":
-                    sub = a.membership.subsample(args.budget, np.random.default_rng([seed, args.budget]))
+                    sub = a.membership.subsample(budget_of[d], np.random.default_rng([seed, budget_of[d]]))
                     view = _Budget(a, sub)
                     ps[(d, "today")] = get_protocol("membership").run(view, q, False, None)[0]["p_value"]
                 pool = c

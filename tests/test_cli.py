@@ -44,6 +44,14 @@ def test_cli_record_keeps_overrides_and_rejects_bad_values(tmp_path):
         spec_from_args(p.parse_args(["audit", "--protocol", "combined"]))
     with pytest.raises(ForensicsError, match=r"lineage_replicas.*must be 0 \(no lineage test\) or in \[5, 200\]"):
         spec_from_args(p.parse_args(["audit", "--lineage-replicas", "2"]))
+    # all of D as members: reference pairs, on their own or with the lineage test
+    s = spec_from_args(p.parse_args(["audit", "--reference-pairs", "4"]))
+    assert s.config.reference_pairs == 4 and s.config.protocol == "membership"
+    assert spec_from_args(p.parse_args(["audit"])).config.reference_pairs == 0
+    with pytest.raises(ForensicsError, match=r"reference_pairs.*must be 0 \(one reference shadow\) or in \[1, 16\]"):
+        spec_from_args(p.parse_args(["audit", "--reference-pairs", "40"]))
+    bench = p.parse_args(["bench", "--reference-pairs", "2", "--small"])
+    assert bench.reference_pairs == 2
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ForensicsError, match=r"bad\.json is not JSON"):
         spec_from_args(p.parse_args(["verify", "--record", str(tmp_path / "bad.json"), "--logits", "x"]))
