@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -47,12 +48,12 @@ from forensics.zoo.entries import USEFUL, build_suspect, list_zoo_entries, selec
 
 def logit_confidence(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """LiRA's phi = log(p / (1 - p)) of the true class, computed stably from the logits."""
-    z = logits.astype(np.float64)
-    true = z[np.arange(len(y)), y]
+    from scipy.special import logsumexp
+
+    z = np.asarray(logits, np.float64)
     other = z.copy()
     other[np.arange(len(y)), y] = -np.inf
-    m = other.max(1, keepdims=True)
-    return true - (m[:, 0] + np.log(np.exp(other - m).sum(1)))
+    return z[np.arange(len(y)), y] - logsumexp(other, axis=1)
 
 
 class References:
@@ -173,16 +174,15 @@ def main() -> None:
                 m, c = sets[d]
                 if d != "full":
                     sub = a.membership.subsample(budget_of[d], np.random.default_rng([seed, budget_of[d]]))
-                    view = _Budget(a, sub)
+                    view = replace(a, membership=sub)  # what query_budget does
                     ps[(d, "today")] = get_protocol("membership").run(view, q, False, None)[0]["p_value"]
-                pool = c
                 share = len(m) / (len(m) + len(c))
                 rng = np.random.default_rng([seed, len(rows), 11])
                 for name, (score, difficulty) in sc.items():
                     ps[(d, name)] = rank_p(score, difficulty, m, c, cfg.strata, cfg.stratum_weighting)
                 for _ in range(args.null_splits):
-                    perm = rng.permutation(pool)
-                    k = int(round(share * len(pool)))
+                    perm = rng.permutation(c)
+                    k = int(round(share * len(c)))
                     pm, pc = np.sort(perm[:k]), np.sort(perm[k:])
                     for name, (score, difficulty) in sc.items():
                         null.setdefault((d, name), []).append(
@@ -206,16 +206,6 @@ def main() -> None:
             print(line)
             missed = [f"{r[0].id} {r[4][(d, s)]:.2g}" for r in rows if r[2] == "theft" and r[4][(d, s)] >= 0.01]
             print("    missed: " + ", ".join(missed))
-
-
-class _Budget:
-    """The audit with its membership design subsampled to a query budget (what ``query_budget`` does)."""
-
-    def __init__(self, audit, design):
-        self._audit, self.membership = audit, design
-
-    def __getattr__(self, name):
-        return getattr(self._audit, name)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,9 @@ def demo_contexts(seeds: list[int], store, *, quick: bool = False, progress: Pro
     from ..audit.build import open_audit
 
     specs = {s: demo_spec(s, quick=quick, victim=victim) for s in seeds}
-    if lineage_replicas:
-        for spec in specs.values():
-            spec.config = replace(spec.config, lineage_replicas=lineage_replicas, protocol="combined")
     for spec in specs.values():
-        spec.config = replace(spec.config, reference_pairs=reference_pairs)
+        spec.config = replace(spec.config, reference_pairs=reference_pairs, lineage_replicas=lineage_replicas,
+                              protocol="combined" if lineage_replicas else spec.config.protocol)
     audits = {s: open_audit(spec, store, progress=progress) for s, spec in specs.items()}
     return audits, {s: demo_zoo_context(a, quick=quick) for s, a in audits.items()}
 
