@@ -1,22 +1,30 @@
 """Are innocent models' membership p-values uniform over independent member/control splits?
 
-    .venv/bin/python benchmarks/uniformity.py --victims lite0 lite1 --splits 8 [--store DIR] [--entries ID ...]
+    .venv/bin/python benchmarks/uniformity.py --victims lite0 lite1 --splits 40 --repartition [--store DIR]
+        [--entries ID ... | VICTIM=ID,ID ...] [--out uniformity.json]
 
 Innocents verified against one audit share its members/controls split, so their p-values move together; only
-p-values from independent splits can be tested for uniformity.  For each demo victim (seed 0) this draws
-``--splits`` fresh splits of the private data into members and reference rows (the audit's member share), trains a
-membership reference on each split's reference rows (as the audit does), and runs the registered ``membership``
-protocol on every innocent zoo model (already built in the store, or built now) under each split: the suspect's
-logits on every private and held-out image are computed once and indexed by the split.
+p-values from independent splits can be tested for uniformity.  For each demo victim (seed 0) every split draws a
+fresh split of the private data into members and reference rows (the audit's member share), trains a membership
+reference on the reference rows (as the audit does, through the product's ``train_reference_shadow``), and runs the
+registered ``membership`` protocol on every innocent zoo model (already built in the store, or built now) under
+that split: the suspect's logits on every private and held-out image are computed once and indexed by the split.
+With ``--repartition`` each split also re-draws which of the private + held-out images are private (the demo's data
+file fixes one partition; without it, every split shares that one draw and a model's fit to it).
+
+Splits run victim after victim (split 0 of every victim, then split 1, ...), and every split's p-values are written
+to ``--out`` as they come, so an interrupted run keeps what it measured and a re-run reuses the store's references.
 
 Printed: per victim and overall, P(p < 0.05), P(p < 0.01), P(p < 0.001), the mean p, a KS test against the uniform
 over all p-values (optimistic: the p-values of one split are correlated), and the KS test over one p-value per
-split (the first innocent's, rotating), which is independent.
+split (the innocents in turn), which are independent.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,32 +59,61 @@ class _SplitView:
         return getattr(self._audit, name)
 
 
+def _entries(spec: list[str] | None, victim: str) -> list:
+    """``ID ...`` for every victim, or ``VICTIM=ID,ID`` for one; default: every innocent of the zoo."""
+    if not spec:
+        return list_zoo_entries("innocent")
+    mine = [s.split("=", 1)[1] for s in spec if s.startswith(f"{victim}=")]
+    plain = [s for s in spec if "=" not in s]
+    ids = [i for s in mine for i in s.split(",") if i] or plain
+    return select_zoo_entries(ids) if ids else list_zoo_entries("innocent")
+
+
+def _summary(label: str, pv: np.ndarray) -> str:
+    """pv: (splits, innocents) p-values, NaN where not measured."""
+    from scipy import stats
+
+    done = pv[~np.isnan(pv).any(axis=1)]
+    flat = done.ravel()
+    one = done[np.arange(len(done)), np.arange(len(done)) % done.shape[1]]
+    return (f"{label}: {flat.size} innocent p-values ({done.shape[1]} innocents x {len(done)} splits): "
+            f"P(p<0.05) {np.mean(flat < 0.05):.3f}, P(p<0.01) {np.mean(flat < 0.01):.3f}, "
+            f"P(p<0.001) {np.mean(flat < 0.001):.3f}, mean {flat.mean():.3f}, min {flat.min():.4f}; KS p "
+            f"{stats.kstest(flat, 'uniform').pvalue:.3f} (all), {stats.kstest(one, 'uniform').pvalue:.3f} "
+            f"({one.size}, one per split)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--victims", nargs="+", default=["lite0", "lite1"])
     ap.add_argument("--splits", type=int, default=8)
     ap.add_argument("--store", default=None)
-    ap.add_argument("--entries", nargs="+", default=None, help="innocent zoo entries (default: every innocent)")
+    ap.add_argument("--entries", nargs="+", default=None,
+                    help="innocent zoo entries for every victim, or VICTIM=ID,ID for one (default: every innocent)")
     ap.add_argument("--quick", action="store_true", help="the reduced demo (a check that the script runs)")
     ap.add_argument("--repartition", action="store_true",
                     help="each split also re-draws which images of private + held-out are private and which held-out "
                          "(the demo's data file fixes one partition; without this, every split shares it)")
+    ap.add_argument("--out", default=None, help="a JSON file of every split's p-values, rewritten after each split")
     args = ap.parse_args()
     from scipy import stats
 
     store = forensics.ArtifactStore(args.store) if args.store else forensics.ArtifactStore()
-    entries = select_zoo_entries(args.entries) if args.entries else list_zoo_entries("innocent")
     membership = get_protocol("membership")
-    everything = []
+    state: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
     for victim in args.victims:
-        t0 = time.perf_counter()
         audit = forensics.open_audit(demo_spec(0, victim=victim, quick=args.quick), store)
         ctx = demo_zoo_context(audit, quick=args.quick)
         both = concat([audit.private, audit.heldout], "private+heldout")
+        entries = _entries(args.entries, victim)
         logits = {e.id: audit.engine.logits(build_suspect(e, ctx, 0), both) for e in entries}
-        pv = np.full((args.splits, len(entries)), np.nan)
-        n_p = len(audit.private)
-        for r in range(args.splits):
+        state[victim] = {"audit": audit, "both": both, "entries": entries, "logits": logits,
+                         "pv": np.full((args.splits, len(entries)), np.nan)}
+        print(f"{victim}: {len(entries)} innocents ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    for r in range(args.splits):
+        for victim, s in state.items():
+            audit, both, n_p = s["audit"], s["both"], len(s["audit"].private)
             order = (np.random.default_rng([r, 777]).permutation(len(both)) if args.repartition
                      else np.arange(len(both)))
             private = both.subset(np.sort(order[:n_p]), "private")
@@ -86,20 +123,24 @@ def main() -> None:
                                                   np.random.default_rng([r, 4242]))
             view = _SplitView(audit, design, n_p, private, heldout)
             rows = np.r_[np.sort(order[:n_p]), np.sort(order[n_p:])]  # the answers in the view's row order
-            for i, e in enumerate(entries):
-                pv[r, i] = membership.run(view, logits[e.id][rows], False, None)[0]["p_value"]
-            print(f"{victim} split {r}: " + " ".join(f"{p:.3f}" for p in pv[r]), flush=True)
-        one = pv[np.arange(args.splits), np.arange(args.splits) % len(entries)]
-        everything.append((victim, pv, one))
-        flat = pv.ravel()
-        print(f"{victim}: {flat.size} innocent p-values ({len(entries)} innocents x {args.splits} splits, "
-              f"{time.perf_counter() - t0:.0f} s): P(p<0.05) {np.mean(flat < 0.05):.3f}, P(p<0.01) "
-              f"{np.mean(flat < 0.01):.3f}, P(p<0.001) {np.mean(flat < 0.001):.3f}, mean {flat.mean():.3f}; KS p "
-              f"{stats.kstest(flat, 'uniform').pvalue:.3f} (all), {stats.kstest(one, 'uniform').pvalue:.3f} "
-              "(one per split)", flush=True)
-    flat = np.concatenate([pv.ravel() for _, pv, _ in everything])
-    one = np.concatenate([o for _, _, o in everything])
-    print(f"\nall victims: {flat.size} innocent p-values: P(p<0.05) {np.mean(flat < 0.05):.3f}, P(p<0.01) "
+            for i, e in enumerate(s["entries"]):
+                s["pv"][r, i] = membership.run(view, s["logits"][e.id][rows], False, None)[0]["p_value"]
+            print(f"{victim} split {r} ({time.perf_counter() - t0:.0f} s): "
+                  + " ".join(f"{p:.3f}" for p in s["pv"][r]), flush=True)
+            if args.out:
+                Path(args.out).write_text(json.dumps({
+                    "repartition": args.repartition, "quick": args.quick,
+                    "victims": {v: {"innocents": [e.id for e in x["entries"]],
+                                    "p_values": [[None if np.isnan(p) else float(p) for p in row]
+                                                 for row in x["pv"][:r + 1]]}
+                                for v, x in state.items()}}, indent=1))
+    print()
+    for victim, s in state.items():
+        print(_summary(victim, s["pv"]))
+    flat = np.concatenate([s["pv"].ravel() for s in state.values()])
+    one = np.concatenate([s["pv"][np.arange(args.splits), np.arange(args.splits) % s["pv"].shape[1]]
+                          for s in state.values()])
+    print(f"all victims: {flat.size} innocent p-values: P(p<0.05) {np.mean(flat < 0.05):.3f}, P(p<0.01) "
           f"{np.mean(flat < 0.01):.3f}, P(p<0.001) {np.mean(flat < 0.001):.3f}, mean {flat.mean():.3f}; KS p "
           f"{stats.kstest(flat, 'uniform').pvalue:.3f} (all), {stats.kstest(one, 'uniform').pvalue:.3f} "
           f"({one.size}, one per split)")

@@ -142,3 +142,37 @@ def test_recalibrated_normalisation_statistics_are_those_of_the_new_data(tmp_pat
     for m in norms.values():                                             # a model without BatchNorm: nothing to do
         m.track_running_stats = False
     assert engine.recalibrate_norm(loaded, images) == 0, first_name
+
+
+def test_subset_activations_are_rows_of_its_origins(tmp_path):
+    """A part of an image set whose activations are stored runs no prefix: its rows are sliced from the whole's,
+    bit for bit what a direct pass gives.  A part of a set never run computes only itself."""
+    import pickle
+
+    from forensics.models.splitting import split_model
+
+    images = toy_images(24)
+    loaded = make_loaded()
+    split = split_model(loaded.model, 1)
+    engine = Engine(ArtifactStore(tmp_path / "a"), device="cpu", cache_blocks=1, batch_size=8)
+    lone = images.subset([5, 1, 2])  # the whole has not been run: the part is computed, the whole is not
+    engine.activations(loaded, split, lone)
+    assert engine.store.stats.computed["activations"] == 1
+    whole = engine.activations(loaded, split, images)
+    assert engine.store.stats.computed["activations"] == 2
+    part = images.subset([3, 17, 4, 9, 22, 0, 11], "part")
+    sub = part.subset([6, 1, 2])  # a part of a part: rows 11, 17, 4 of the whole
+    assert sub.origin()[0] is images and sub.origin()[1].tolist() == [11, 17, 4]
+    got_part, got_sub = engine.activations(loaded, split, part), engine.activations(loaded, split, sub)
+    assert engine.store.stats.computed["activations"] == 2  # both sliced, nothing run
+    direct = Engine(ArtifactStore(tmp_path / "b"), device="cpu", cache_blocks=1, batch_size=8)
+    assert torch.equal(got_part, direct.activations(loaded, split, part))
+    assert torch.equal(got_sub, whole[[11, 17, 4]])
+    # a fresh engine on the same store finds the whole's entry on disk
+    again = Engine(ArtifactStore(tmp_path / "a"), device="cpu", cache_blocks=1, batch_size=8)
+    assert torch.equal(again.activations(loaded, split, sub), got_sub)
+    assert again.store.stats.computed["activations"] == 0
+    # the link to the origin does not travel (Ray tasks, DataLoader workers): the copy computes its own
+    copy = pickle.loads(pickle.dumps(sub))
+    assert copy.origin() is None and copy.fingerprint == sub.fingerprint
+    np.testing.assert_array_equal(engine.logits(loaded, copy), direct.logits(loaded, sub))

@@ -4,6 +4,7 @@ images for data-free distillation."""
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ class ImageSet:
     paths: list[Path] | None = None
     blobs: list[bytes] | None = None
     _fingerprint: str | None = field(default=None, repr=False)
+    # the set this one was cut from by :meth:`subset` (the first of a chain, held weakly) and the rows taken
+    _origin: tuple[weakref.ref[ImageSet], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -41,6 +44,10 @@ class ImageSet:
             raise ValueError("an ImageSet holds exactly one of images, paths or blobs")
         if len(self.ids) != n or len(held[0]) != n:
             raise ValueError("images, labels and ids must have the same length")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (Ray tasks, DataLoader workers) without the weak link to its origin, which cannot travel."""
+        return {**self.__dict__, "_origin": None}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -67,6 +74,19 @@ class ImageSet:
                     h.update(Path(p).read_bytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
+
+    @property
+    def fingerprinted(self) -> bool:
+        """Whether :attr:`fingerprint` is known without hashing (computed before, or given)."""
+        return self._fingerprint is not None
+
+    def origin(self) -> tuple[ImageSet, np.ndarray] | None:
+        """The set this one was cut from by :meth:`subset` (the first of a chain of subsets) and the rows of it
+        that this one holds, in order; None for a set that was not cut from another, or whose origin is gone."""
+        if self._origin is None:
+            return None
+        root = self._origin[0]()
+        return None if root is None else (root, self._origin[1])
 
     def pil(self, i: int):
         from PIL import Image, UnidentifiedImageError
@@ -97,6 +117,7 @@ class ImageSet:
 
     def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ImageSet:
         index = np.asarray(index, dtype=np.int64)
+        origin = (weakref.ref(self), index) if self._origin is None else (self._origin[0], self._origin[1][index])
         return ImageSet(
             name=name or self.name,
             labels=self.labels[index],
@@ -105,6 +126,7 @@ class ImageSet:
             images=None if self.images is None else self.images[index],
             paths=None if self.paths is None else [self.paths[i] for i in index],
             blobs=None if self.blobs is None else [self.blobs[i] for i in index],
+            _origin=origin,
         )
 
     def summary(self) -> dict[str, Any]:

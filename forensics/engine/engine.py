@@ -94,6 +94,11 @@ class Engine:
         mem_key = artifact_key("activations", config, inputs)
         if mem_key in self._memory:
             return self._memory[mem_key]
+        if trigger is None and not self.store.has("activations", mem_key):
+            sliced = self._origin_activations(config, inputs["prefix"], images)
+            if sliced is not None:
+                self._memory[mem_key] = sliced
+                return sliced
 
         def compute(tmp: Path):
             model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
@@ -110,6 +115,27 @@ class Engine:
         feats = torch.from_numpy(np.load(path / "activations.npy"))
         self._memory[mem_key] = feats
         return feats
+
+    def _origin_activations(self, config: dict, prefix: str, images: ImageSet) -> torch.Tensor | None:
+        """A subset's activations as rows of its origin's (:meth:`ImageSet.origin`), where those are already in
+        memory or in the store: references, attacks and queries on parts of one data set then run the frozen
+        prefix once.  None where the origin's are not there (computing the whole origin for a part could cost
+        more than the part) or its fingerprint is not known yet (hashing a large origin to find out would)."""
+        origin = images.origin()
+        if origin is None or not origin[0].fingerprinted:
+            return None
+        root, rows = origin
+        key = artifact_key("activations", config, {"prefix": prefix, "images": root.fingerprint})
+        feats = self._memory.get(key)
+        if feats is None:
+            if not self.store.has("activations", key):
+                return None
+            feats = torch.from_numpy(np.load(self.store.path("activations", key) / "activations.npy"))
+            if len(feats) != len(root):
+                return None
+            self._memory[key] = feats
+        self.store.stats.hits["activations"] += 1
+        return feats[torch.from_numpy(rows)]
 
     def recalibrate_norm(self, loaded: LoadedModel, images: ImageSet) -> int:
         """Re-estimate every BatchNorm layer's running statistics on ``images`` in place (one pass, eval transform,
