@@ -169,3 +169,35 @@ def test_budget_views_thin_out_what_each_protocol_asks(quick_demo):
     assert set(curve["akh"]) == {b for b in (20, 100, 5000) if b < m} and 0 < curve["akh"][20] <= 1
     with pytest.raises(ConfigError, match="budget target"):
         budget_view(audit, 10, "everything")
+
+
+def test_ray_workers_verify_with_the_bench_design(monkeypatch):
+    """``bench --ray --lineage-replicas K --reference-pairs P``: every worker opens the audit with the same K and P as
+    the bench (its replicas and references then come from the shared store), not the default design."""
+    import forensics.demo.zoo as demo_zoo
+    import forensics.runtime.fanout as fanout
+    from forensics.runtime.fanout import Outcome
+
+    calls = []
+
+    def fake_map(fn, items, args_of, **kw):
+        for it in items:
+            fn(*args_of(it))
+            yield Outcome(0, it)
+
+    from types import SimpleNamespace
+
+    result = SimpleNamespace(times={"attack": 1.0}, verdict=SimpleNamespace(evidence={"membership": {"p_value": 0.5}}))
+
+    def fake_contexts(seeds, store, **kw):
+        calls.append(kw)
+        return {}, {seeds[0]: None}
+
+    monkeypatch.setattr(fanout, "ray_map", fake_map)
+    monkeypatch.setattr(demo_zoo, "demo_contexts", fake_contexts)
+    monkeypatch.setattr(demo_zoo, "verify_entry", lambda *a, **k: result)
+    monkeypatch.setattr(demo_zoo, "_CONTEXTS", {})
+    errors = demo_zoo.fan_out_zoo([get_zoo_entry("direct-copy")], [0], quick=True, store_root="/nowhere",
+                                  baselines=False, address=None, victim="lite1", lineage_replicas=9, reference_pairs=2)
+    assert errors == []
+    assert calls == [{"quick": True, "victim": "lite1", "lineage_replicas": 9, "reference_pairs": 2}]

@@ -86,7 +86,8 @@ def _bench_demo(args: argparse.Namespace, store: ArtifactStore, entries: list[Zo
         t_ray = time.perf_counter()
         failed = fan_out_zoo(entries, seeds, quick=args.small, store_root=store.root.resolve(),
                              baselines=not args.no_baselines, address=args.ray, workers=args.workers,
-                             on_done=None if args.quiet else built, victim=victim)
+                             on_done=None if args.quiet else built, victim=victim,
+                             lineage_replicas=args.lineage_replicas or 0, reference_pairs=args.reference_pairs or 0)
         times["zoo on Ray"] = time.perf_counter() - t_ray
         for why in failed:
             print(f"a Ray task failed, built in this process instead: {why}", file=sys.stderr)

@@ -52,22 +52,26 @@ _CONTEXTS: dict[str, tuple[dict[int, Audit], dict[int, ZooContext]]] = {}  # per
 
 
 def build_entry_in_worker(seed: int, entry_id: str, quick: bool, store_root: str, baselines: bool,
-                          victim: str = "lite0") -> dict[str, Any]:
-    """A Ray task: build and verify one zoo entry of the demo against the audit of ``seed``, through the shared store
-    (its suspect's training, logits and answers land there); returns its seconds and p-values."""
+                          victim: str = "lite0", lineage_replicas: int = 0, reference_pairs: int = 0
+                          ) -> dict[str, Any]:
+    """A Ray task: build and verify one zoo entry of the demo against the audit of ``seed`` (the bench's design: its
+    replicas and references are read from the shared store), through the shared store (its suspect's training,
+    logits and answers land there); returns its seconds and p-values."""
     from ..runtime.store import ArtifactStore
 
-    key = json.dumps([seed, quick, store_root, victim])
+    key = json.dumps([seed, quick, store_root, victim, lineage_replicas, reference_pairs])
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
-        _CONTEXTS[key] = demo_contexts([seed], ArtifactStore(store_root), quick=quick, victim=victim)
+        _CONTEXTS[key] = demo_contexts([seed], ArtifactStore(store_root), quick=quick, victim=victim,
+                                       lineage_replicas=lineage_replicas, reference_pairs=reference_pairs)
     r = verify_entry(get_zoo_entry(entry_id), _CONTEXTS[key][1][seed], seed, baselines=baselines)
     return {"times": r.times, "p_values": {p: e.get("p_value") for p, e in r.verdict.evidence.items()}}
 
 
 def fan_out_zoo(entries: list[ZooEntry], seeds: list[int], *, quick: bool, store_root: str | Path, baselines: bool,
                 address: str | None, workers: int | None = None,
-                on_done: Callable[[Any], None] | None = None, victim: str = "lite0") -> list[str]:
+                on_done: Callable[[Any], None] | None = None, victim: str = "lite0", lineage_replicas: int = 0,
+                reference_pairs: int = 0) -> list[str]:
     """Build every (seed, entry) of the demo's zoo as Ray tasks (:mod:`forensics.runtime.fanout`), so that the
     in-process :func:`~forensics.zoo.bench.run_bench` afterwards only reads the store; returns the errors of tasks
     that failed (they are then built in process)."""
@@ -75,7 +79,9 @@ def fan_out_zoo(entries: list[ZooEntry], seeds: list[int], *, quick: bool, store
 
     items = [(s, e.id) for s in seeds for e in entries]
     errors = []
-    for o in ray_map(build_entry_in_worker, items, lambda it: (it[0], it[1], quick, str(store_root), baselines, victim),
+    for o in ray_map(build_entry_in_worker, items,
+                     lambda it: (it[0], it[1], quick, str(store_root), baselines, victim, lineage_replicas,
+                                 reference_pairs),
                      address=address, workers=workers):
         if o.error:
             errors.append(f"{o.item[1]} #{o.item[0]}: {o.error}")
