@@ -77,7 +77,7 @@ def test_zoo_suspects_build_and_verify_on_the_reduced_demo(quick_demo):
     assert by["direct copy"].agreement == 1.0 and by["direct copy"].verdict.verdict == "stolen"
     assert by["int8 weights"].agreement > 0.95 and by["int8 weights"].verdict.p_value < 1e-6
     assert by["fine-tune, API top-1"].verdict.label_only
-    for name in ("innocent, another foundation (Lite1)", "innocent, student of an innocent teacher"):
+    for name in ("innocent, another pretrained foundation", "innocent, student of an innocent teacher"):
         assert by[name].verdict.verdict == "not stolen" and by[name].entry.kind == "innocent"
     rows = summary_rows(results)
     assert [r["name"] for r in rows] == [e.title for e in picked] and rows[0]["id"] == "direct-copy"
