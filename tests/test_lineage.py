@@ -17,6 +17,7 @@ from forensics.method.lineage import (
     trained_change,
 )
 from forensics.protocols.builtin import combine_evidence
+from forensics.protocols.registry import get_protocol
 
 
 def test_the_t_prediction_is_exact_when_the_transformed_correlations_are_normal():
@@ -97,6 +98,9 @@ def test_combined_is_bonferroni_over_the_components_that_ran():
                              "lineage": {"p_value": 0.6}})["p_value"] == 1.0
     with pytest.raises(ConfigError, match="nothing to combine"):
         combine_evidence({"holmes": {"p_value": 0.1}})
+    # the lineage test asks the suspect nothing: its replicas are not queries (the bench's query counts)
+    assert get_protocol("lineage").query_count({"p_value": 0.003, "replicas": 19}) == 0
+    assert get_protocol("combined").query_count(both) == 22
 
 
 @pytest.mark.slow

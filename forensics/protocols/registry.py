@@ -135,8 +135,11 @@ class VerdictProtocol:
         return None
 
     def query_count(self, evidence: Evidence) -> int:
-        """Black-box queries the test used: ``queries`` when its evidence records them, else its samples."""
-        return int(evidence["queries"]) if "queries" in evidence else self.samples(evidence)
+        """Black-box queries the test used: ``queries`` when its evidence records them, none for a test of the
+        weights (its samples are the replicas, not questions to the suspect), else its samples."""
+        if "queries" in evidence:
+            return int(evidence["queries"])
+        return 0 if self.needs_weights else self.samples(evidence)
 
 
 _PROTOCOLS: dict[str, VerdictProtocol] = {}
