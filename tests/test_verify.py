@@ -37,6 +37,9 @@ def overlapping_images(n: int, seed: int, name: str) -> ImageSet:
     toy = toy_images(n, seed, name)
     shift = np.random.default_rng([seed, 7]).integers(-80, 81, (n, 1, 1))
     x = np.clip(toy.images.astype(np.int64) + shift, 0, 255).astype(np.uint8)
+    if seed:  # the shift saturates some images to one flat grey: a corner pixel keeps them apart from seed 0's flat
+        flat = (x == x[:, :1, :1]).all(axis=(1, 2))  # ones, as real photographs are (an audit refuses held-out images
+        x[flat, 0, 0] = np.where(x[flat, 0, 0] > 127, 254, 1)  # that are also private ones)
     return ImageSet(name, toy.labels, toy.ids, toy.classes, images=x)
 
 
@@ -285,3 +288,37 @@ def test_reference_pairs_make_every_private_row_a_member_and_query(built):
     assert v.evidence["membership"]["members"] == 200 and v.p_value < 1e-3
     innocent = verify_outputs(paired, paired.engine.logits(foundation, paired.queries.images), "foundation")
     assert innocent.p_value > 0.01
+
+
+def test_held_out_data_that_repeats_private_images_is_refused_before_any_training(one_torch_thread, tmp_path):
+    """Held-out images the victim trained on would be members counted as controls: three private images saved as PNG
+    files under other names among the held-out folder are found by their pixels, and the audit stops before it trains
+    anything, naming them."""
+    from PIL import Image
+
+    from forensics.data.images import load_image_folder
+    from forensics.errors import DataSourceError
+
+    private = overlapping_images(200, 0, "private")
+    unseen = overlapping_images(150, 1, "heldout")
+    folder = tmp_path / "heldout"
+    for c in private.classes:
+        (folder / c).mkdir(parents=True)
+    for i in range(len(unseen)):
+        Image.fromarray(unseen.images[i]).save(folder / unseen.classes[unseen.labels[i]] / f"u{i:03d}.png")
+    for i in (7, 42, 199):
+        Image.fromarray(private.images[i]).save(folder / private.classes[private.labels[i]] / f"copy-{i}.png")
+    heldout = load_image_folder(folder, classes=private.classes)
+    engine = Engine(ArtifactStore(tmp_path / "store"), device="cpu", cache_blocks=None)
+    config = AuditConfig(gamma=0.2, lam=0.5, train=SHADOW, poison_train=SHADOW, meta=MetaConfig(epochs=2), seed=3)
+    spec = AuditSpec(victim="test:victim", foundation="test:foundation", data="test:private", heldout=str(folder),
+                     config=config)
+    with pytest.raises(DataSourceError, match=r"shares 3 of its images with the private data .*'private/007', "
+                                              r"'private/042', 'private/199'"):
+        build_audit(spec, make_loaded(seed=0), make_loaded(seed=0), private, heldout, engine)
+    assert set(engine.store.stats.computed) == {"pixel_hashes"}  # no loss order, no shadow
+    # without the copies the same audit's checks pass (its hashes are reused from the store)
+    clean = heldout.subset([i for i, p in enumerate(heldout.paths) if not p.name.startswith("copy-")])
+    from forensics.audit.build import check_heldout_unseen
+
+    check_heldout_unseen(engine, private, clean)

@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..data.images import ImageSet
+from ..data.images import ImageSet, pixel_hashes, shared_rows
 from ..engine.engine import Engine
-from ..errors import ClassCountMismatchError, ConfigError, DatasetTooSmallError
+from ..errors import ClassCountMismatchError, ConfigError, DatasetTooSmallError, DataSourceError
 from ..method.meta import fit_meta_classifiers
 from ..method.queries import build_query_set
 from ..method.shadows import (
@@ -108,11 +108,34 @@ def check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSet
                                    "for a powerful membership test)")
 
 
+def _stored_pixel_hashes(engine: Engine, images: ImageSet) -> np.ndarray:
+    """:func:`pixel_hashes`, computed once per image set (decoding a folder of images takes a while) and stored."""
+    def compute(tmp):
+        np.save(tmp / "hashes.npy", pixel_hashes(images))
+
+    path = engine.store.get_or_compute("pixel_hashes", {"hash": "sha256-rgb"}, {"images": images.fingerprint}, compute)
+    return np.load(path / "hashes.npy")
+
+
+def check_heldout_unseen(engine: Engine, private: ImageSet, heldout: ImageSet) -> None:
+    """The held-out data must share no image with the private data: a control the victim trained on is a member, and
+    a test against such controls measures nothing (the same pixels under another name or in another format count)."""
+    rows, _ = shared_rows(_stored_pixel_hashes(engine, private), _stored_pixel_hashes(engine, heldout))
+    if len(rows):
+        ids = ", ".join(repr(str(i)) for i in private.ids[rows[:5]]) + (", ..." if len(rows) > 5 else "")
+        raise DataSourceError(
+            f"the held-out data shares {len(rows)} of its images with the private data (private images {ids}): "
+            "held-out images must be ones the victim never trained on. Give held-out data from the same collection "
+            "that is not in the private data (remove the shared images from one of the two)")
+
+
 def build_audit(spec: AuditSpec, victim: LoadedModel, foundation: LoadedModel, private: ImageSet,
                 heldout: ImageSet | None, engine: Engine, progress: Progress | None = None) -> Audit:
     """Run stages 1 and 2 (each reused from the store when it exists) and build the query set."""
     config = spec.config
     check_inputs(victim, foundation, private, heldout, config)
+    if heldout is not None:
+        check_heldout_unseen(engine, private, heldout)
     rng = np.random.default_rng(config.seed)  # draws, in order: members (with held-out data), meta split
 
     emit(progress, "loss_order", "start", f"victim loss on {len(private)} private samples")

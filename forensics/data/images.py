@@ -135,6 +135,24 @@ class ImageSet:
                 "per_class": counts.tolist(), "fingerprint": self.fingerprint}
 
 
+def pixel_hashes(images: ImageSet) -> np.ndarray:
+    """SHA-256 of each image's decoded RGB pixels, (N, 32) bytes: a PNG file, a lossless copy of it under another name
+    and the same image in memory are one image, whatever their names or ids."""
+    out = np.empty((len(images), 32), np.uint8)
+    for i in range(len(images)):
+        out[i] = np.frombuffer(hashlib.sha256(np.ascontiguousarray(np.asarray(images.pil(i))).tobytes()).digest(),
+                               np.uint8)
+    return out
+
+
+def shared_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``a`` and of ``b`` (pixel hashes, :func:`pixel_hashes`) whose image is in the other set too."""
+    ka = {bytes(h) for h in a}
+    kb = {bytes(h) for h in b}
+    return (np.flatnonzero([bytes(h) in kb for h in a]).astype(np.int64),
+            np.flatnonzero([bytes(h) in ka for h in b]).astype(np.int64))
+
+
 def synthetic_images(n: int, shape: tuple[int, ...], classes: list[str], seed: int = 0) -> ImageSet:
     """``n`` synthetic query images for data-free distillation: random low-frequency patterns (uniform noise on a
     4x4 to 8x8 grid, bilinearly upsampled to ``shape`` = (H, W) or (H, W, C)) with random contrast and offset -

@@ -3,7 +3,6 @@ would this audit catch a theft of my model? The thief's and the innocent party's
 audit's members and controls; the result reads as detection power per kind of theft."""
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 from ..audit.opened import Audit
 from ..audit.sources import load_data
 from ..audit.verdict import format_p
-from ..data.images import ImageSet, concat, synthetic_images
+from ..data.images import ImageSet, concat, pixel_hashes, synthetic_images
 from ..errors import ConfigError, DataSourceError
 from ..runtime.progress import Progress
 from .bench import BenchResult, run_bench
@@ -21,10 +20,9 @@ from .entries import OTHER_FOUNDATION, ZooContext, ZooEntry, ZooResult
 
 
 # -- the thief's data, and the two entry points --------------------------------------------------------------------
-def _image_hashes(images: ImageSet) -> set[str]:
+def _image_hashes(images: ImageSet) -> set[bytes]:
     """Hashes of the decoded RGB pixels, so a PNG file and the same image in memory are one image."""
-    return {hashlib.sha256(np.ascontiguousarray(np.asarray(images.pil(i))).tobytes()).hexdigest()
-            for i in range(len(images))}
+    return {bytes(h) for h in pixel_hashes(images)}
 
 
 def require_stress_data(thief: str | None, innocent: str | None) -> None:
