@@ -118,9 +118,10 @@ class Engine:
 
     def _origin_activations(self, config: dict, prefix: str, images: ImageSet) -> torch.Tensor | None:
         """A subset's activations as rows of its origin's (:meth:`ImageSet.origin`), where those are already in
-        memory or in the store: references, attacks and queries on parts of one data set then run the frozen
-        prefix once.  None where the origin's are not there (computing the whole origin for a part could cost
-        more than the part) or its fingerprint is not known yet (hashing a large origin to find out would)."""
+        memory or in the store: the reference and benign shadows, D_s and the members, all parts of the private
+        data, then run the frozen prefix once.  None where the origin's are not there (computing the whole origin
+        for a part could cost more than the part) or its fingerprint is not known yet (hashing a large origin to
+        find out would)."""
         origin = images.origin()
         if origin is None or not origin[0].fingerprinted:
             return None
