@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard.state import current_case, current_job, get_store, job_running, open_case, open_record, set_case
 from dashboard.suspects import add_answers_suspect, add_many, add_model_suspect, read_list
 from dashboard.widgets import many_report, model_card, show_error
+from forensics.audit.build import check_heldout_unseen
 from forensics.audit.sources import load_data, load_model
 from forensics.audit.spec import AuditSpec
 from forensics.cases import casefile
@@ -171,7 +172,7 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
             held_dir = folder(held_path, held_zip, "held-out data")
             with st.spinner("Loading the data and the victim…"):
                 private = load_data(data_dir)
-                load_data(held_dir, classes=private.classes)
+                check_heldout_unseen(get_store(), private, load_data(held_dir, classes=private.classes))
                 v = load_model(victim.strip(), arch=arch.strip() or None, num_classes=private.num_classes,
                                revision=victim_rev.strip() or None, input_size=int(input_size) or None)
             spec = AuditSpec(victim=victim.strip(), foundation=foundation.strip(), data=data_dir, heldout=held_dir,

@@ -424,3 +424,25 @@ def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, s
     button(at, "Check and add suspect").click().run()
     assert any("'empty.zip' holds no config.json" in e.value for e in at.error)
     assert len([p for p in (uploads / "model").iterdir() if p.is_dir()]) == 1
+
+
+def test_held_out_data_that_repeats_the_private_data_is_refused_at_load(env, tmp_path):
+    """The same folder given as private and held-out data is refused when it is loaded, not when the build starts."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(data / c / f"{i}.png")
+    at = new_app()
+    for t in at.text_input:
+        if t.label in ("Victim model", "Foundation model"):
+            t.set_value("demo:foundation")
+        elif t.label.startswith("Private training data") or t.label.startswith("Held-out data"):
+            t.set_value(str(data))
+    button(at, "Load victim and data").click().run()
+    assert not at.exception
+    assert any("shares 6 of its images with the private data" in e.value for e in at.error)
+    assert not any("Loaded" in s.value for s in at.success)

@@ -321,4 +321,4 @@ def test_held_out_data_that_repeats_private_images_is_refused_before_any_trainin
     clean = heldout.subset([i for i, p in enumerate(heldout.paths) if not p.name.startswith("copy-")])
     from forensics.audit.build import check_heldout_unseen
 
-    check_heldout_unseen(engine, private, clean)
+    check_heldout_unseen(engine.store, private, clean)

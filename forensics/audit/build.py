@@ -108,19 +108,20 @@ def check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSet
                                    "for a powerful membership test)")
 
 
-def _stored_pixel_hashes(engine: Engine, images: ImageSet) -> np.ndarray:
+def _stored_pixel_hashes(store: ArtifactStore, images: ImageSet) -> np.ndarray:
     """:func:`pixel_hashes`, computed once per image set (decoding a folder of images takes a while) and stored."""
     def compute(tmp):
         np.save(tmp / "hashes.npy", pixel_hashes(images))
 
-    path = engine.store.get_or_compute("pixel_hashes", {"hash": "sha256-rgb"}, {"images": images.fingerprint}, compute)
+    path = store.get_or_compute("pixel_hashes", {"hash": "sha256-rgb"}, {"images": images.fingerprint}, compute)
     return np.load(path / "hashes.npy")
 
 
-def check_heldout_unseen(engine: Engine, private: ImageSet, heldout: ImageSet) -> None:
+def check_heldout_unseen(store: ArtifactStore, private: ImageSet, heldout: ImageSet) -> None:
     """The held-out data must share no image with the private data: a control the victim trained on is a member, and
-    a test against such controls measures nothing (the same pixels under another name or in another format count)."""
-    rows, _ = shared_rows(_stored_pixel_hashes(engine, private), _stored_pixel_hashes(engine, heldout))
+    a test against such controls measures nothing (the same pixels under another name or in another format count).
+    Checked when an audit is built and when the dashboard loads the data (the hashes are stored, computed once)."""
+    rows, _ = shared_rows(_stored_pixel_hashes(store, private), _stored_pixel_hashes(store, heldout))
     if len(rows):
         ids = ", ".join(repr(str(i)) for i in private.ids[rows[:5]]) + (", ..." if len(rows) > 5 else "")
         raise DataSourceError(
@@ -135,7 +136,7 @@ def build_audit(spec: AuditSpec, victim: LoadedModel, foundation: LoadedModel, p
     config = spec.config
     check_inputs(victim, foundation, private, heldout, config)
     if heldout is not None:
-        check_heldout_unseen(engine, private, heldout)
+        check_heldout_unseen(engine.store, private, heldout)
     rng = np.random.default_rng(config.seed)  # draws, in order: members (with held-out data), meta split
 
     emit(progress, "loss_order", "start", f"victim loss on {len(private)} private samples")
