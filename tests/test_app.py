@@ -158,14 +158,17 @@ def test_unknown_hub_id_offline_is_a_clear_error_and_keeps_inputs(env, offline_h
             t.set_value("hf-hub:nobody/does-not-exist")
         elif t.label == "Foundation model":
             t.set_value("demo:foundation")
-    data = tmp_path / "data"
-    for c in ("a", "b"):
-        (data / c).mkdir(parents=True)
-        from PIL import Image
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / c / "x.png")
+    from PIL import Image
+
+    for name, shade in (("data", 0), ("held", 200)):  # held-out images other than the private ones
+        for c in ("a", "b"):
+            (tmp_path / name / c).mkdir(parents=True)
+            Image.fromarray(np.full((8, 8), shade + (c == "b"), np.uint8)).save(tmp_path / name / c / "x.png")
     for t in at.text_input:
-        if t.label.startswith("Private training data") or t.label.startswith("Held-out data"):
-            t.set_value(str(data))
+        if t.label.startswith("Private training data"):
+            t.set_value(str(tmp_path / "data"))
+        elif t.label.startswith("Held-out data"):
+            t.set_value(str(tmp_path / "held"))
     button(at, "Load victim and data").click().run()
     assert not at.exception
     assert any("HF_HUB_OFFLINE" in e.value for e in at.error)
