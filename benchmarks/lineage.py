@@ -1,7 +1,7 @@
 """The lineage test (``forensics.method.lineage``) on the demo victim: exact nulls, innocents and thefts.
 
     .venv/bin/python benchmarks/lineage.py --seeds 0 [--replicas 19] [--store DIR] [--entries ID ...]
-        [--victim lite0|lite1] [--quick] [--nulls-only]
+        [--victim lite0|lite1] [--quick] [--nulls-only] [--null-replicas K]
 
 For each audit seed it opens the demo audit with ``lineage_replicas`` replicas (trained once, then read from the
 store) and prints:

@@ -121,7 +121,7 @@ def check_heldout_unseen(store: ArtifactStore, private: ImageSet, heldout: Image
     """The held-out data must share no image with the private data: a control the victim trained on is a member, and
     a test against such controls measures nothing (the same pixels under another name or in another format count).
     Checked when an audit is built and when the dashboard loads the data (the hashes are stored, computed once)."""
-    rows, _ = shared_rows(_stored_pixel_hashes(store, private), _stored_pixel_hashes(store, heldout))
+    rows = shared_rows(_stored_pixel_hashes(store, private), _stored_pixel_hashes(store, heldout))
     if len(rows):
         ids = ", ".join(repr(str(i)) for i in private.ids[rows[:5]]) + (", ..." if len(rows) > 5 else "")
         raise DataSourceError(

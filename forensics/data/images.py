@@ -145,12 +145,10 @@ def pixel_hashes(images: ImageSet) -> np.ndarray:
     return out
 
 
-def shared_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``a`` and of ``b`` (pixel hashes, :func:`pixel_hashes`) whose image is in the other set too."""
-    ka = {bytes(h) for h in a}
+def shared_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` (pixel hashes, :func:`pixel_hashes`) whose image is in ``b`` too."""
     kb = {bytes(h) for h in b}
-    return (np.flatnonzero([bytes(h) in kb for h in a]).astype(np.int64),
-            np.flatnonzero([bytes(h) in ka for h in b]).astype(np.int64))
+    return np.flatnonzero([bytes(h) in kb for h in a]).astype(np.int64)
 
 
 def synthetic_images(n: int, shape: tuple[int, ...], classes: list[str], seed: int = 0) -> ImageSet:
