@@ -3,8 +3,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.nav import pages
-from dashboard.state import apply_finished_job, remember
+from dashboard.nav import menu, pages
+from dashboard.state import apply_finished_job, pin_address, remember
 from dashboard.widgets import sidebar_status
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -12,8 +12,10 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 st.set_page_config(page_title="Holmes forensics", page_icon=str(ASSETS / "icon.png"), layout="wide")
 st.logo(str(ASSETS / "logo.png"), size="large", icon_image=str(ASSETS / "icon.png"))
 
-current = st.navigation(list(pages().values()))
+current = st.navigation(list(pages().values()), position="hidden")  # the menu below keeps ?audit= in its links
 apply_finished_job()
+pin_address()
+menu()
 sidebar_status()
 try:
     current.run()

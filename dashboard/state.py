@@ -21,8 +21,9 @@ from forensics.errors import ForensicsError
 from forensics.runtime.jobs import Job, get_job, start_job
 from forensics.runtime.store import ArtifactStore
 
+from .nav import PARAM, go
+
 log = logging.getLogger("forensics.app")
-PARAM = "audit"
 
 
 @st.cache_resource
@@ -119,7 +120,7 @@ def set_case(new: Case) -> None:
     """Replace this session's case; nothing of the previous audit (job, query set) carries over.  The previous
     case stays in the store (Recent audits on 1 · Load)."""
     st.session_state.case = new
-    for key in ("job_id", "queries_zip", "job_applied"):
+    for key in ("job_id", "queries_zip", "job_applied", "stress_job_id"):
         st.session_state.pop(key, None)
 
 
@@ -129,6 +130,38 @@ def start_case_job(fn, *args: Any, name: str = "audit", **kwargs: Any) -> Job:
     st.session_state.job_id = job.id
     _entry(current_case())["job"] = job.id
     return job
+
+
+def start_build(run: Case, *, then_verdict: bool = False) -> Job:
+    """Build the audit ``run`` (a copy of this session's case, with the settings to build) in the background.  With
+    ``then_verdict`` the dashboard opens 4 · Verdict when it is done (one click from the demo to its verdict)."""
+    from forensics.cases.casefile import run_case
+
+    st.session_state.pop("queries_zip", None)
+    job = start_case_job(run_case, run, get_store())
+    _entry(current_case())["then_verdict"] = job.id if then_verdict else None  # a reload meanwhile keeps it
+    return job
+
+
+def start_stress(fn, *args: Any) -> Job:
+    """Start this case's stress test in the background; a reload (or another tab on the audit) finds it."""
+    job = start_job("stress test", fn, *args)
+    st.session_state.stress_job_id = job.id
+    _entry(current_case())["stress"] = job.id
+    return job
+
+
+def stress_job() -> Job | None:
+    """This case's latest stress test: this session's, else the one the server-wide registry keeps for the case
+    (after a reload, which starts a new session)."""
+    job_id = st.session_state.get("stress_job_id")
+    if job_id is None:
+        with _LOCK:
+            entry = _live().get(current_case().id)
+        job_id = entry.get("stress") if entry else None
+        if job_id is not None:
+            st.session_state.stress_job_id = job_id
+    return get_job(job_id)
 
 
 def _signature(case: Case) -> str:
@@ -159,7 +192,15 @@ def remember() -> None:
             entry["saved"] = sig
         except (OSError, ForensicsError):
             log.exception("could not save the case %s", case.id)
-    if st.query_params.get(PARAM) != case.id:
+    pin_address()
+
+
+def pin_address() -> None:
+    """Put this session's audit in the address the browser shows, on every run: the server's copy of the query
+    string can say ``?audit=<id>`` while the browser's address lost it (a page switch from Streamlit's own links,
+    an update sent around a rerun), so it is sent whether or not the server thinks it changed."""
+    case = st.session_state.get("case")
+    if case is not None and case.spec is not None:
         st.query_params[PARAM] = case.id
 
 
@@ -180,6 +221,11 @@ def apply_finished_job() -> None:
         st.session_state.case = result
         st.session_state.job_applied = job.id
         _entry(result).update(case=result, job=job.id, applied=job.id, frozen=False)
+        entry = _entry(result)
+        if entry.get("then_verdict") == job.id:  # one click from the demo to its verdict
+            entry["then_verdict"] = None
+            pin_address()
+            go("verdict")
 
 
 def job_running() -> bool:

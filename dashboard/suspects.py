@@ -16,7 +16,7 @@ from forensics.audit.answers import read_outputs
 from forensics.audit.sources import HUB, LOCAL_DIR, check_suspect, data_classes, is_answers_file, known_kind
 from forensics.cases.case import Case, Suspect
 from forensics.cases.scan import parse_suspect_lines
-from forensics.cases.uploads import store_answers
+from forensics.cases.uploads import answers_stored, store_answers
 from forensics.demo import DEMO
 from forensics.demo import assets as demo_assets
 from forensics.errors import ConfigError, ForensicsError
@@ -72,7 +72,7 @@ def add_model_suspect(case: Case, source: str, *, name: str | None = None, revis
     Raises the error loading it would raise; then nothing is added."""
     if case.spec is None:
         raise ConfigError("load the demo or your own victim first, then add suspects")
-    label = name or upload or source
+    label = name or upload or default_name(source, [s.name for s in case.suspects])  # a folder by its own name
     if any(s.name == label for s in case.suspects):  # before loading it: that can take a while
         raise ConfigError(f"a suspect named {label!r} is already in the list; remove it or pick another name")
     card = check_suspect(case.spec, source, revision=revision,
@@ -96,6 +96,7 @@ def add_answers_suspect(case: Case, store: ArtifactStore, data: bytes, filename:
     label = name or filename
     if any(s.name == label for s in case.suspects):
         raise ConfigError(f"a suspect named {label!r} is already in the list; remove it or pick another name")
+    existed = answers_stored(store, data, filename)
     path = store_answers(store, data, filename)
     query_set = None
     try:
@@ -105,7 +106,8 @@ def add_answers_suspect(case: Case, store: ArtifactStore, data: bytes, filename:
         else:  # the query set is not built yet: the format and the class count
             read_outputs(path, None, len(data_classes(case.spec.data, quick=case.spec.quick)), name=filename)
     except ForensicsError:
-        Path(path).unlink(missing_ok=True)  # a refused file leaves nothing in the store
+        if not existed:  # a refused file leaves nothing in the store (the same file kept for another suspect stays)
+            Path(path).unlink(missing_ok=True)
         raise
     suspect = Suspect(label, f"answers:{filename}", answers=path, query_set=query_set, upload=filename)
     case.add_suspect(suspect)

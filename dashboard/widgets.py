@@ -8,16 +8,16 @@ import time
 import streamlit as st
 
 from forensics.errors import ForensicsError
-from forensics.runtime.jobs import Job
-from forensics.runtime.progress import format_seconds, overall_fraction
+from forensics.runtime.jobs import Job, get_job
+from forensics.runtime.progress import format_seconds
 
-from .nav import page
+from .nav import go
 from .state import current_case, current_job, get_store
 
 log = logging.getLogger("forensics.app")
 
 
-JOB_TITLES = {"audit": "Building the audit", "reopen": "Reopening the audit"}
+JOB_TITLES = {"audit": "Building the audit", "reopen": "Reopening the audit", "stress test": "Stress test"}
 
 
 SPINNER = ("<style>@keyframes hf-spin{to{transform:rotate(360deg)}}.hf-spin{display:inline-block;width:.9em;"
@@ -28,6 +28,19 @@ SPINNER = ("<style>@keyframes hf-spin{to{transform:rotate(360deg)}}.hf-spin{disp
 
 COMPACT_FROM = 7  # from this many suspects on, the progress view sums them up instead of a line each
 SUSPECT = "suspect:"
+ZOO = "zoo:"      # a stress test's simulated suspects (forensics.zoo.bench)
+
+
+def _many(key: str) -> bool:
+    return key.startswith((SUSPECT, ZOO))
+
+
+def done_line(job: Job) -> str:
+    """"running, 37 % done, 2 min 10 s left": the one way every view says how far a job is (Job.summary: weighted
+    by the stages' expected costs, never going back, the time left at the recent speed)."""
+    s = job.summary()
+    left = "" if s.eta is None else f", about {format_seconds(s.eta)} left"
+    return f"running, {s.fraction:.0%} done{left}"
 
 
 def job_progress(job: Job, *, expanded: bool = True) -> None:
@@ -35,14 +48,15 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
     running one, an empty circle for those to come.  The header turns while the job runs (an animated spinner,
     never a check mark before the end).  Many suspects are summed up: a count per state, the running one with its
     bar, each failed one with its reason, and one chip per suspect."""
-    views = job.stages()
+    summary = job.summary()
+    views = summary.views
     title = JOB_TITLES.get(job.name, job.name)
     with st.container(border=True):
         if job.running:
-            frac = overall_fraction(views)  # the views already read, not the events again
-            st.markdown(f"{SPINNER}<b>{title}</b>: running, {frac:.0%} done, {job.seconds:.0f} s so far",
-                        unsafe_allow_html=True)
-            st.progress(frac)
+            left = "estimating the time left" if summary.eta is None else f"about {format_seconds(summary.eta)} left"
+            st.markdown(f"{SPINNER}<b>{title}</b>: running, {summary.fraction:.0%} done · {job.seconds:.0f} s so far "
+                        f"· {left}", unsafe_allow_html=True)
+            st.progress(summary.fraction)
         elif job.status == "done":
             st.markdown(f":green[:material/check_circle:] **{title}**: done in {job.seconds:.0f} s")
         else:
@@ -51,10 +65,10 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
             return
         if not views:
             st.markdown(f"{SPINNER}Starting…", unsafe_allow_html=True)
-        suspects = [v for v in views if v.key.startswith(SUSPECT)]
+        suspects = [v for v in views if _many(v.key)]
         compact = len(suspects) >= COMPACT_FROM
         for v in views:
-            if not (compact and v.key.startswith(SUSPECT)):
+            if not (compact and _many(v.key)):
                 _stage_line(v, job)
         if compact:
             _suspects_summary(suspects, job)
@@ -94,7 +108,7 @@ def suspect_states(views, running: bool) -> list[tuple[str, str, str]]:
     it ran) or pending; the note is its p-value or why it failed."""
     out = []
     for v in views:
-        name = v.key[len(SUSPECT):]
+        name = v.key[len(SUSPECT):] if v.key.startswith(SUSPECT) else v.title
         state = v.status if v.status != "running" or running else "stopped"
         note = v.detail.removeprefix("could not be verified: ") if state in ("done", "failed") else ""
         out.append((name, state, note))
@@ -108,7 +122,8 @@ def _suspects_summary(views, job: Job) -> None:
     parts += [f"{count['running']} running"] if count["running"] else []
     parts += [f"{count['stopped']} stopped"] if count["stopped"] else []
     parts += [f"{count['pending']} " + ("waiting" if job.running else "not reached")] if count["pending"] else []
-    st.markdown(f"**Suspects** ({len(states)}) — " + ", ".join(parts))
+    what = "Simulated suspects" if views and views[0].key.startswith(ZOO) else "Suspects"
+    st.markdown(f"**{what}** ({len(states)}) — " + ", ".join(parts))
     for v in views:
         if v.status == "running" and job.running:
             _running(v, html.escape(v.title))
@@ -157,8 +172,7 @@ def need_audit(what: str) -> bool:
     job = current_job()
     if c.audit is not None:
         if job is not None and job.running:
-            st.caption(f":material/hourglass_top: {JOB_TITLES.get(job.name, 'A build')} is running "
-                       f"({job.fraction_done():.0%} done): these are the previous results until it finishes.")
+            _previous_note(job.id)
         return True
     if job is not None and job.running:
         running_note(job, what)
@@ -167,22 +181,46 @@ def need_audit(what: str) -> bool:
         st.info(f"Nothing to show yet: {what} appear once an audit has run. Start on **1 · Load** "
                 "(one click loads the offline demo).", icon=":material/info:")
         if st.button("Go to 1 · Load", type="primary"):
-            st.switch_page(page("load"))
+            go("load")
     else:
         st.info(f"The audit is set up but has not run yet: {what} appear once the shadow models are built.",
                 icon=":material/info:")
         if st.button("Go to 2 · Shadow models", type="primary"):
-            st.switch_page(page("shadows"))
+            go("shadows")
     return False
 
 
 def running_note(job: Job, what: str) -> None:
-    """What a page says while the audit job runs: how far it is, and where to watch it."""
-    st.info(f"{JOB_TITLES.get(job.name, 'The audit')}: **running, {job.fraction_done():.0%} done** "
-            f"({job.seconds:.0f} s so far). {what.capitalize()} appear when it finishes; "
-            "**2 · Shadow models** shows each stage.", icon=":material/hourglass_top:")
+    """What a page says while the audit job runs: how far it is (counting live), and where to watch it."""
+    _running_note(job.id, what)
     if st.button("Watch it on 2 · Shadow models", type="primary"):
-        st.switch_page(page("shadows"))
+        go("shadows")
+
+
+LIVE_EVERY = 2.0  # seconds between two refreshes of a running job's numbers
+
+
+@st.fragment(run_every=LIVE_EVERY)
+def _running_note(job_id: str, what: str) -> None:
+    job = get_job(job_id)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()  # the whole app: the entry script applies the result and the page draws it
+    st.info(f"{JOB_TITLES.get(job.name, 'The audit')}: **{done_line(job)}** ({job.seconds:.0f} s so far). "
+            f"{what.capitalize()} appear when it finishes; **2 · Shadow models** shows each stage.",
+            icon=":material/hourglass_top:")
+
+
+@st.fragment(run_every=LIVE_EVERY)
+def _previous_note(job_id: str) -> None:
+    job = get_job(job_id)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()
+    st.caption(f":material/hourglass_top: {JOB_TITLES.get(job.name, 'A build')} is {done_line(job)}: these are "
+               "the previous results until it finishes.")
 
 
 def show_error(e: Exception, names: dict[str, str] | None = None) -> None:
@@ -211,7 +249,7 @@ def sidebar_status() -> None:
             st.write(f"**Suspects** {len(c.suspects)}")
             job = current_job()
             if job is not None and job.running:
-                st.write(f"**{JOB_TITLES.get(job.name, 'Audit')}:** running, {job.fraction_done():.0%} done")
+                _sidebar_job(job.id)
             elif c.audit is not None:
                 n_stolen = sum(v.stolen for v in c.verdicts.values())
                 st.write(f"**Verdicts** {n_stolen} of {len(c.verdicts)} flagged (p < alpha)")
@@ -220,33 +258,58 @@ def sidebar_status() -> None:
         st.caption(f"Artifact store: `{get_store().root}`")
 
 
-def model_card(title: str, card: dict) -> None:
+@st.fragment(run_every=LIVE_EVERY)
+def _sidebar_job(job_id: str) -> None:
+    job = get_job(job_id)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()
+    st.write(f"**{JOB_TITLES.get(job.name, 'Audit')}:** {done_line(job)}")
+
+
+def _size(card: dict) -> str | None:
+    size = card.get("input_size") or []
+    return f"{size[-2]} × {size[-1]} px" if len(size) >= 2 else None
+
+
+def model_card(title: str, card: dict, *, victim_fingerprint: str | None = None) -> None:
+    """A model's card: architecture, parameters, classes, accuracy, input size and the full fingerprint; a suspect
+    whose weights are the victim's (the same fingerprint) is marked."""
     with st.container(border=True):
-        st.markdown(f"**{title}**")
+        st.markdown(f"**{html.escape(title)}**")
+        same = bool(victim_fingerprint) and card.get("fingerprint") == victim_fingerprint
+        if same:
+            st.badge("the victim's own weights (same fingerprint)", icon=":material/content_copy:", color="red")
         if "answers" in card:
-            st.caption(f"black-box answers `{card['answers']}`" + (" (labels only)" if card.get("label_only") else ""))
+            st.caption(f"black-box answers `{card['answers']}`")
+            st.caption("read as: " + (card.get("reading") or ("labels only" if card.get("label_only") else "logits")))
             return
         if "arch" not in card:  # reopened from a record that kept no card: what the record says
             st.caption(f"source `{card.get('source', '?')}`")
             if card.get("fingerprint"):
-                st.caption(f"fingerprint `{card['fingerprint'][:16]}…`")
+                st.caption("fingerprint (SHA-256 of the weights)")
+                st.code(card["fingerprint"], language=None, wrap_lines=True)
             return
         st.caption("architecture" + (f" · {card['library']}, {card['format']}" if card.get("library") else ""))
         st.markdown(f"`{card['arch']}`")  # on its own line: long timm names are not broken mid-word
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         c1.caption("parameters")
         c1.markdown(f"{card['num_params'] / 1e6:.2f} M")
-        c2.caption("classes")
-        c2.markdown(str(card["num_classes"]))
+        c2.caption("classes", help="the checkpoint's own head, before the audit gave it a new one of your classes"
+                   if card.get("pretrained_classes") else None)
+        c2.markdown(str(card.get("pretrained_classes") or card["num_classes"]))
         acc = card.get("accuracy")
         c3.caption("accuracy", help=f"on the {card['accuracy_on']}" if card.get("accuracy_on") else
                    "measured when the audit runs, for the models that classify your classes (not the foundation, "
                    "whose head is new)")
         c3.markdown("n/a" if acc is None else f"{acc:.3f}")
+        c4.caption("input size")
+        c4.markdown(_size(card) or "n/a")
         if card.get("split"):
             st.caption(f"fine-tuning split: {card['split']}")
         st.caption("fingerprint (SHA-256 of the weights)")
-        st.code(card["fingerprint"][:24] + "…", language=None, wrap_lines=True)
+        st.code(card["fingerprint"], language=None, wrap_lines=True)
         src = card["source"] + (f" @ {card['revision'][:12]}" if card.get("revision") else "")
         st.caption("source")
         st.code(src, language=None, wrap_lines=True)

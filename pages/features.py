@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard.nav import page
+from dashboard.nav import link, routed
 from dashboard.state import current_case
 from dashboard.widgets import need_audit
 from forensics.report.figures import meta_scores_figure, output_difference_figure, projection_figure
@@ -13,6 +13,7 @@ from forensics.report.style import MAX_COMPARED, default_pair
 from forensics.report.takeaways import takeaway
 from forensics.report.verdict_figures import membership_figure
 
+routed()
 st.title("Feature differences")
 if not need_audit("the feature plots"):
     st.stop()
@@ -29,16 +30,18 @@ def say_takeaway(text: str) -> None:
     st.markdown(f"**Takeaway:** {text}")
 
 
-if with_logits:
+def pick(key: str) -> list:
+    """The suspects a tab compares (its own picker, inside the tab that uses it)."""
+    if not with_logits:
+        return []
     chosen = st.multiselect(
-        "Suspects to compare in the output-difference and projection tabs", with_logits,
+        "Suspects to compare", with_logits, key=key,
         default=default_pair([by_name[n] for n in with_logits]), max_selections=MAX_COMPARED,
         placeholder="choose up to four suspects",
         help="By default, the suspect with the smallest p-value (the likeliest derived) and the one with the largest "
              "(the likeliest innocent).")
-else:
-    chosen = []
-compared = [by_name[n] for n in chosen]
+    return [by_name[n] for n in chosen]
+
 
 tab_m, tab_o, tab_p, tab_s, tab_g = st.tabs(["Membership evidence (the verdict)", "Output differences per class",
                                              "2-D projection", "Meta-classifier scores", "D_s gallery"])
@@ -60,12 +63,14 @@ with tab_o:
                 "forgot the victim's D_s-specific behaviour, so the victim (and its copies) differ from it in a "
                 "characteristic way; the benign shadow, trained without D_s, does not. One panel per class (logit); "
                 "a suspect whose boxes sit in the victim's red band answers D_s like the victim.")
+    compared = pick("compare_differences")
     say_takeaway(takeaway("output_difference", a, compared))
     st.plotly_chart(output_difference_figure(a, compared, kinds=kinds), width="stretch")
 with tab_p:
     st.markdown("The same features on their two main directions (fitted on the victim and the benign shadow), one "
                 "dot per D_s image and one panel per compared suspect. Closeness means similar answers: dots on the "
                 "victim's cloud answer D_s like the victim, dots on the benign shadow's like an independent model.")
+    compared = pick("compare_projection")
     say_takeaway(takeaway("projection", a, compared))
     st.plotly_chart(projection_figure(a, compared, kinds=kinds), width="stretch")
 with tab_s:
@@ -84,7 +89,7 @@ with tab_g:
                     "suspect's loss on it (its answer against the true label, in nats; lower = more confident) beside "
                     "the victim's, or the meta-classifier's P(stolen) for that image.")
         c1, c2, c3 = st.columns([2, 2, 3])
-        first = chosen[0] if chosen else with_logits[0]
+        first = default_pair([by_name[n] for n in with_logits])[0]
         sel = c1.selectbox("Suspect", with_logits, index=with_logits.index(first))
         metric = c2.radio("Under each image", GALLERY_METRICS, horizontal=True)
         order = c3.radio("Order", GALLERY_ORDERS, horizontal=True)
@@ -100,4 +105,4 @@ with tab_g:
         for start in range(0, len(items), 8):  # one row of columns per 8 images, so that the rows line up
             for col, it in zip(st.columns(8), items[start:start + 8], strict=False):
                 col.image(np.asarray(a.private.pil(it.row).resize((96, 96))), caption=it.caption)
-st.page_link(page("verdict"), label="Next: 4 · Verdict", icon=":material/arrow_forward:")
+link("verdict", label="Next: 4 · Verdict", icon=":material/arrow_forward:")

@@ -1,19 +1,30 @@
 """Step 1: the victim, its foundation, the private and held-out data, and the suspects."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import streamlit as st
 
-from dashboard.state import current_case, current_job, get_store, job_running, open_case, open_record, set_case
+from dashboard.nav import go, routed
+from dashboard.state import (
+    current_case,
+    current_job,
+    get_store,
+    job_running,
+    open_case,
+    open_record,
+    set_case,
+    start_build,
+)
 from dashboard.suspects import add_answers_suspect, add_many, add_model_suspect, read_list
 from dashboard.widgets import many_report, model_card, show_error
 from forensics.audit.build import check_heldout_unseen
-from forensics.audit.sources import load_data, load_model
+from forensics.audit.sources import load_data, load_model, open_foundation
 from forensics.audit.spec import AuditSpec
 from forensics.cases import casefile
 from forensics.cases.case import Case
-from forensics.cases.uploads import store_upload
+from forensics.cases.uploads import store_upload, upload_kept_if_accepted
 from forensics.demo import is_demo
 from forensics.errors import ForensicsError
 from forensics.report.record import read_record
@@ -22,6 +33,7 @@ from forensics.runtime import settings
 env = settings.current()
 MAX_ZIP_MB = MAX_ANSWERS_MB = env.max_upload_mb
 
+routed()
 st.title("Load the audit")
 st.markdown("An audit needs **your model** (the victim), the **foundation** it was fine-tuned from, its "
             "**private training data**, a **held-out set** from the same collection that it never saw, and one "
@@ -41,12 +53,19 @@ if "restore_error" in st.session_state:
                icon=":material/warning:")
 
 
-def start_demo() -> None:
+def start_demo(build: bool) -> None:
+    """One click to a verdict: load the demo, start its build, watch it on 2 · Shadow models, end on 4 · Verdict
+    (``build`` False: only load it, to change its suspects or settings first)."""
     # FORENSICS_DEMO_QUICK=1 loads the reduced demo (smaller data, fewer epochs), as the tests do
-    set_case(Case.demo(0, quick=env.demo_quick))
+    demo = Case.demo(0, quick=env.demo_quick)
+    set_case(demo)
     st.session_state.pop("confirm_demo", None)
-    st.toast("Demo loaded: continue with 2 · Shadow models")
-    st.rerun()
+    if not build:
+        st.toast("Demo loaded: build it on 2 · Shadow models")
+        st.rerun()
+    start_build(Case(spec=demo.spec, suspects=list(demo.suspects), info=dict(demo.info), id=demo.id),
+                then_verdict=True)
+    go("shadows")
 
 
 with st.container(border=True):
@@ -54,18 +73,21 @@ with st.container(border=True):
     c1.subheader("Offline demo", anchor=False)
     c1.markdown("A real ImageNet EfficientNet-Lite0 fine-tuned on Fashion-MNIST, with six suspects: four thefts "
                 "(direct copy, fine-tuned copy, distilled copy, label-query extraction) and two innocent models "
-                "fine-tuned from the same foundation. Runs on a CPU, no network needed.")
-    if c2.button("Load the demo", type="primary", icon=":material/play_arrow:", width="stretch", disabled=busy):
-        if case.spec is None:
-            start_demo()
-        st.session_state.confirm_demo = True
+                "fine-tuned from the same foundation. Runs on a CPU, no network needed. One click builds the audit "
+                "and ends on its verdict.")
+    for label, build, kind in (("Load the demo", True, "primary"), ("Load it without building", False, "tertiary")):
+        if c2.button(label, type=kind, icon=":material/play_arrow:" if build else None, width="stretch",
+                     disabled=busy, help=None if build else "to change its suspects or settings before building"):
+            if case.spec is None:
+                start_demo(build)
+            st.session_state.confirm_demo = "build" if build else "load"
     if st.session_state.get("confirm_demo"):
         done = f" (with its {len(case.verdicts)} verdicts)" if case.verdicts else ""
         st.warning(f"This starts a new audit. The current one{done} is kept under **Recent audits** below and can be "
                    "reopened at any time.", icon=":material/info:")
         c1, c2, _ = st.columns([2, 1, 3])
         if c1.button("Start a new demo audit", type="primary", disabled=busy):
-            start_demo()
+            start_demo(st.session_state.get("confirm_demo") == "build")
         if c2.button("Cancel"):
             st.session_state.pop("confirm_demo", None)
             st.rerun()
@@ -146,47 +168,53 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
     if submitted:
         shown: dict[str, str] = {}  # store paths -> the user's file names, for messages
         try:
-            def folder(path: str, upload, what: str) -> str:
-                if upload is not None:
-                    if upload.size > MAX_ZIP_MB * 1024 ** 2:
-                        raise ForensicsError(f"the {what} zip is {upload.size / 1e6:.0f} MB; the limit is "
-                                             f"{MAX_ZIP_MB} MB. "
-                                             "Give a folder path on the server instead")
-                    root = str(store_upload(get_store(), upload.getvalue(), upload.name, "data"))
-                    shown[root] = upload.name
-                    return root
-                if not path.strip():
-                    raise ForensicsError(f"give the {what} (a folder, dataset or table on this server) or upload it "
-                                         "as a zip")
-                return path.strip()
+            with contextlib.ExitStack() as uploads:  # a refused upload leaves nothing in the store
+                def folder(path: str, upload, what: str) -> str:
+                    if upload is not None:
+                        if upload.size > MAX_ZIP_MB * 1024 ** 2:
+                            raise ForensicsError(f"the {what} zip is {upload.size / 1e6:.0f} MB; the limit is "
+                                                 f"{MAX_ZIP_MB} MB. "
+                                                 "Give a folder path on the server instead")
+                        root = str(uploads.enter_context(upload_kept_if_accepted(get_store(), upload.getvalue(),
+                                                                                  upload.name, "data")))
+                        shown[root] = upload.name
+                        return root
+                    if not path.strip():
+                        raise ForensicsError(f"give the {what} (a folder, dataset or table on this server) or "
+                                             "upload it as a zip")
+                    return path.strip()
 
-            if victim_up is not None:
-                if victim.strip():
-                    raise ForensicsError("give the victim either as a source or as an upload, not both")
-                stored = store_upload(get_store(), victim_up.getvalue(), victim_up.name, "model")
-                victim = f"local-dir:{stored}" if stored.is_dir() else str(stored)
-                shown[str(stored)] = victim_up.name
-            if not victim.strip() or not foundation.strip():
-                raise ForensicsError("give both the victim and the foundation it was fine-tuned from")
-            data_dir = folder(data_path, data_zip, "private data")
-            held_dir = folder(held_path, held_zip, "held-out data")
-            with st.spinner("Loading the data and the victim…"):
-                private = load_data(data_dir)
-                check_heldout_unseen(get_store(), private, load_data(held_dir, classes=private.classes))
-                v = load_model(victim.strip(), arch=arch.strip() or None, num_classes=private.num_classes,
-                               revision=victim_rev.strip() or None, input_size=int(input_size) or None)
-            spec = AuditSpec(victim=victim.strip(), foundation=foundation.strip(), data=data_dir, heldout=held_dir,
-                             victim_revision=victim_rev.strip() or None,
-                             foundation_revision=foundation_rev.strip() or None, arch=arch.strip() or None,
-                             input_size=int(input_size) or None)
-            # model suspects carry over to a new victim; answers belong to the old query set and do not
-            keep = [s for s in case.suspects if not s.answers] if case.spec and not is_demo(case.spec.victim) else []
-            new = Case(spec=spec, suspects=keep)
-            new.cards = {"victim": {**v.card(), "accuracy": None,
-                                    **({"source": f"uploaded {victim_up.name}"} if victim_up is not None else {})}}
-            set_case(new)
-            st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
-            st.rerun()
+                if victim_up is not None:
+                    if victim.strip():
+                        raise ForensicsError("give the victim either as a source or as an upload, not both")
+                    stored = uploads.enter_context(upload_kept_if_accepted(get_store(), victim_up.getvalue(),
+                                                                           victim_up.name, "model"))
+                    victim = f"local-dir:{stored}" if stored.is_dir() else str(stored)
+                    shown[str(stored)] = victim_up.name
+                if not victim.strip() or not foundation.strip():
+                    raise ForensicsError("give both the victim and the foundation it was fine-tuned from")
+                data_dir = folder(data_path, data_zip, "private data")
+                held_dir = folder(held_path, held_zip, "held-out data")
+                with st.spinner("Loading the data, the victim and its foundation…"):
+                    private = load_data(data_dir)
+                    check_heldout_unseen(get_store(), private, load_data(held_dir, classes=private.classes))
+                    v = load_model(victim.strip(), arch=arch.strip() or None, num_classes=private.num_classes,
+                                   revision=victim_rev.strip() or None, input_size=int(input_size) or None)
+                    spec = AuditSpec(victim=victim.strip(), foundation=foundation.strip(), data=data_dir,
+                                     heldout=held_dir, victim_revision=victim_rev.strip() or None,
+                                     foundation_revision=foundation_rev.strip() or None, arch=arch.strip() or None,
+                                     input_size=int(input_size) or None)
+                    # checked now, not when building: a mistyped foundation never becomes a saved audit
+                    open_foundation(spec, v, private.num_classes)
+                # model suspects carry over to a new victim; answers belong to the old query set and do not
+                own = case.spec is not None and not is_demo(case.spec.victim)
+                keep = [s for s in case.suspects if not s.answers] if own else []
+                new = Case(spec=spec, suspects=keep)
+                new.cards = {"victim": {**v.card(), "accuracy": None,
+                                        **({"source": f"uploaded {victim_up.name}"} if victim_up is not None else {})}}
+                set_case(new)
+                st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
+                st.rerun()
         except Exception as e:  # noqa: BLE001 - shown to the user, inputs kept
             show_error(e, names=shown)
 
@@ -348,11 +376,13 @@ if case.cards:
     audit_cards = [(t, c) for t, c in case.cards.items() if t not in suspect_names]
     suspect_cards = [(t, c) for t, c in case.cards.items() if t in suspect_names]
 
+    victim_fp = (case.cards.get("victim") or {}).get("fingerprint")
+
     def card_grid(cards) -> None:
         cols = st.columns(3)
         for i, (title, card) in enumerate(cards):
             with cols[i % 3]:
-                model_card(title, card)
+                model_card(title, card, victim_fingerprint=None if title == "victim" else victim_fp)
 
     if len(suspect_cards) > 6:  # many suspects: their cards fold away below the audit's own
         card_grid(audit_cards)

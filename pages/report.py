@@ -7,6 +7,7 @@ import re
 
 import streamlit as st
 
+from dashboard.nav import routed
 from dashboard.state import current_case
 from dashboard.widgets import need_audit, show_error
 from forensics.audit.verdict import format_p
@@ -15,6 +16,7 @@ from forensics.report.html import audit_figures, audit_takeaways, render_html
 from forensics.report.pdf import render_pdf
 from forensics.report.summary import executive_summary
 
+routed()
 st.title("Report")
 if not need_audit("the report downloads"):
     st.stop()

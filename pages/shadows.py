@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import plotly.graph_objects as go
+import plotly.graph_objects as pgo
 import streamlit as st
 
-from dashboard.nav import page
-from dashboard.state import current_case, current_job, get_store, start_case_job
-from dashboard.widgets import job_progress, show_error
+from dashboard.nav import go, link, routed
+from dashboard.state import current_case, current_job, start_build
+from dashboard.widgets import LIVE_EVERY, job_progress, show_error
 from forensics.audit.sources import data_classes
 from forensics.cases.case import Case
-from forensics.cases.casefile import run_case
 from forensics.data.transforms import Trigger
 from forensics.engine.engine import resolve_device
 from forensics.report.figures import loss_order_figure, training_curves_figure
@@ -19,12 +18,13 @@ from forensics.report.gallery import trigger_examples
 from forensics.report.style import LAYOUT
 from forensics.runtime.jobs import get_job
 
+routed()
 st.title("Shadow models")
 case = current_case()
 if case.spec is None:
     st.info("Load a victim first (1 · Load; one click loads the offline demo).", icon=":material/info:")
     if st.button("Go to 1 · Load", type="primary"):
-        st.switch_page(page("load"))
+        go("load")
     st.stop()
 
 
@@ -47,7 +47,29 @@ st.markdown("Holmes trains two **shadow models**: a *poisoned* copy of your mode
             "your model from what any run of your recipe changes. Results are kept in the artifact store: a re-run "
             "with the same settings is instant, and an interrupted run resumes where it stopped.")
 
-with st.form("settings"):
+
+@st.fragment(run_every=LIVE_EVERY)
+def live_progress(job_id: str) -> None:
+    job = get_job(job_id)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()  # the whole app: the entry script applies the result
+    job_progress(job, expanded=True)
+    curve = job.latest_curve()
+    if curve is not None:
+        label, pts = curve
+        fig = pgo.Figure(pgo.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", line=dict(color="#1f4e79")))
+        fig.update_layout(title=f"Running training loss: {label}", xaxis_title="step",
+                          yaxis_title="mean training loss so far [nats]", height=280,
+                          **{**LAYOUT, "margin": dict(t=50)})
+        st.plotly_chart(fig, width="stretch", key="live-loss")
+
+
+if busy and job is not None:  # the running build first; its settings below, folded
+    live_progress(job.id)
+with st.expander("Settings (locked while the build runs)") if busy else st.container(), \
+        st.form("settings"):
     c1, c2, c3, c4 = st.columns(4)
     gamma = c1.slider("gamma: share of lowest-loss samples in D_s", 0.02, 0.30, float(cfg.gamma), 0.01)
     lam = c2.slider("lambda: share the benign shadow skips", 0.1, 0.9, float(cfg.lam), 0.05)
@@ -93,33 +115,13 @@ if start:
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
         run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects),
                         info=dict(case.info), id=case.id)
-        st.session_state.pop("queries_zip", None)
-        start_case_job(run_case, run_copy, get_store())
+        start_build(run_copy)
         st.rerun()  # draw the page again with the Build button disabled
     except Exception as e:  # noqa: BLE001
         show_error(e)
 
 
-@st.fragment(run_every=2.0)
-def live_progress(job_id: str) -> None:
-    job = get_job(job_id)
-    if job is None:
-        return
-    if not job.running:
-        st.rerun()  # the whole app: the entry script applies the result
-    job_progress(job, expanded=True)
-    curve = job.latest_curve()
-    if curve is not None:
-        label, pts = curve
-        fig = go.Figure(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", line=dict(color="#1f4e79")))
-        fig.update_layout(title=f"Running training loss: {label}", xaxis_title="step",
-                          yaxis_title="mean training loss so far [nats]", height=280,
-                          **{**LAYOUT, "margin": dict(t=50)})
-        st.plotly_chart(fig, width="stretch", key="live-loss")
-
-
-if busy and job is not None:
-    live_progress(job.id)
+if busy:
     st.stop()
 
 if job is not None and job.status == "failed":
@@ -127,6 +129,10 @@ if job is not None and job.status == "failed":
     st.error(f"{what} stopped: {job.error}. Everything finished before the error is kept; fix the input and "
              "start again.", icon=":material/error:")
     job_progress(job)
+elif job is not None and job.status == "done":  # the build's log stays after it ends
+    with st.expander(f"Build log: every stage of the last {'reopening' if job.name == 'reopen' else 'build'} "
+                     f"({job.seconds:.0f} s)"):
+        job_progress(job)
 
 case = current_case()
 if case.audit is None:
@@ -157,4 +163,4 @@ with c2:
     for col, (clean, trigd, cap) in zip(cols, ex, strict=False):
         col.image(clean, caption="clean", width="stretch")
         col.image(trigd, caption=cap, width="stretch")
-st.page_link(page("features"), label="Next: 3 · Feature differences", icon=":material/arrow_forward:")
+link("features", label="Next: 3 · Feature differences", icon=":material/arrow_forward:")

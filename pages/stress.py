@@ -4,29 +4,30 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import current_case, get_store
-from dashboard.widgets import need_audit, show_error
+from dashboard.nav import routed
+from dashboard.state import current_case, get_store, start_stress, stress_job
+from dashboard.widgets import LIVE_EVERY, job_progress, need_audit, show_error
 from forensics.audit.verdict import format_p
 from forensics.demo import is_demo
-from forensics.engine.recipe import TrainProgress
 from forensics.errors import ConfigError
-from forensics.runtime.jobs import get_job, start_job
+from forensics.runtime.jobs import get_job
 from forensics.zoo.bench import SMALL_ZOO, STRESS_ZOO
 from forensics.zoo.entries import get_zoo_entry, list_zoo_entries, select_zoo_entries
 from forensics.zoo.stress import ROLE_NOTES, load_stress_data, stress_figure, stress_rows, stress_test
 
+routed()
 st.title("Stress test")
 st.markdown("**If someone stole your model this way, would this audit catch it?** The stress test simulates "
             "thefts of *your* victim (fine-tunes, pruning, distillation, answers through an API...) and innocent "
             "models of the same task, then verifies each with this audit. How often each simulated theft is flagged "
-            "is the audit's detection power for that kind of theft: it tells you what a *not stolen* verdict rules "
+            "is the audit's detection power for that kind of theft: it tells you what a *no evidence* verdict rules "
             "out before you rely on it.")
 if not need_audit("stress-test results"):
     st.stop()
 case = current_case()
 audit = case.audit
 demo = is_demo(case.spec.data)
-job = get_job(st.session_state.get("stress_job_id"))
+job = stress_job()  # this session's, or the one running for this audit before a reload
 busy = job is not None and job.running
 
 with st.form("stress"):
@@ -50,44 +51,31 @@ with st.form("stress"):
                f"minutes; the standard set ({len(STRESS_ZOO)} suspects, with the hardest thefts) takes about an hour "
                "with 3 runs, the default pick a few minutes. Models already trained are reused from the artifact "
                "store.")
-    go = st.form_submit_button("Run the stress test", type="primary", disabled=busy, icon=":material/science:")
+    run = st.form_submit_button("Run the stress test", type="primary", disabled=busy, icon=":material/science:")
 
-if go:
+if run and not busy:
     try:
         if not names:
             raise ConfigError("pick at least one simulated suspect")
         thief, innocent, _ = load_stress_data(audit, thief_src, innocent_src)
-        job = start_job("stress test", stress_test, audit, thief, innocent, select_zoo_entries(names),
-                        list(range(int(runs))))
-        st.session_state.stress_job_id = job.id
+        job = start_stress(stress_test, audit, thief, innocent, select_zoo_entries(names), list(range(int(runs))))
         busy = True
     except Exception as e:  # noqa: BLE001
         show_error(e)
 
 
-@st.fragment(run_every=1.0)
-def live(job_id: str, total: int) -> None:
+@st.fragment(run_every=LIVE_EVERY)
+def live(job_id: str) -> None:
     j = get_job(job_id)
     if j is None:
         return
-    events = j.snapshot()
-    trainings = {ev.label: ev for ev in events if isinstance(ev, TrainProgress)}
-    done = sum(1 for ev in trainings.values() if ev.done)
-    with st.status(f"Stress test {'running' if j.running else j.status} — {j.seconds:.0f} s",
-                   state="running" if j.running else ("complete" if j.status == "done" else "error"), expanded=True):
-        active = [ev for ev in trainings.values() if not ev.done]
-        if active:
-            ev = active[-1]
-            st.progress(min(ev.step / max(ev.total_steps, 1), 1.0),
-                        text=f"training {ev.label}: epoch {ev.epoch}/{ev.epochs}")
-        st.caption(f"{done} simulated models trained so far (of up to {total}; copies, pruning and quantisation "
-                   "need no training)")
     if not j.running:
-        st.rerun()
+        st.rerun()  # the whole page: the results
+    job_progress(j)
 
 
 if busy and job is not None:
-    live(job.id, len(names) * int(runs))
+    live(job.id)
     st.stop()
 if job is None:
     st.info("Pick the simulated suspects and press **Run the stress test**.", icon=":material/info:")
@@ -113,14 +101,16 @@ if any(apart.values()):
         for role, n in apart.items() if n) + " (see the table)."
 (st.success if not missed and not false_alarms else st.warning)(head, icon=":material/fact_check:")
 if missed:
-    st.markdown("A *not stolen* verdict from this audit does **not** rule out: " + "; ".join(f"*{m}*" for m in missed)
+    st.markdown("*No evidence* from this audit does **not** rule out: " + "; ".join(f"*{m}*" for m in missed)
                 + ".")
 for why in result.meta.get("skipped", []):
     st.caption(f"Left out: {why}")
 st.plotly_chart(stress_figure(result, protocol, alpha), width="stretch")
-st.caption(f"Each dot is one simulated model's p-value under the audit's {protocol} test; left of the dashed line "
-           f"(alpha = {alpha}) the audit would call it stolen. Red dots (thefts) should sit left of it, green dots "
-           "(innocents) right; pink (failed thefts) and grey (controls) are shown but not counted.")
+st.caption(f"Each dot is one simulated model's p-value under the audit's {protocol} test. Left of the dashed line "
+           f"(alpha = {alpha}) the audit finds evidence of derivation; right of it, on the shaded side, no evidence "
+           "(which is not a proof of innocence). Red dots (thefts) should sit left of it, green dots (innocents) "
+           "right; pink (failed thefts) and grey (controls) are shown but not counted. P-values below 1e-20 are drawn "
+           "at the left edge (hover for the value).")
 table = pd.DataFrame([{
     "simulated suspect": r["name"], "kind": r["role"], "flagged": f"{r['flagged']} of {r['runs']}",
     "median p": format_p(r["median_p"]), "agreement": f"{r['agreement']:.0%}",
@@ -135,7 +125,8 @@ with c1:
 with c2:
     st.markdown("**This audit's own verdicts**")
     if case.verdicts:
-        st.dataframe(pd.DataFrame([{"suspect": e.name, "p": format_p(v.p_value), "verdict": v.verdict}
+        st.dataframe(pd.DataFrame([{"suspect": e.name, "p": format_p(v.p_value),
+                                    "verdict": "evidence of derivation" if v.stolen else "no evidence"}
                                    for e, v in case.ordered_verdicts()]), hide_index=True, width="stretch")
     else:
         st.caption("No suspects verified yet.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.nav import page
+from dashboard.nav import link, routed
 from dashboard.state import current_case
 from dashboard.widgets import need_audit
 from forensics.audit.verdict import describe_comparison, format_p, headline
@@ -12,6 +12,7 @@ from forensics.protocols.registry import get_protocol, list_protocols
 from forensics.report.summary import meaning
 from forensics.report.verdict_figures import pvalue_figure
 
+routed()
 st.title("Verdict")
 if not need_audit("the verdicts"):
     st.stop()
@@ -100,4 +101,4 @@ Audit settings: protocol `{protocol}`, seed {a.config.seed}, {len(design.member_
     else:
         st.markdown(f"**What this protocol means.** {meaning(protocol, alpha)} No evidence is not a proof of "
                     f"innocence. Audit settings: protocol `{protocol}`, seed {a.config.seed}.")
-st.page_link(page("report"), label="Next: 5 · Report", icon=":material/arrow_forward:")
+link("report", label="Next: 5 · Report", icon=":material/arrow_forward:")

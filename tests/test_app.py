@@ -49,10 +49,21 @@ def wait_for_job(at: AppTest, timeout: float = 900):
 
 
 def run_demo_audit(at: AppTest) -> AppTest:
+    """One click on "Load the demo" builds the demo's audit and, once it is done, shows 4 · Verdict; then the
+    walkthrough goes on from 2 · Shadow models."""
     button(at, "Load the demo").click().run()
-    at.switch_page("pages/shadows.py").run()
-    button(at, "Build shadow models and verify suspects").click().run()
+    assert not at.exception and at.session_state["job_id"]  # the build started, no second click needed
+    assert any(b.label == "Build shadow models and verify suspects" and b.disabled for b in at.button)  # page 2
     wait_for_job(at)
+    assert at.title[0].value == "Verdict", [t.value for t in at.title]
+    at.switch_page("pages/shadows.py").run()
+    return at
+
+
+def load_demo(at: AppTest) -> AppTest:
+    """The demo loaded, not built (its suspects or settings can still change)."""
+    button(at, "Load it without building").click().run()
+    assert not at.exception and "job_id" not in at.session_state
     return at
 
 
@@ -135,7 +146,7 @@ def test_demo_walkthrough_every_page(env):
 def test_two_sessions_at_once_do_not_interfere(env):
     a, b = new_app(), new_app()
     for at in (a, b):
-        button(at, "Load the demo").click().run()
+        load_demo(at)
         at.switch_page("pages/shadows.py").run()
     button(a, "Build shadow models and verify suspects").click().run()
     button(b, "Build shadow models and verify suspects").click().run()
@@ -321,7 +332,7 @@ def test_an_audit_survives_a_reload_a_restart_and_reopens_from_its_record(env, t
     assert other.session_state["case"] is reopened
 
     # a second "Load the demo" asks first; the old audit stays in Recent audits
-    button(other, "Load the demo").click().run()
+    button(other, "Load it without building").click().run()
     assert other.session_state["case"] is reopened and any("starts a new audit" in w.value for w in other.warning)
     button(other, "Start a new demo audit").click().run()
     fresh = other.session_state["case"]
@@ -348,7 +359,7 @@ def test_other_pages_say_how_far_a_running_audit_is(env):
         raise RuntimeError("stopped by the test")
 
     at = new_app()
-    button(at, "Load the demo").click().run()
+    load_demo(at)
     from dashboard import state
     from forensics.runtime.jobs import start_job
 
@@ -369,7 +380,7 @@ def test_other_pages_say_how_far_a_running_audit_is(env):
 
 def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, save_hf, tmp_path):
     at = new_app()
-    button(at, "Load the demo").click().run()
+    load_demo(at)
     uploads = Path(env) / "uploads"
 
     def add_answers(name: str, content: bytes) -> list[str]:

@@ -77,7 +77,7 @@ def demo_app(tmp_path, monkeypatch) -> AppTest:
     monkeypatch.setenv("FORENSICS_STORE", str(tmp_path / "store"))
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
-    next(b for b in at.button if b.label == "Load the demo").click().run()
+    next(b for b in at.button if b.label == "Load it without building").click().run()
     assert not at.exception
     return at
 

@@ -2,6 +2,7 @@
 against `streamlit run app.py`, with a screenshot of every page (out/screenshots/)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -37,8 +39,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(store_root):
+@contextlib.contextmanager
+def streamlit_server(store_root):
+    """`streamlit run app.py` on a free port over ``store_root``; yields its address."""
     port = free_port()
     env = dict(os.environ, FORENSICS_DEMO_QUICK="1", FORENSICS_STORE=str(store_root))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -55,33 +58,68 @@ def server(store_root):
     else:
         proc.kill()
         pytest.fail(f"streamlit did not start:\n{proc.stdout.read()}")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def server(store_root):
+    with streamlit_server(store_root) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
-        pg = browser.new_page(viewport={"width": 1440, "height": 1600})
-        pg.goto(server)
-        yield pg
-        browser.close()
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg = browser.new_page(viewport={"width": 1440, "height": 1600})
+    pg.goto(server)
+    yield pg
+    pg.close()
 
 
 def shot(pg, name: str) -> Path:
+    """A full-page screenshot (out/screenshots/), once nothing on the page failed."""
     pg.wait_for_timeout(800)  # let plotly finish drawing
+    no_exception(pg)
     path = SHOTS / name
     pg.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000
     return path
+
+
+def no_exception(pg) -> None:
+    """Streamlit draws an uncaught error as its exception element (details hidden by .streamlit/config.toml)."""
+    assert pg.get_by_test_id("stException").count() == 0, pg.get_by_test_id("stException").first.inner_text()
+
+
+def main_text(pg) -> str:
+    return pg.get_by_test_id("stMain").inner_text()
+
+
+def side_text(pg) -> str:
+    return pg.get_by_test_id("stSidebar").inner_text()
+
+
+def audit_in_address(pg) -> str:
+    """The audit id the address bar shows (the test fails when it has none)."""
+    found = re.search(r"[?&]audit=([0-9a-f]+)", pg.url)
+    assert found, f"no ?audit= in the address {pg.url}"
+    return found.group(1)
 
 
 def nav(pg, label: str, title: str) -> None:
@@ -96,18 +134,80 @@ def nav(pg, label: str, title: str) -> None:
     pg.get_by_role("heading", name=title).first.wait_for(timeout=10_000)
 
 
+def card(pg, name: str):
+    """The verdict card of suspect ``name`` (the innermost block holding its name and a p-value)."""
+    return pg.get_by_test_id("stVerticalBlock").filter(has=pg.get_by_text(name, exact=True)).filter(
+        has_text="p-value").last
+
+
+DONE = re.compile(r"running, (\d+)% done")
+FIRST = {}  # what the click-through leaves for the test after it (the audit id)
+
+
 def test_click_through_the_demo_audit(page):
     pg = page
     pg.get_by_text("Load the audit").first.wait_for(timeout=60_000)
     shot(pg, "01-load-empty.png")
+    # one click: the demo loads, its build starts and shows on 2 · Shadow models, and it ends on 4 · Verdict
     pg.get_by_role("button", name="Load the demo").click()
-    pg.get_by_text("direct copy").first.wait_for(timeout=60_000)
-    pg.get_by_text("demo:direct_copy").first.wait_for(timeout=60_000)
-    shot(pg, "02-load-demo.png")
+    pg.wait_for_url(re.compile(r"/shadows\?audit=[0-9a-f]+"), timeout=60_000)
+    audit = audit_in_address(pg)
+    pg.get_by_text("Building the audit").first.wait_for(timeout=60_000)
+    shares: dict[str, list[int]] = {"main": [], "sidebar": []}
+    reloaded = False
+    while "/verdict" not in pg.url:
+        for where, text in (("main", main_text), ("sidebar", side_text)):
+            try:
+                found = DONE.search(text(pg))
+            except Exception:  # noqa: BLE001 - the page switched meanwhile
+                found = None
+            if found:
+                shares[where].append(int(found.group(1)))
+        if not reloaded and len(shares["main"]) >= 3:
+            shot(pg, "02-building.png")
+            pg.reload()  # F5 during the build: the same audit, the build's view again
+            assert audit_in_address(pg) == audit
+            pg.get_by_text("Building the audit").first.wait_for(timeout=60_000)
+            reloaded = True
+        pg.wait_for_timeout(700)
+        assert len(shares["main"]) < 2000, "the build never ended on 4 · Verdict"
+    assert reloaded, shares  # the build was watched, and survived a reload
+    for where, seen in shares.items():
+        assert seen and seen == sorted(seen), (where, seen)  # one share done, never going back, in both places
+    assert audit_in_address(pg) == audit
+    headline = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
+    pg.get_by_text(headline).wait_for(timeout=60_000)
+    pg.get_by_text("Evidence per suspect").first.wait_for(timeout=60_000)  # the table and chart drawn, not loading
+    shot(pg, "06-verdict.png")
+    # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
+    for name in ("direct copy", "fine-tuned copy"):
+        text = card(pg, name).inner_text()
+        assert "evidence of derivation" in text and "no evidence" not in text, (name, text)
+    for name in ("distilled copy", "label-query extraction", "innocent (same recipe)",
+                 "innocent (longer, on aux data)"):
+        assert "no evidence of derivation" in card(pg, name).inner_text(), name
+    assert pg.get_by_text("2 of 6 flagged (p < alpha)").count() == 1
+    # F5: the audit is in the address and comes back, verdicts and all
+    pg.reload()
+    pg.get_by_text(headline).wait_for(timeout=60_000)
+    assert pg.get_by_text("2 of 6 flagged (p < alpha)").count() == 1
+
+    # every link of the menu keeps the audit in the address; F5 on each page finds it
+    for label, title, path in (("2 · Shadow models", "Shadow models", "/shadows"),
+                               ("3 · Feature differences", "Feature differences", "/features"),
+                               ("1 · Load", "Load the audit", "/"),
+                               ("4 · Verdict", "Verdict", "/verdict")):
+        nav(pg, label, title)
+        pg.wait_for_timeout(500)
+        assert audit_in_address(pg) == audit and urlparse(pg.url).path == path, (label, pg.url)
+        pg.reload()
+        pg.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+        pg.wait_for_timeout(1500)
+        assert pg.get_by_text("No victim loaded.").count() == 0, label
+        assert "demo:victim" in side_text(pg), label
 
     nav(pg, "2 · Shadow models", "Shadow models")
-    pg.get_by_role("button", name="Build shadow models and verify suspects").click()
-    pg.get_by_text("Trigger success", exact=True).wait_for(timeout=600_000)
+    pg.get_by_text("Trigger success", exact=True).wait_for(timeout=60_000)
     pg.get_by_text("Loss order of the victim on its private data").first.wait_for(timeout=60_000)
     shot(pg, "03-shadow-models.png")
 
@@ -118,22 +218,8 @@ def test_click_through_the_demo_audit(page):
     pg.get_by_text("principal components").first.wait_for(timeout=60_000)
     shot(pg, "05-projection.png")
 
-    nav(pg, "4 · Verdict", "Verdict")
-    pg.get_by_text("All suspects").wait_for(timeout=60_000)
-    pg.get_by_text("Evidence per suspect").first.wait_for(timeout=60_000)  # the table and chart drawn, not loading
-    shot(pg, "06-verdict.png")
-    # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
-    assert pg.get_by_text(re.compile(r"no evidence of derivation$")).count() == 4  # the badges
-    assert pg.get_by_text("2 of 6 flagged (p < alpha)").count() == 1
-    headline = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
-    assert pg.get_by_text(headline).count() == 1
-    # F5: the audit is in the address and comes back, verdicts and all
-    assert "audit=" in pg.url
-    pg.reload()
-    pg.get_by_text(headline).wait_for(timeout=60_000)
-    assert pg.get_by_text("2 of 6 flagged (p < alpha)").count() == 1
-
     nav(pg, "5 · Report", "Report")
+    assert audit_in_address(pg) == audit
     pg.get_by_role("button", name="Download report.html").wait_for(timeout=120_000)
     with pg.expect_download() as dl:
         pg.get_by_role("button", name="Download report.html").click()
@@ -160,8 +246,32 @@ def test_click_through_the_demo_audit(page):
 
     nav(pg, "6 · Stress test", "Stress test")
     pg.get_by_role("button", name="Run the stress test").click()
+    pg.get_by_text("Stress test: running").first.wait_for(timeout=60_000)
+    pg.reload()  # F5 while it runs: its progress shows again, nothing invites a second run
+    pg.get_by_text("Stress test: running").first.wait_for(timeout=60_000)
+    assert pg.get_by_text("Pick the simulated suspects").count() == 0
+    assert pg.get_by_role("button", name="Run the stress test").is_disabled()
     pg.get_by_text("Detection power per simulated suspect").wait_for(timeout=900_000)
     pg.get_by_text("This audit's own verdicts").wait_for(timeout=60_000)
     shot(pg, "08-stress-test.png")
     assert pg.get_by_text(re.compile(r"kinds of simulated theft in every run")).count() == 1
-    assert "Traceback" not in pg.content()
+    assert audit_in_address(pg) == audit
+    FIRST["audit"] = audit
+
+
+def test_a_bookmarked_page_opens_with_its_audit_after_a_server_restart(store_root, browser):
+    """A fresh server (a restart), and the first address it serves is a page's bookmark: the page runs under the
+    app's menu and reopens the audit (Streamlit alone would run the page file without the app)."""
+    audit = FIRST.get("audit")
+    if audit is None:
+        pytest.skip("needs the audit of the click-through test")
+    with streamlit_server(store_root) as url:
+        pg = browser.new_page(viewport={"width": 1440, "height": 1200})
+        pg.goto(f"{url}/report?audit={audit}")
+        pg.get_by_text("2 of 6 suspects show evidence of derivation").first.wait_for(timeout=120_000)
+        assert pg.get_by_role("link", name="1 · Load").count() == 1  # the app's menu, not a list of files
+        assert pg.get_by_role("link", name="report").count() == 0
+        assert "Reopening the audit" not in main_text(pg)
+        assert audit_in_address(pg) == audit and urlparse(pg.url).path == "/report"
+        shot(pg, "09-bookmark-after-restart.png")
+        pg.close()

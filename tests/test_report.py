@@ -15,7 +15,7 @@ from forensics.audit.verdict import format_p
 from forensics.errors import ForensicsError
 from forensics.report.html import audit_figures, render_html
 from forensics.report.pdf import PdfRenderError, find_browser, render_pdf
-from forensics.report.record import build_report
+from forensics.report.record import build_report, record_digest
 from forensics.report.summary import executive_summary
 
 HEADLINE_DEMO = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
@@ -151,6 +151,52 @@ def test_pdf_of_a_small_report():
     assert "Case 7" in text and "by Ann" in text and "Supporting evidence (not the verdict)" in text
     assert "innocent twin" in text and "a-thief-with-a-very-long-name-" in text
     assert "an axis plotly drew" in text
+    # for filing: the first page names the software, the record's and the report's SHA-256 and the victim's full
+    # fingerprint; every page is numbered
+    pages, _ = pdf_text(pypdf, data)
+    first = unicodedata.normalize("NFKC", " ".join(pages[0].split())).replace(" ", "")
+    assert "HolmesForensics".lower() in first.lower() and record_digest(rec) in first and "a" * 64 in first
+    assert re.search(r"report-sha256:[0-9a-f]{64}", first) and "0" * 64 not in first
+    for i, page in enumerate(pages, 1):
+        assert f"page {i} of {len(pages)}" in " ".join(page.split()), (i, page[-200:])
+
+
+def test_the_report_states_its_own_and_its_records_sha256_and_the_cli_checks_them(tmp_path, capsys):
+    from forensics.cli.main import main
+    from forensics.report.html import report_digest
+
+    rec = record(case={"case_name": "Case 8"})
+    html = render_html(rec)
+    stated, computed = report_digest(html)
+    assert stated == computed and stated in html and record_digest(rec) in html
+    assert render_html(rec) == html  # the same record, the same report, the same digest
+    assert record_digest(json.loads(json.dumps(rec, indent=1))) == record_digest(rec)  # of the content, not layout
+    (tmp_path / "audit.json").write_text(json.dumps(rec, indent=3))
+    (tmp_path / "report.html").write_text(html)
+    assert main(["digest", str(tmp_path / "audit.json")]) == 0
+    assert record_digest(rec) in capsys.readouterr().out
+    assert main(["digest", str(tmp_path / "report.html")]) == 0
+    assert "unchanged since it was written" in capsys.readouterr().out
+    (tmp_path / "report.html").write_text(html.replace("innocent twin", "innocent twins"))  # an edit after the fact
+    assert main(["digest", str(tmp_path / "report.html")]) == 1
+    assert "changed after it was written" in capsys.readouterr().err
+    (tmp_path / "other.html").write_text("<html>no digest</html>")
+    assert main(["digest", str(tmp_path / "other.html")]) == 2
+    assert "states no SHA-256" in capsys.readouterr().err
+    changed = dict(rec, errors={"x": "y"})
+    assert record_digest(changed) != record_digest(rec)
+
+
+def test_figure_subtitles_are_wrapped_between_words_never_cut():
+    from forensics.report.style import SUBTITLE_CHARS, wrap_subtitle
+
+    text = ("Each dot is one <b>suspect</b>; <span style='color:#b3261e'>warm colours</span> mean evidence of "
+            "derivation at alpha and cool ones none, so that the two groups read apart<br>Shown: the pair")
+    out = wrap_subtitle(text)
+    lines = out.split("<br>")
+    assert len(lines) == 3 and lines[-1] == "Shown: the pair"
+    assert all(len(re.sub(r"<[^>]*>", "", line)) <= SUBTITLE_CHARS for line in lines)
+    assert re.sub(r"<br>", " ", out) == re.sub(r"<br>", " ", text)  # the same words, tags whole, only breaks added
 
 
 @pytest.mark.slow

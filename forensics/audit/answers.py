@@ -29,14 +29,41 @@ def export_queries(queries: ImageSet, out_dir: str | Path) -> Path:
     return out / QUERIES_CSV
 
 
+PROBABILITY_SUM_TOLERANCE = 0.05  # rows of an API's rounded probabilities sum to 1 within this
+
+
+def are_probabilities(arr: np.ndarray) -> bool:
+    """Whether answers (N, K) are probabilities, not logits: every value in [0, 1] and every row summing to 1
+    (within :data:`PROBABILITY_SUM_TOLERANCE`, for APIs that round).  Logits almost never do both."""
+    return (arr.ndim == 2 and arr.shape[1] > 1 and arr.size > 0 and float(arr.min()) >= 0.0
+            and float(arr.max()) <= 1.0 and bool(np.all(np.abs(arr.sum(1) - 1.0) <= PROBABILITY_SUM_TOLERANCE)))
+
+
+def answers_reading(arr: np.ndarray) -> str:
+    """How answers as given are read, in a card's words."""
+    if arr.ndim == 1:
+        return "labels only"
+    return "probabilities (read as log-probabilities)" if are_probabilities(arr) else "logits"
+
+
+def probabilities_as_logits(p: np.ndarray) -> np.ndarray:
+    """Log-probabilities: logits of the same softmax.  A probability an API rounded to 0 counts as half of the
+    smallest one it gave."""
+    positive = p[p > 0]
+    floor = 0.5 * float(positive.min()) if positive.size else 1e-12
+    return np.log(np.where(p > 0, p, floor))
+
+
 def read_outputs(path: str | Path, n_queries: int | None, num_classes: int | None, *,
-                 name: str | None = None) -> np.ndarray:
+                 name: str | None = None, as_given: bool = False) -> np.ndarray:
     """Logits (N, K) or labels (N,) from ``.npy`` or ``.csv``, in query order.
 
     A CSV may carry a ``query_index`` column (rows are then put in query order, and every index
     must appear exactly once) and either a ``label`` column or one column per class.  ``n_queries`` or
     ``num_classes`` None: that count is not checked (the query set is not built yet).  ``name``: how
-    messages call the file (the user's own file name; default its path).
+    messages call the file (the user's own file name; default its path).  Rows of probabilities
+    (:func:`are_probabilities`) are returned as log-probabilities, which the verification reads like logits
+    (``as_given``: as they are in the file).
     """
     path = Path(path)
     shown = name or str(path)
@@ -69,7 +96,10 @@ def read_outputs(path: str | Path, n_queries: int | None, num_classes: int | Non
             try:
                 arr = df.to_numpy(dtype=np.float64)
             except ValueError as e:
-                raise LogitsFileError(f"{shown}: every logit column must be numeric ({e})") from e
+                raise LogitsFileError(
+                    f"{shown}: a column is not numeric; expected a header `query_index,<one column per class>` "
+                    "with one row of logits or probabilities per query (or `query_index,label` with class "
+                    "indices), every value a number") from e
     else:
         raise LogitsFileError(f"{shown}: give the suspect's answers as .csv or .npy")
     if arr.dtype.kind not in "iuf":
@@ -92,6 +122,8 @@ def read_outputs(path: str | Path, n_queries: int | None, num_classes: int | Non
                                                       or arr.max() >= num_classes):
         raise LogitsFileError(f"{shown}: labels must be whole numbers from 0 to {num_classes - 1} (the class "
                               "indices)")
+    if not as_given and are_probabilities(arr):
+        return probabilities_as_logits(arr)
     return arr
 
 

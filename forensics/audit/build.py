@@ -28,7 +28,7 @@ from ..method.shadows import (
 )
 from ..models import LoadedModel
 from ..protocols.registry import get_protocol, list_protocols
-from ..runtime.progress import Progress, emit
+from ..runtime.progress import Progress, StagePlan, emit
 from ..runtime.store import ArtifactStore
 from .config import AuditConfig
 from .opened import Audit
@@ -69,6 +69,26 @@ def audit_plan(spec: AuditSpec) -> list[tuple[str, str]]:
     if spec.config.lineage_replicas:
         plan.append(("lineage_replicas", f"Lineage test: {spec.config.lineage_replicas} re-runs of your recipe"))
     return plan
+
+
+# what reading a data set once costs, against one epoch of training on it (a forward pass, no backward)
+PASS = 0.3
+
+
+def audit_stage_plan(spec: AuditSpec, more: list[tuple[str, str]] = (), more_costs: dict[str, float] | None = None
+                     ) -> StagePlan:
+    """:func:`audit_plan` as a :class:`StagePlan` with each stage's expected cost, in epochs over the private data
+    (a progress view weighs the stages by it; ``more``: the caller's own stages after the audit's)."""
+    cfg = spec.config
+    epochs = cfg.train.epochs
+    refs = 2 * cfg.reference_pairs if cfg.reference_pairs else 1
+    trains_victim = victim_title(spec) != "Loading the victim and its foundation"
+    costs = {"data": 0.05, "victim": float(epochs) if trains_victim else 0.1, "loss_order": PASS,
+             "poisoned_shadow": float(cfg.poison_train.epochs), "benign_shadow": epochs * (1.0 - cfg.lam),
+             "reference_shadow": refs * epochs * 0.5, "meta_classifier": 2 * PASS,
+             "lineage_replicas": float(cfg.lineage_replicas * epochs), **(more_costs or {})}
+    return StagePlan([*audit_plan(spec), *more], costs=costs,
+                     parts={"reference_shadow": refs, "lineage_replicas": max(cfg.lineage_replicas, 1)})
 
 
 def check_inputs(victim: LoadedModel, foundation: LoadedModel, private: ImageSet, heldout: ImageSet | None,

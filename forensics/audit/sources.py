@@ -272,14 +272,21 @@ def open_models(spec: AuditSpec, engine: Engine, private: ImageSet,
             return made
     victim = load_model(spec.victim, arch=spec.arch, num_classes=k, revision=spec.victim_revision,
                         input_size=spec.input_size)
-    foundation = load_foundation(spec.foundation, k, arch=spec.arch or victim.arch, revision=spec.foundation_revision,
-                                 input_size=spec.input_size, seed=spec.config.seed)
-    foundation.data_config = dict(victim.data_config)
+    foundation = open_foundation(spec, victim, k)
     check_class_names(victim, private.classes, "the victim")
+    return victim, foundation
+
+
+def open_foundation(spec: AuditSpec, victim: LoadedModel, num_classes: int) -> LoadedModel:
+    """The foundation of ``spec`` with a fresh, seeded head of ``num_classes``, checked to be the victim's
+    architecture (the Load page calls it too, so a mistyped foundation is refused before an audit is saved)."""
+    foundation = load_foundation(spec.foundation, num_classes, arch=spec.arch or victim.arch,
+                                 revision=spec.foundation_revision, input_size=spec.input_size, seed=spec.config.seed)
+    foundation.data_config = dict(victim.data_config)
     if foundation.arch != victim.arch:
         raise ModelSourceError(f"the foundation is a {foundation.arch} but the victim a {victim.arch}; give the "
                                "foundation the victim was fine-tuned from")
-    return victim, foundation
+    return foundation
 
 
 def load_suspect(source: str, spec: AuditSpec, *, victim: LoadedModel, foundation: LoadedModel, engine: Engine,

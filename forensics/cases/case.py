@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..audit.build import audit_plan, open_audit
+from ..audit.answers import answers_reading, read_outputs
+from ..audit.build import PASS, audit_stage_plan, open_audit
 from ..audit.opened import Audit
 from ..audit.sources import evaluation_data
 from ..audit.spec import AuditSpec
@@ -23,7 +24,7 @@ from ..demo import assets as demo_assets
 from ..demo.assets import demo_spec
 from ..errors import ConfigError, ForensicsError, LogitsFileError
 from ..method.metrics import accuracy
-from ..runtime.progress import Progress, StagePlan, emit
+from ..runtime.progress import Progress, emit
 from ..runtime.store import ArtifactStore
 
 UPLOADS = "uploads"
@@ -112,8 +113,10 @@ class Case:
         ``errors``.  One bad suspect does not cost the others their verdicts."""
         spec = self.require_spec()
         if progress is not None:
-            progress(StagePlan([*audit_plan(spec), ("cards", "Model cards (accuracy of each model)"),
-                                *[(f"suspect:{s.name}", self._suspect_title(s)) for s in self.suspects]]))
+            progress(audit_stage_plan(spec, [("cards", "Model cards (accuracy of each model)"),
+                                             *[(f"suspect:{s.name}", self._suspect_title(s)) for s in self.suspects]],
+                                      {"cards": 4 * PASS, **{f"suspect:{s.name}": self._suspect_cost(s, spec)
+                                                             for s in self.suspects}}))
         audit = open_audit(spec, store, progress)
         emit(progress, "cards", "start")
         ref, ref_name = evaluation_data(spec, audit.heldout)
@@ -146,8 +149,9 @@ class Case:
                             "changed since the query set was exported); export the new query set and query the "
                             "suspect again")
                     verdicts[s.name] = audit.verify(Path(s.answers), name=s.name)
-                    cards[s.name] = {"source": s.source, "answers": Path(s.answers).name,
-                                     "label_only": verdicts[s.name].label_only}
+                    given = read_outputs(s.answers, None, None, as_given=True)
+                    cards[s.name] = {"source": s.source, "answers": s.upload or Path(s.answers).name,
+                                     "label_only": verdicts[s.name].label_only, "reading": answers_reading(given)}
                 else:
                     model = audit.load_suspect(s.source, revision=s.revision, progress=progress)
                     verdicts[s.name] = audit.verify(model, name=s.name)
@@ -166,6 +170,14 @@ class Case:
         self.ran_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         audit.engine.progress = None  # this run's progress view is done; later work reports nowhere
         return self
+
+    @staticmethod
+    def _suspect_cost(s: Suspect, spec: AuditSpec) -> float:
+        """Expected cost of verifying ``s`` in epochs over the private data (a demo suspect is trained on its
+        first run)."""
+        if s.answers:
+            return 0.05
+        return 2 * PASS + (spec.config.train.epochs if s.source.startswith("demo:") else 0.0)
 
     @staticmethod
     def _suspect_title(s: Suspect) -> str:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..audit.build import audit_plan, open_audit
+from ..audit.build import audit_stage_plan, open_audit
 from ..audit.spec import AuditSpec
 from ..audit.verdict import Verdict, headline
 from ..errors import ConfigError
 from ..report.record import RECORD_FORMAT, build_report, now_iso, read_record
-from ..runtime.progress import Progress, StagePlan, emit
+from ..runtime.progress import Progress, emit
 from ..runtime.store import ArtifactStore, write_json
 from .case import Case, Suspect
 
@@ -178,7 +178,7 @@ def reopen(rec: dict[str, Any], store: ArtifactStore, progress: Progress | None 
     case = case_from_record(rec, case_id=case_id)
     spec = case.require_spec()
     if progress is not None:
-        progress(StagePlan([*audit_plan(spec), ("verdicts", "Reading the recorded verdicts")]))
+        progress(audit_stage_plan(spec, [("verdicts", "Reading the recorded verdicts")], {"verdicts": 0.05}))
     audit = open_audit(spec, store, progress)
     emit(progress, "verdicts", "start")
     recorded = rec.get("audit") or {}

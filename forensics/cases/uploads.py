@@ -3,7 +3,10 @@ can name them and ``holmes-forensics reverify`` finds them again), model weights
 Errors name the user's own file, never a path inside the store."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..audit.sources import ANSWER_SUFFIXES
@@ -24,6 +27,12 @@ def store_answers(store: ArtifactStore, data: bytes, filename: str) -> str:
     if not path.exists():
         _write_once(path, data)
     return str(path)
+
+
+def answers_stored(store: ArtifactStore, data: bytes, filename: str) -> bool:
+    """Whether :func:`store_answers` holds these answers already (for another suspect, or an earlier audit)."""
+    suffix = Path(filename).suffix.lower()
+    return (store.root / UPLOADS / f"{hashlib.sha256(data).hexdigest()}{suffix}").is_file()
 
 
 def _write_once(path: Path, data: bytes) -> None:
@@ -52,20 +61,43 @@ def store_upload(store: ArtifactStore, data: bytes, filename: str, what: str) ->
                 if what == "model" else "a .zip of the folder (one subfolder per class)")
         raise ConfigError(f"{filename!r}: upload {hint}")
     digest = hashlib.sha256(data).hexdigest()[:32]
-    folder = store.root / UPLOADS / what
-    folder.mkdir(parents=True, exist_ok=True)
+    target = _upload_target(store, data, filename, what)
+    target.parent.mkdir(parents=True, exist_ok=True)
     if suffix != ".zip":
-        path = folder / f"{digest}{suffix}"
-        if not path.exists():
-            _write_once(path, data)
-        return path
+        if not target.exists():
+            _write_once(target, data)
+        return target
     with store.lock(f"upload-{what}", digest):  # two sessions uploading the same zip extract it once
-        return _extract_upload(data, folder / digest, filename, what)
+        return _extract_upload(data, target, filename, what)
+
+
+def _upload_target(store: ArtifactStore, data: bytes, filename: str, what: str) -> Path:
+    """Where :func:`store_upload` keeps ``data``: a file named after its SHA-256, or the folder a zip unpacks to."""
+    suffix = Path(filename).suffix.lower()
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    return store.root / UPLOADS / what / (digest if suffix == ".zip" else f"{digest}{suffix}")
+
+
+@contextlib.contextmanager
+def upload_kept_if_accepted(store: ArtifactStore, data: bytes, filename: str, what: str) -> Iterator[Path]:
+    """:func:`store_upload`, for a block that checks the upload (loads the model, reads the data): if the block
+    raises, an upload this call stored is removed again, so a refused file leaves nothing in the store (one that
+    was there before, for an accepted suspect, stays)."""
+    target = _upload_target(store, data, filename, what)
+    existed = target.exists()
+    stored = store_upload(store, data, filename, what)
+    try:
+        yield stored
+    except Exception:  # not a web framework's control flow (Streamlit's rerun is a BaseException)
+        if not existed:
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        raise
 
 
 def _extract_upload(data: bytes, dest: Path, filename: str, what: str) -> Path:
-    import shutil
-
     from ..data.archives import extract_zip
 
     marker = dest / ".root"

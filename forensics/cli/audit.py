@@ -1,6 +1,7 @@
 """The audit commands: ``demo`` (the embedded offline demo), ``audit`` (build an audit and verify suspects),
-``export-queries`` (the query set a black-box suspect must answer), ``verify`` (suspects against a record) and
-``reverify`` (re-run every verification of a record and compare the p-values)."""
+``export-queries`` (the query set a black-box suspect must answer), ``verify`` (suspects against a record),
+``reverify`` (re-run every verification of a record and compare the p-values) and ``digest`` (the SHA-256 a report
+states for a record, or a report's own, checked)."""
 from __future__ import annotations
 
 import json
@@ -139,3 +140,46 @@ def cmd_verify(args) -> int:
     if not args.logits and not args.suspect:
         raise ConfigError("give --logits FILE (black-box answers) or --suspect SOURCE (a model)")
     return cmd_audit(args)
+
+
+MAX_DIGEST_MB = 512  # a report with its figures is a few MB; anything far larger is not one
+
+
+def cmd_digest(args) -> int:
+    """The SHA-256 of an audit record's content (what its report states), or an HTML report's own SHA-256 checked
+    against its content: exit status 1 when the report was changed after it was written."""
+    from ..report.html import report_digest
+    from ..report.record import record_digest
+
+    path: Path = args.file
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror or e}); give an audit.json or an HTML report") from e
+    if size > MAX_DIGEST_MB * 2**20:
+        raise ConfigError(f"{path} is {size / 2**20:.0f} MB, larger than any audit record or report "
+                          f"({MAX_DIGEST_MB} MB at most); give an audit.json or an HTML report")
+    data = path.read_bytes()
+    if data.startswith(b"%PDF"):
+        raise ConfigError(f"{path} is a PDF: its first page states the SHA-256 of the HTML report it was printed "
+                          "from; check that HTML report, or the audit.json (whose SHA-256 it also states)")
+    if data.lstrip()[:1] == b"{":
+        try:
+            rec = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not JSON ({e}); give the audit.json the dashboard or the CLI wrote") from e
+        if not isinstance(rec, dict) or not str(rec.get("format", "")).startswith("holmes-forensics audit record"):
+            raise ConfigError(f"{path} is not a Holmes forensics audit record; give the audit.json the dashboard "
+                              "(5 · Report) or the CLI (--json) wrote")
+        print(f"audit record SHA-256: {record_digest(rec)}")
+        return 0
+    stated, computed = report_digest(data.decode("utf-8", "replace"))
+    if stated is None:
+        raise ConfigError(f"{path} states no SHA-256: it is not a Holmes forensics HTML report (or one written "
+                          "before reports stated their SHA-256); give an audit.json or an HTML report")
+    if stated == computed:
+        print(f"report SHA-256: {computed} (as the report states: unchanged since it was written)")
+        return 0
+    print(f"report SHA-256: {computed}, but the report states {stated}: it was changed after it was written",
+          file=sys.stderr)
+    return 1

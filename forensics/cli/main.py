@@ -13,7 +13,7 @@ from ..demo.assets import DEMO_VICTIMS
 from ..errors import ForensicsError
 from ..protocols.registry import DEFAULT_PROTOCOL, protocol_names
 from ..zoo.bench import STRESS_ZOO
-from .audit import cmd_audit, cmd_demo, cmd_export, cmd_reverify, cmd_verify
+from .audit import cmd_audit, cmd_demo, cmd_digest, cmd_export, cmd_reverify, cmd_verify
 from .bench import cmd_bench, cmd_stress
 from .common import add_audit_options, add_common_options
 from .scan import cmd_scan
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("record", type=Path, help="the JSON audit record (dashboard download or audit --json)")
     add_common_options(r, seed=False)
     r.set_defaults(fn=cmd_reverify)
+    g = sub.add_parser("digest", help="the SHA-256 a report states for an audit record, or check an HTML report's own")
+    g.add_argument("file", type=Path, help="an audit.json (its content's SHA-256) or an HTML report (its stated "
+                                           "SHA-256 checked against its content)")
+    g.set_defaults(fn=cmd_digest)
     return p
 
 

@@ -4,13 +4,16 @@ for the verdict, the audit setup, the figures with their takeaways and the JSON 
 A4 for :mod:`.pdf`."""
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from ..audit.opened import Audit
 from ..audit.verdict import Verdict, format_p
+from .record import REPORT_DIGEST_LABEL, record_digest
 from .summary import compared, executive_summary, record_alpha, recorded_reading, when_text
 
 
@@ -59,7 +62,8 @@ td,th{border-bottom:1px solid #dde3ea;padding:6px 8px;text-align:left;vertical-a
 th{background:#f1f4f7;font-weight:600;font-size:.9em}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
 th{overflow-wrap:normal;word-break:normal;hyphens:auto}
-.badge{display:inline-block;color:#fff;padding:1px 8px;border-radius:8px;font-size:.9em;white-space:nowrap}
+.badge{display:inline-block;color:#fff;padding:1px 8px;border-radius:8px;font-size:.9em;line-height:1.35}
+table.verdicts td.num{padding-left:14px}
 .badge.stolen{background:#b3261e}.badge.clear{background:#1b6e3a}.badge.failed{background:#8a5a00}
 .supporting{border:1px dashed #b6c2cf;border-radius:6px;padding:.2em 1em .6em;background:#fbfbfc;margin-top:1.6em}
 .supporting h2{border:0;margin-top:.6em}
@@ -69,7 +73,10 @@ code{font-size:.85em;overflow-wrap:anywhere;word-break:break-all}
 pre{white-space:pre-wrap;word-break:break-all;font-size:11px;max-height:40em;overflow:auto;background:#f6f8fa;
  padding:.6em}
 .print-only{display:none}
-@page{size:A4;margin:14mm 12mm 14mm 12mm}
+.evidence{font-size:.85em;color:#33414f;margin:.6em 0 1em;border:1px solid #dde3ea;border-radius:6px;padding:.2em .6em}
+.evidence table{margin:.2em 0}.evidence td{border:0;padding:2px 6px}.evidence td:first-child{width:26%;color:#5b6b7c}
+.evidence code{word-break:break-all}
+@page{size:A4;margin:14mm 12mm 16mm 12mm}
 @media print{
  body{max-width:none;margin:0;padding:0;font-size:10.5pt}
  h2{break-after:avoid;page-break-after:avoid}
@@ -81,6 +88,51 @@ pre{white-space:pre-wrap;word-break:break-all;font-size:11px;max-height:40em;ove
  pre{max-height:none;overflow:visible}
 }
 """
+
+
+ZERO_DIGEST = "0" * 64
+_DIGEST_RE = re.compile(re.escape(REPORT_DIGEST_LABEL) + r"([0-9a-f]{64})")
+
+
+def report_digest(text: str) -> tuple[str | None, str]:
+    """``(stated, computed)``: the SHA-256 an HTML report states for itself on its first page, and the one of its
+    text with that value written as 64 zeros (what it was computed over).  Equal when the report is unchanged;
+    ``stated`` is None for a text that states none."""
+    found = _DIGEST_RE.search(text)
+    blank = text if found is None else text[:found.start(1)] + ZERO_DIGEST + text[found.end(1):]
+    return (found.group(1) if found else None), hashlib.sha256(blank.encode("utf-8")).hexdigest()
+
+
+def _version(report: dict[str, Any]) -> str:
+    from .._version import __version__
+
+    v = str((report.get("versions") or {}).get("forensics") or __version__)
+    return re.sub(r"[^\w.+-]", "", v)[:40] or "?"
+
+
+def _evidence(report: dict[str, Any]) -> str:
+    """The first page's identifiers for filing: the software version, the record's and this report's SHA-256, and
+    the victim's fingerprint in full (the suspects' are in the setup table)."""
+    v = (report.get("audit") or {}).get("victim") or {}
+    rows = [("Software", f"Holmes forensics {esc(_version(report))}"),
+            ("Audit record SHA-256", f"<code>{record_digest(report)}</code> "
+                                     "<span class='small'>(of audit.json's canonical JSON: "
+                                     "<code>holmes-forensics digest audit.json</code>)</span>"),
+            ("This report's SHA-256", f"<code>{REPORT_DIGEST_LABEL}{ZERO_DIGEST}</code> "
+                                      "<span class='small'>(of the HTML report with this value as zeros: "
+                                      "<code>holmes-forensics digest report.html</code>; a PDF states the HTML it "
+                                      "was printed from)</span>"),
+            ("Victim fingerprint", f"<code>{esc(v.get('fingerprint') or '-')}</code> "
+                                   "<span class='small'>(SHA-256 of its weights)</span>")]
+    body = "".join(f"<tr><td>{k}</td><td>{val}</td></tr>" for k, val in rows)
+    return f"<div class='evidence' id='identifiers'><table>{body}</table></div>"
+
+
+def _page_css(report: dict[str, Any]) -> str:
+    """Page numbers and the record's short hash in every printed page's margin (Chromium's @page margin boxes)."""
+    foot = f"Holmes forensics {_version(report)} · record {record_digest(report)[:16]}"
+    return ("@page{@bottom-left{content:\"" + foot + "\";font-size:8pt;color:#5b6b7c}"
+            "@bottom-right{content:\"page \" counter(page) \" of \" counter(pages);font-size:8pt;color:#5b6b7c}}")
 
 
 def esc(x: Any) -> str:
@@ -205,10 +257,11 @@ def render_html(report: dict[str, Any], figures: Sequence[Any] = (), takeaways: 
     summ = executive_summary(report)
     name = (report.get("case") or {}).get("case_name")
     title = f"{name} - Holmes forensics audit" if name else "Holmes forensics audit"
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>
+    text = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}{_page_css(report)}</style></head><body>
 {_header(report)}
 {_summary_html(summ)}
+{_evidence(report)}
 <h2>Verdict</h2>
 {_verdict_table(report)}
 {_supporting(report)}
@@ -224,3 +277,5 @@ differences.</p>
 report and in audit.json.</p>
 <details><summary>Audit record (JSON)</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
 </body></html>"""
+    digest = report_digest(text)[1]
+    return text.replace(REPORT_DIGEST_LABEL + ZERO_DIGEST, REPORT_DIGEST_LABEL + digest, 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import platform
 from collections.abc import Sequence
@@ -71,6 +72,17 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
         "versions": library_versions(),
         **(extra or {}),
     }
+
+
+def record_digest(rec: dict[str, Any]) -> str:
+    """SHA-256 of the record's content, whatever its layout: of its canonical JSON (keys sorted, no spaces, ASCII).
+    The report prints it on its first page; ``holmes-forensics digest audit.json`` recomputes it."""
+    blob = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str, allow_nan=True)
+    return hashlib.sha256(blob.encode("ascii")).hexdigest()
+
+
+# what the HTML report writes before its own SHA-256 (see forensics.report.html.report_digest)
+REPORT_DIGEST_LABEL = "report-sha256:"
 
 
 def read_record(source: str | Path | bytes, name: str | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ through ``kinds``, is written next to its name.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
@@ -28,7 +29,7 @@ VERDICT_COLORS = {True: "#b3261e", False: "#1b6e3a"}
 
 
 # suspects in figures that also show the victim and the benign shadow: warm = evidence, cool = none
-FLAGGED_COLORS = ["#ff7f0e", "#e377c2", "#8c564b", "#9467bd"]
+FLAGGED_COLORS = ["#ff7f0e", "#d6336c", "#8c564b", "#e6a100"]   # orange, raspberry, brown, amber: no purple
 
 
 CLEAR_COLORS = ["#2ca02c", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -117,6 +118,7 @@ def titled(fig: go.Figure, title: str, subtitle: str, height: int, top: int, leg
     """The house layout with a title, a one-line subtitle and the legend in fixed pixel places: under the
     subtitle (``legend="top"``), under the x axis (``"bottom"``) or none; ``top``/``bottom``: margins [px] for a
     one-line subtitle (each further line, after a ``<br>``, adds its height)."""
+    subtitle = wrap_subtitle(subtitle)
     extra = 17 * subtitle.count("<br>")
     height, top = height + extra, top + extra
     fig.update_layout(**LAYOUT)
@@ -129,6 +131,26 @@ def titled(fig: go.Figure, title: str, subtitle: str, height: int, top: int, leg
     elif legend == "bottom":
         fig.update_layout(legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", xanchor="left",
                                       x=0.01, title_text=""))
+
+
+SUBTITLE_CHARS = 105  # characters of a 13 px subtitle line in a 900 px figure (the printed report's width)
+
+
+def wrap_subtitle(text: str, width: int = SUBTITLE_CHARS) -> str:
+    """``text`` with a ``<br>`` between words wherever a line would pass ``width`` visible characters (a plotly
+    subtitle is one line, cut at the figure's edge); tags count for nothing and are never split."""
+    lines = []
+    for part in re.split(r"<br\s*/?>", text):
+        words, line, seen = re.findall(r"(?:<[^>]*>|[^\s<])+", part), [], 0
+        for w in words:
+            visible = len(re.sub(r"<[^>]*>", "", w))
+            if line and seen + 1 + visible > width:
+                lines.append(" ".join(line))
+                line, seen = [], 0
+            line.append(w)
+            seen += visible + (1 if seen else 0)
+        lines.append(" ".join(line))
+    return "<br>".join(lines)
 
 
 def panel_grid(n: int) -> tuple[int, int]:

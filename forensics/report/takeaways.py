@@ -144,7 +144,6 @@ def _takeaway_projection(audit: Audit, verdicts: Sequence[Verdict]) -> str:
 def _takeaway_meta_scores(audit: Audit, verdicts: Sequence[Verdict]) -> str:
     shown = [v for v in verdicts if v.per_sample.get("ds_logits")]
     sc = {k: float(np.median(p)) for k, p in meta_scores(audit, shown).items()}
-    refs = f"the victim's {sc['victim']:.2f} and the benign shadow's {sc['benign shadow']:.2f}"
     if not shown:
         return (f"The meta-classifier gives the victim's held-out D_s rows a median P(stolen) of {sc['victim']:.2f} "
                 f"and the benign shadow's {sc['benign shadow']:.2f}.")
@@ -158,21 +157,20 @@ def _takeaway_meta_scores(audit: Audit, verdicts: Sequence[Verdict]) -> str:
     parts = []
     if like_v:
         who = "every suspect shown" if not like_b and len(shown) > 2 else join_names([v.suspect for v in like_v])
-        parts.append(f"{who} like the victim (median P(stolen) {span(like_v)})")
+        parts.append(f"{who} score{_verb_s(len(like_v))} like the victim (median P(stolen) {span(like_v)}, the victim "
+                     f"{sc['victim']:.2f})")
     if like_b:
-        parts.append(f"{join_names([v.suspect for v in like_b])} like the benign shadow ({span(like_b)})")
-    s = f"The meta-classifier scores {' and '.join(parts)}, against {refs}"
+        parts.append(f"{join_names([v.suspect for v in like_b])} like the benign shadow ({span(like_b)}, the shadow "
+                     f"{sc['benign shadow']:.2f})")
+    s = "On the held-out D_s rows, " + " and ".join(parts)
     clear = [v for v in like_v if not v.stolen]
     if clear:
-        if len(shown) == 1:
-            s += ", though the suspect shows no evidence of derivation"
-        elif len(clear) > 2:
-            s += f", the {len(clear)} without evidence of derivation included"
-        else:
-            s += f", {join_names([v.suspect for v in clear])} without evidence of derivation included"
-        s += ", so this score supports the verdict but cannot decide it"
+        who = "the suspect" if len(shown) == 1 else (
+            f"{len(clear)} of those" if len(clear) > 2 else join_names([v.suspect for v in clear]))
+        s += (f", yet {who} show{_verb_s(len(clear))} no evidence of derivation, so this score supports the verdict "
+              "but cannot decide it")
     elif all(v.stolen for v in like_v) and not any(v.stolen for v in like_b):
-        s += ", in line with the verdicts"
+        s += ", as the verdicts say"
     return s + "."
 
 

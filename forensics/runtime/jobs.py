@@ -38,6 +38,7 @@ class Job:
     times: list[float] = field(default_factory=list)   # when each event arrived (time.time())
     _thread: threading.Thread | None = field(default=None, repr=False)
     _events_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _high: float = field(default=0.0, repr=False)      # the largest share done any viewer was shown
 
     def progress(self, event: Any) -> None:
         with self._events_lock:
@@ -55,9 +56,19 @@ class Job:
 
     def stages(self) -> list:
         """The job's progress as :class:`~forensics.runtime.progress.StageView` objects, one per stage."""
-        from .progress import stage_views
+        return self.summary().views
 
-        return stage_views(self.timed_snapshot(), self.finished or time.time())
+    def summary(self):
+        """Stages, share done and seconds left (:func:`~forensics.runtime.progress.summarize`): what every view of
+        this job shows.  The share done never goes back, for any viewer, and is 1 once the job is done."""
+        from .progress import summarize
+
+        s = summarize(self.timed_snapshot(), self.finished or time.time(), started=self.started or None)
+        with self._events_lock:
+            self._high = s.fraction = 1.0 if self.status == "done" else max(self._high, s.fraction)
+        if self.status == "done":
+            s.eta = 0.0
+        return s
 
     def latest_curve(self, max_points: int = 300) -> tuple[str, Any] | None:
         """(label, array of (step, running loss)) of the training in progress, thinned to ``max_points``;
@@ -82,9 +93,7 @@ class Job:
         return last, arr
 
     def fraction_done(self) -> float:
-        from .progress import overall_fraction
-
-        return 1.0 if self.status == "done" else overall_fraction(self.stages())
+        return self.summary().fraction
 
     @property
     def running(self) -> bool:

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..method.shadows import MembershipDesign
 from ..protocols.baselines import victim_mistakes
 from ..protocols.registry import VerdictProtocol, get_protocol, list_protocols
-from ..runtime.progress import Progress
+from ..runtime.progress import Progress, StagePlan, emit
 from .entries import ZooContext, ZooEntry, ZooResult, check_unique, verify_entry
 
 ALPHAS = (0.01, 0.001, 0.05)             # the levels power and false positives are reported at
@@ -107,8 +107,18 @@ def run_bench(audits: dict[int, Audit], contexts: dict[int, ZooContext], entries
     results: list[ZooResult] = []
     curves: list[dict[str, dict[int, float]]] = []
     full_queries: dict[str, int] = {}
+
+    def key(entry: ZooEntry, seed: int) -> str:
+        return f"zoo:{seed}:{entry.id}"
+
+    if progress is not None:
+        progress(StagePlan([(key(e, seed), e.title + (f" (run {i + 1})" if len(seeds) > 1 else ""))
+                            for i, seed in enumerate(seeds) for e in entries],
+                           costs={key(e, seed): e.expected_cost(contexts[seed].recipe) for seed in seeds
+                                  for e in entries}))
     for seed in seeds:
         for entry in entries:
+            emit(progress, key(entry, seed), "start")
             r = verify_entry(entry, contexts[seed], seed, baselines=baselines, progress=progress)
             t = time.perf_counter()
             curves.append(budget_curve(audits[seed], r, budgets))
@@ -118,6 +128,7 @@ def run_bench(audits: dict[int, Audit], contexts: dict[int, ZooContext], entries
             for name, e in r.verdict.evidence.items():
                 full_queries[name] = max(full_queries.get(name, 0), get_protocol(name).query_count(e))
             results.append(r)
+            emit(progress, key(entry, seed), "done", f"p = {r.verdict.p_value:.2g}")
             if on_result is not None:
                 on_result(r)
     return BenchResult(results, curves, full_queries, times)

@@ -43,6 +43,11 @@ _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 USEFUL = 0.9    # a theft counts when its test accuracy is at least this share of the victim's
 
 
+# attacks that train a model (the others edit the victim's weights; with params["fine_tune"] they train too)
+TRAINING_ATTACKS = frozenset({"fine_tune", "retrain_tail", "distill", "label_extraction", "innocent",
+                              "innocent_distilled", "weight_average"})
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     """One kind of suspect: ``id`` a slug (``fine-tune-light``), ``title`` what tables and pages show."""
@@ -62,6 +67,17 @@ class ZooEntry:
     @property
     def kind(self) -> Kind:
         return get_attack(self.attack).kind
+
+    def expected_cost(self, recipe: TrainConfig) -> float:
+        """Roughly what building and verifying this suspect costs, in epochs over the thief's data (a progress view
+        weighs the entries by it): a pass over the queries, and the training if the attack trains."""
+        trains = self.attack in TRAINING_ATTACKS or bool(self.params.get("fine_tune"))
+        if not trains:
+            return 0.3
+        epochs = float(self.train.get("epochs", recipe.epochs))
+        whole = (self.student is not None and self.student.startswith(SCRATCH)) or \
+            ("trainable_blocks" in self.train and self.train["trainable_blocks"] is None)
+        return 0.3 + epochs * (3.0 if whole else 1.0)
 
     def check(self, data_keys: set[str] | None = None) -> None:
         """Every field names something that exists (``data_keys``: the context's data, when known)."""

@@ -131,8 +131,8 @@ def stress_summary(bench: BenchResult, record: dict[str, Any], alpha: float) -> 
     if verdicts:
         lines += ["", "The audit's own verdicts:"]
         lines += [f"  {s['name'][:50]:50s} p = {format_p(s['p_value'])}  {s['verdict']}" for s in verdicts]
-    lines += ["", "A 'not stolen' verdict rules out the thefts flagged in (almost) every run above; it says little "
-              "about kinds flagged rarely."]
+    lines += ["", "'No evidence' from this audit rules out the thefts flagged in (almost) every run above; it says "
+              "little about kinds flagged rarely."]
     return "\n".join(lines)
 
 
@@ -162,29 +162,39 @@ ROLE_TRACES = (("theft", "simulated thefts", "#b3261e"),
                ("innocent", "simulated innocents", "#1b6e3a"))
 
 
+SHOWN_FROM = 1e-20  # the chart's left edge: smaller p-values are drawn there (their hover says the real value)
+
+
 def stress_figure(bench: BenchResult, protocol: str, alpha: float):
-    """Every simulated suspect's p-value (log scale) per attack, one colour per role (thefts, failed thefts,
-    controls, innocents), alpha marked."""
+    """Every simulated suspect's p-value (log scale, 1e-20 to 1) per attack, one colour per role (thefts, failed
+    thefts, controls, innocents); alpha marked, the side of no evidence shaded."""
     import plotly.graph_objects as go
 
+    from ..audit.verdict import format_p
+
     fig = go.Figure()
+    fig.add_vrect(x0=alpha, x1=1.0, fillcolor="#1b6e3a", opacity=0.06, line_width=0, layer="below")
     for role, name, colour in ROLE_TRACES:
         rs = [r for r in bench.results if r.role == role and protocol in r.verdict.evidence]
         if rs:
+            ps = [float(r.verdict.evidence[protocol]["p_value"]) for r in rs]
             fig.add_trace(go.Box(
-                y=[r.entry.title for r in rs], x=[max(r.verdict.evidence[protocol]["p_value"], 1e-300) for r in rs],
-                name=name, orientation="h",
+                y=[r.entry.title for r in rs], x=[min(max(p, SHOWN_FROM), 1.0) for p in ps],
+                customdata=[format_p(p) for p in ps], name=name, orientation="h",
                 boxpoints="all", pointpos=0, jitter=0.3, fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
-                marker=dict(color=colour, size=9), hovertemplate="%{y}<br>p = %{x:.2e}<extra></extra>"))
-    fig.add_vline(x=alpha, line_dash="dash", line_color="#444", annotation_text=f"alpha = {alpha}: left of the line "
-                  "= flagged as stolen", annotation_position="top left")
+                marker=dict(color=colour, size=9), hovertemplate="%{y}<br>p = %{customdata}<extra></extra>"))
+    fig.add_vline(x=alpha, line_dash="dash", line_color="#444")
+    fig.add_annotation(x=np.log10(alpha), y=1.0, yref="paper", xanchor="right", yanchor="bottom", showarrow=False,
+                       text="<b>evidence of derivation</b> ◀", font=dict(color="#b3261e", size=12))
+    fig.add_annotation(x=np.log10(alpha), y=1.0, yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                       text=f"▶ <b>no evidence</b> (alpha = {alpha})", font=dict(color="#1b6e3a", size=12))
     names = list(dict.fromkeys(r.entry.title for r in bench.results))
-    smallest = min((r.verdict.evidence[protocol]["p_value"] for r in bench.results if protocol in r.verdict.evidence),
-                   default=alpha)
-    low = np.log10(max(min(smallest, alpha), 1e-300)) - 2     # p-values live in (0, 1]: the axis ends at 1
-    fig.update_layout(xaxis_type="log", xaxis_exponentformat="e", xaxis_title=f"p-value ({protocol} test), log scale",
-                      xaxis_range=[low, 0.1], template="plotly_white",
-                      height=max(320, 34 * len(names) + 160), margin=dict(l=10, r=10, t=90, b=40),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom"),
-                      yaxis=dict(categoryorder="array", categoryarray=names[::-1], range=[-0.7, len(names) - 0.3]))
+    exps = [-20, -15, -10, -5, -3, -2, -1, 0]
+    fig.update_layout(
+        template="plotly_white", height=max(340, 34 * len(names) + 180), margin=dict(l=10, r=10, t=110, b=50),
+        xaxis=dict(type="log", range=[np.log10(SHOWN_FROM) - 0.4, 0.05], tickvals=[10.0 ** e for e in exps],
+                   ticktext=["≤ 1e-20"] + [f"1e{e}" for e in exps[1:-1]] + ["1"],
+                   title=f"p-value ({protocol} test), log scale: smaller is stronger evidence"),
+        legend=dict(orientation="h", y=1.14, yanchor="bottom"),
+        yaxis=dict(categoryorder="array", categoryarray=names[::-1], range=[-0.7, len(names) - 0.3]))
     return fig
