@@ -6,6 +6,7 @@ a JSON audit record all open audits here, so they reach the same numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -75,7 +76,7 @@ def audit_plan(spec: AuditSpec) -> list[tuple[str, str]]:
 PASS = 0.3
 
 
-def audit_stage_plan(spec: AuditSpec, more: list[tuple[str, str]] = (), more_costs: dict[str, float] | None = None
+def audit_stage_plan(spec: AuditSpec, more: Sequence[tuple[str, str]] = (), more_costs: dict[str, float] | None = None
                      ) -> StagePlan:
     """:func:`audit_plan` as a :class:`StagePlan` with each stage's expected cost, in epochs over the private data
     (a progress view weighs the stages by it; ``more``: the caller's own stages after the audit's)."""

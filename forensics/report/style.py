@@ -141,7 +141,9 @@ def wrap_subtitle(text: str, width: int = SUBTITLE_CHARS) -> str:
     subtitle is one line, cut at the figure's edge); tags count for nothing and are never split."""
     lines = []
     for part in re.split(r"<br\s*/?>", text):
-        words, line, seen = re.findall(r"(?:<[^>]*>|[^\s<])+", part), [], 0
+        words = re.findall(r"(?:<[^>]*>|[^\s<])+", part)
+        line: list[str] = []
+        seen = 0
         for w in words:
             visible = len(re.sub(r"<[^>]*>", "", w))
             if line and seen + 1 + visible > width:

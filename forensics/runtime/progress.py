@@ -144,8 +144,10 @@ def summarize(events: Sequence[tuple[float, Any]], now: float, *, started: float
                 v = views.setdefault(key, StageView(key, title))
                 v.cost, v.parts = max(plan_costs.get(key, DEFAULT_COST), 0.0), max(plan_parts.get(key, 1), 1)
         elif isinstance(ev, StageProgress):
-            v = views.get(ev.stage)
-            if v is None:
+            found = views.get(ev.stage)
+            if found is not None:
+                v = found
+            else:
                 v = views[ev.stage] = StageView(ev.stage, ev.title or ev.stage.replace("_", " "),
                                                 cost=plan_costs.get(ev.stage, DEFAULT_COST),
                                                 parts=max(plan_parts.get(ev.stage, 1), 1))
