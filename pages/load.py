@@ -24,7 +24,7 @@ from forensics.audit.sources import load_data, load_model, open_foundation
 from forensics.audit.spec import AuditSpec
 from forensics.cases import casefile
 from forensics.cases.case import Case
-from forensics.cases.uploads import store_upload, upload_kept_if_accepted
+from forensics.cases.uploads import upload_kept_if_accepted
 from forensics.demo import is_demo
 from forensics.errors import ForensicsError
 from forensics.report.record import read_record
@@ -281,20 +281,22 @@ with tab_model:
         shown: dict[str, str] = {}
         try:
             upload = None
-            if model_up is not None:
-                if src.strip():
-                    raise ForensicsError("give either a source or an upload, not both")
-                stored = store_upload(get_store(), model_up.getvalue(), model_up.name, "model")
-                source = f"local-dir:{stored}" if stored.is_dir() else str(stored)
-                upload, shown[str(stored)] = model_up.name, model_up.name
-            elif src.strip():
-                source = src.strip()
-            else:
-                raise ForensicsError("give the suspect's source (hf-hub:ORG/NAME, local-dir:PATH or a weights file) "
-                                     "or upload its weights")
-            with st.spinner("Loading the suspect to check it…"):
-                add_model_suspect(case, source, name=name.strip() or None, revision=rev.strip() or None,
-                                  upload=upload)
+            with contextlib.ExitStack() as uploads:  # a refused upload leaves nothing in the store
+                if model_up is not None:
+                    if src.strip():
+                        raise ForensicsError("give either a source or an upload, not both")
+                    stored = uploads.enter_context(upload_kept_if_accepted(get_store(), model_up.getvalue(),
+                                                                           model_up.name, "model"))
+                    source = f"local-dir:{stored}" if stored.is_dir() else str(stored)
+                    upload, shown[str(stored)] = model_up.name, model_up.name
+                elif src.strip():
+                    source = src.strip()
+                else:
+                    raise ForensicsError("give the suspect's source (hf-hub:ORG/NAME, local-dir:PATH or a weights "
+                                         "file) or upload its weights")
+                with st.spinner("Loading the suspect to check it…"):
+                    add_model_suspect(case, source, name=name.strip() or None, revision=rev.strip() or None,
+                                      upload=upload)
             case.audit = None  # the verdicts must be recomputed
             st.session_state.pop("many_report", None)
             st.rerun()

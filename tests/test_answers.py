@@ -175,3 +175,35 @@ def test_empty_answers_are_refused_with_the_users_file_name(tmp_path):
     np.save(tmp_path / "y.npy", np.array([0, 1, 2.5]))
     with pytest.raises(LogitsFileError, match="whole numbers from 0 to"):
         read_outputs(tmp_path / "y.npy", None, K)
+
+
+def test_rows_of_probabilities_are_read_as_log_probabilities_and_said_so(tmp_path):
+    from forensics.audit.answers import answers_reading
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(40, 5)) * 3
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    rounded = np.round(p, 2)  # an API's rounded probabilities: rows sum to 1 within a few hundredths, some are 0
+    assert (rounded == 0).any() and not np.allclose(rounded.sum(1), 1.0)
+    for name, arr in (("probs.npy", p), ("rounded.npy", rounded)):
+        np.save(tmp_path / name, arr)
+        out = read_outputs(tmp_path / name, 40, 5)
+        assert np.isfinite(out).all()
+        soft = np.exp(out) / np.exp(out).sum(1, keepdims=True)  # the verification's softmax gives them back
+        assert np.abs(soft - arr / arr.sum(1, keepdims=True)).max() < 0.02, name
+        assert np.array_equal(soft.argmax(1), arr.argmax(1))
+        assert answers_reading(read_outputs(tmp_path / name, 40, 5, as_given=True)).startswith("probabilities")
+    np.save(tmp_path / "logits.npy", logits)  # logits stay logits
+    assert np.array_equal(read_outputs(tmp_path / "logits.npy", 40, 5), logits)
+    assert answers_reading(logits) == "logits" and answers_reading(logits.argmax(1)) == "labels only"
+    # a file with logits that happen to lie in [0, 1] but do not sum to 1 per row is read as logits
+    small = rng.uniform(0, 1, size=(40, 5))
+    np.save(tmp_path / "small.npy", small)
+    assert np.array_equal(read_outputs(tmp_path / "small.npy", 40, 5), small)
+
+
+def test_a_non_numeric_column_is_refused_with_the_expected_format_and_no_cell_value(tmp_path):
+    (tmp_path / "junk.csv").write_text("query_index,a,b\n0,1.0,secret-cell\n1,0.5,0.5\n")
+    with pytest.raises(LogitsFileError) as e:
+        read_outputs(tmp_path / "junk.csv", 2, 2, name="junk.csv")
+    assert "query_index,<one column per class>" in str(e.value) and "secret-cell" not in str(e.value)

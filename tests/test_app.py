@@ -438,6 +438,13 @@ def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, s
     button(at, "Check and add suspect").click().run()
     assert any("'empty.zip' holds no config.json" in e.value for e in at.error)
     assert len([p for p in (uploads / "model").iterdir() if p.is_dir()]) == 1
+    # a text file named like weights: refused, and not kept in the store either
+    kept = sorted(p.name for p in (uploads / "model").iterdir())
+    at.file_uploader(key="model_upload").set_value(("stolen.safetensors", b"not weights at all\n",
+                                                     "application/octet-stream"))
+    button(at, "Check and add suspect").click().run()
+    assert any("stolen.safetensors" in e.value for e in at.error), [e.value for e in at.error]
+    assert sorted(p.name for p in (uploads / "model").iterdir()) == kept
 
 
 def test_held_out_data_that_repeats_the_private_data_is_refused_at_load(env, tmp_path):
@@ -460,3 +467,33 @@ def test_held_out_data_that_repeats_the_private_data_is_refused_at_load(env, tmp
     assert not at.exception
     assert any("shares 6 of its images with the private data" in e.value for e in at.error)
     assert not any("Loaded" in s.value for s in at.success)
+
+
+def test_a_mistyped_foundation_is_refused_at_load_and_saves_no_audit(env, tmp_path):
+    """The foundation is loaded with the victim: a wrong path is said at Load, and no audit is saved with it."""
+    from PIL import Image
+
+    from forensics.cases import casefile
+
+    rng = np.random.default_rng(1)
+    for part in ("data", "heldout"):
+        for c in ("a", "b"):
+            (tmp_path / part / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / part / c / f"{i}.png")
+    before = {r.id for r in casefile.recent_cases(casefile.ArtifactStore(env), 50)}
+    at = new_app()
+    for t in at.text_input:
+        if t.label == "Victim model":
+            t.set_value("demo:foundation")
+        elif t.label == "Foundation model":
+            t.set_value(str(tmp_path / "no-such-foundation.safetensors"))
+        elif t.label.startswith("Private training data"):
+            t.set_value(str(tmp_path / "data"))
+        elif t.label.startswith("Held-out data"):
+            t.set_value(str(tmp_path / "heldout"))
+    button(at, "Load victim and data").click().run()
+    assert not at.exception
+    assert any("no-such-foundation" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.session_state["case"].spec is None
+    assert {r.id for r in casefile.recent_cases(casefile.ArtifactStore(env), 50)} == before
