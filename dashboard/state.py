@@ -204,6 +204,16 @@ def pin_address() -> None:
         st.query_params[PARAM] = case.id
 
 
+def case_running(case_id: str) -> str | None:
+    """"building, 37% done" while the saved case ``case_id`` has a build (or reopening) running on this server."""
+    with _LOCK:
+        entry = _live().get(case_id)
+    job = get_job(entry.get("job")) if entry else None
+    if job is None or not job.running:
+        return None
+    return f"{'reopening' if job.name == 'reopen' else 'building'}, {job.fraction_done():.0%} done"
+
+
 def current_job() -> Job | None:
     return get_job(st.session_state.get("job_id"))
 

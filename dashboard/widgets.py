@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import time
 
 import streamlit as st
@@ -221,6 +222,11 @@ def _previous_note(job_id: str) -> None:
         st.rerun()
     st.caption(f":material/hourglass_top: {JOB_TITLES.get(job.name, 'A build')} is {done_line(job)}: these are "
                "the previous results until it finishes.")
+
+
+def md_text(text: str) -> str:
+    """``text`` shown literally in Streamlit markdown (names from a record or a file: no links, images, markup)."""
+    return re.sub(r"([\\`*_{}\[\]<>#+!|~$:-])", r"\\\1", str(text))
 
 
 def show_error(e: Exception, names: dict[str, str] | None = None) -> None:

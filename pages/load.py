@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard.nav import go, routed
 from dashboard.state import (
+    case_running,
     current_case,
     current_job,
     get_store,
@@ -18,7 +19,7 @@ from dashboard.state import (
     start_build,
 )
 from dashboard.suspects import add_answers_suspect, add_many, add_model_suspect, read_list
-from dashboard.widgets import many_report, model_card, show_error
+from dashboard.widgets import many_report, md_text, model_card, show_error
 from forensics.audit.build import check_heldout_unseen
 from forensics.audit.sources import load_data, load_model, open_foundation
 from forensics.audit.spec import AuditSpec
@@ -98,18 +99,24 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
     if not recent:
         st.caption("No audit saved yet. Every audit is kept in the artifact store as soon as a victim is loaded.")
     for r in recent:
-        c1, c2, c3, c4 = st.columns([4, 3, 2, 1], vertical_alignment="center")
-        c1.markdown(f"**{r.title}**  \n:gray[audit `{r.id}` · {r.suspects} suspects]")
+        c1, c2, c3, c4, c5 = st.columns([4, 3, 2, 1, 1], vertical_alignment="center")
+        c1.markdown(f"**{md_text(r.title)}**  \n:gray[audit `{r.id}` · {r.suspects} suspects]")
         c2.caption(f"saved {r.updated.replace('T', ' ')[:16]}")
-        c3.markdown(r.status)
+        running = case_running(r.id)
+        c3.markdown(f":blue[{running}]" if running else r.status)
         if r.id == case.id and case.spec is not None:
             c4.caption("open now")
-        elif c4.button("Open", key=f"open-{r.id}", disabled=busy):
-            try:
-                open_case(r.id)
+        else:
+            if c4.button("Open", key=f"open-{r.id}", disabled=busy):
+                try:
+                    open_case(r.id)
+                    st.rerun()
+                except ForensicsError as e:
+                    show_error(e)
+            if c5.button("Forget", key=f"forget-{r.id}", type="tertiary", disabled=bool(running),
+                         help="remove it from this list (its models stay in the artifact store)"):
+                casefile.forget_case(get_store(), r.id)
                 st.rerun()
-            except ForensicsError as e:
-                show_error(e)
     st.markdown("**Reopen an audit from its record** — an `audit.json` downloaded on **5 · Report** or written by "
                 "the CLI's `--json`. "
                 "Its verdicts are read from the record; the shadow models come from the artifact store (computed "
@@ -210,6 +217,8 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
                 own = case.spec is not None and not is_demo(case.spec.victim)
                 keep = [s for s in case.suspects if not s.answers] if own else []
                 new = Case(spec=spec, suspects=keep)
+                if case.spec is not None and case.audit is None and not case.verdicts and not is_demo(case.spec.victim):
+                    new.id = case.id  # a correction of an audit never built: the same audit, not a new entry
                 new.cards = {"victim": {**v.card(), "accuracy": None,
                                         **({"source": f"uploaded {victim_up.name}"} if victim_up is not None else {})}}
                 set_case(new)

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 
 import streamlit as st
 
 from dashboard.nav import routed
 from dashboard.state import current_case
-from dashboard.widgets import need_audit, show_error
+from dashboard.widgets import md_text, need_audit, show_error
 from forensics.audit.verdict import format_p
 from forensics.cases.casefile import case_report
 from forensics.report.html import audit_figures, audit_takeaways, render_html
 from forensics.report.pdf import render_pdf
+from forensics.report.record import record_digest
 from forensics.report.summary import executive_summary
 
 routed()
@@ -21,11 +21,6 @@ st.title("Report")
 if not need_audit("the report downloads"):
     st.stop()
 case = current_case()
-
-
-def md(text: str) -> str:
-    """Text shown literally in markdown (suspect names, the auditor's note)."""
-    return re.sub(r"([\\`*_{}\[\]<>#+!|~$])", r"\\\1", text)
 
 
 def info_input(field: str, widget, label: str, **kwargs) -> None:
@@ -69,8 +64,8 @@ record_json, html = render(digest, record["created"], record)
 summary = executive_summary(record)
 with st.container(border=True):
     st.caption("EXECUTIVE SUMMARY")
-    st.markdown(f"#### {md(summary['headline'])}")
-    st.markdown("\n".join(f"- **{md(i['name'])}**: {md(i['text'])}" for i in summary["items"]))
+    st.markdown(f"#### {md_text(summary['headline'])}")
+    st.markdown("\n".join(f"- **{md_text(i['name'])}**: {md_text(i['text'])}" for i in summary["items"]))
 
 c1, c2, c3 = st.columns(3)
 with c1.container(border=True):
@@ -102,6 +97,12 @@ st.markdown("Anyone with the same models and data can re-run every verification 
             "of CPU with the same thread count (or the same GPU and precision: the record's `audit.runtime`) the "
             "p-values come out the same bit for bit:")
 st.code("holmes-forensics reverify holmes-audit.json", language="bash")
+st.markdown("For filing: the report's first page names the software version, the victim's full fingerprint, the "
+            f"SHA-256 of the record's content (`{record_digest(record)[:16]}…`) and the report's own SHA-256; each "
+            "page is numbered. Anyone can check them:")
+st.code("holmes-forensics digest holmes-audit.json      # the record's SHA-256, as the report states it\n"
+        "holmes-forensics digest holmes-audit-report.html  # the report unchanged since it was written?",
+        language="bash")
 with st.expander("Preview the record"):
     st.json({k: record[k] for k in ("case", "spec", "versions")}, expanded=False)
     st.dataframe([{"name": s["name"], "source": s.get("source"), "verdict": s["verdict"],

@@ -115,7 +115,7 @@ table = pd.DataFrame([{
     "simulated suspect": r["name"], "kind": r["role"], "flagged": f"{r['flagged']} of {r['runs']}",
     "median p": format_p(r["median_p"]), "agreement": f"{r['agreement']:.0%}",
 } for r in rows])
-c1, c2 = st.columns([2, 1])
+c1, c2 = st.columns([3, 2])
 with c1:
     st.markdown("**Detection power per simulated suspect**")
     st.dataframe(table, hide_index=True, width="stretch")

@@ -59,11 +59,16 @@ for name, err in case.errors.items():
     st.warning(f"**{name}** could not be verified: {err}", icon=":material/warning:")
 
 st.subheader("All suspects", anchor=False)
-rows = [{"suspect": s.name, "kind (known in the demo)": s.kind or "unknown", "p-value": format_p(r.p_value),
+victim_fp = a.victim.fingerprint
+known = any(s.kind for s, _, _ in shown)  # the demo's ground truth; a user's own suspects have none
+rows = [{"suspect": s.name, **({"known kind (demo)": s.kind or "-"} if known else {}), "p-value": format_p(r.p_value),
          "verdict": "evidence of derivation" if r.stolen else "no evidence", "samples compared": r.m,
          "answers": "labels only" if v.label_only else "logits",
-         "fingerprint": (v.fingerprint or "black-box")[:12]} for s, v, r in shown]
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+         "weights": "the victim's own" if v.fingerprint == victim_fp else "other" if v.fingerprint else "black-box",
+         "fingerprint (SHA-256)": v.fingerprint or "black-box"} for s, v, r in shown]
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+             column_config={"weights": st.column_config.TextColumn(
+                 help="whether the suspect's weights are byte for byte the victim's (the same fingerprint)")})
 if unflagged:
     with st.expander(f"Cards of the {len(unflagged)} suspects without evidence of derivation"):
         cards(unflagged)

@@ -139,6 +139,17 @@ def recent_cases(store: ArtifactStore, n: int = 10) -> list[CaseSummary]:
     return out
 
 
+def forget_case(store: ArtifactStore, case_id: str) -> bool:
+    """Remove the saved case ``case_id`` from the store's list of audits (its models and shadows stay in the store,
+    shared with other audits); False when there was none."""
+    path = case_path(store, case_id)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _suspect(d: dict[str, Any]) -> Suspect:
     if not isinstance(d, dict) or not d.get("name") or not d.get("source"):
         what = d.get("name") if isinstance(d, dict) else d

@@ -77,7 +77,7 @@ def _takeaway_membership(verdicts: Sequence[Verdict], alpha: float | None = None
 
 def _closeness(items: Sequence[tuple[Verdict, float, float]]) -> str:
     """A sentence from (suspect, distance to the victim, distance to the benign shadow) triples: which reference
-    each suspect answers D_s like, and whether that agrees with the verdicts."""
+    each suspect responds to D_s like, and whether that agrees with the verdicts."""
     near_v = [(v, dv, db) for v, dv, db in items if dv < db]
     near_b = [(v, dv, db) for v, dv, db in items if dv >= db]
 
@@ -95,13 +95,13 @@ def _closeness(items: Sequence[tuple[Verdict, float, float]]) -> str:
         else:
             who = "only " + join_names(flagged_v) if flagged_v else "none"
             though = f"though {who} show{_verb_s(max(1, len(flagged_v)))} evidence of derivation"
-        out = (f"On D_s, {both}{names(near_v)} answer{_verb_s(len(near_v))} more like the victim than like the benign "
+        out = (f"On D_s, {both}{names(near_v)} respond{_verb_s(len(near_v))} more like the victim than like the benign "
                f"shadow (median distance {dists(near_v)}), {though}")
         if near_b:
             out += f", and {names(near_b)} like the benign shadow ({dists(near_b)})"
         return out + (": these features alone do not separate derived from innocent models here, the membership "
                       "test decides.")
-    parts = [f"{names(g)} answer{_verb_s(len(g))} like {ref} (median distance {dists(g)})"
+    parts = [f"{names(g)} respond{_verb_s(len(g))} like {ref} (median distance {dists(g)})"
              for g, ref in ((near_v, "the victim"), (near_b, "the benign shadow")) if g]
     agree = all(v.stolen for v, _, _ in near_v) and not any(v.stolen for v, _, _ in near_b)
     return "On D_s, " + " and ".join(parts) + (", in line with the verdicts." if agree else ".")

@@ -185,9 +185,9 @@ def stress_figure(bench: BenchResult, protocol: str, alpha: float):
                 marker=dict(color=colour, size=9), hovertemplate="%{y}<br>p = %{customdata}<extra></extra>"))
     fig.add_vline(x=alpha, line_dash="dash", line_color="#444")
     fig.add_annotation(x=np.log10(alpha), y=1.0, yref="paper", xanchor="right", yanchor="bottom", showarrow=False,
-                       text="<b>evidence of derivation</b> ◀", font=dict(color="#b3261e", size=12))
-    fig.add_annotation(x=np.log10(alpha), y=1.0, yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
-                       text=f"▶ <b>no evidence</b> (alpha = {alpha})", font=dict(color="#1b6e3a", size=12))
+                       text=f"<b>evidence of derivation</b> ◀ alpha = {alpha}", font=dict(color="#b3261e", size=12))
+    fig.add_annotation(x=np.log10(alpha) / 2, y=0.5, yref="paper", textangle=-90, showarrow=False,
+                       text="<b>no evidence</b>", font=dict(color="#1b6e3a", size=12))
     names = list(dict.fromkeys(r.entry.title for r in bench.results))
     exps = [-20, -15, -10, -5, -3, -2, -1, 0]
     fig.update_layout(
