@@ -172,8 +172,9 @@ def projection_figure(audit: Audit, verdicts: Sequence[Verdict] = (), *,
     for r in range(1, rows + 1):
         fig.update_yaxes(title_text=f"PC 2 [{ev[1]:.0f}% of variance, logits]", row=r, col=1)
     titled(fig, "Output differences projected on 2 principal components (fitted on victim and benign shadow)",
-           "One dot per D_s image, the suspect's in its panel's colour. Suspect dots on the victim's (red): it answers "
-           "D_s like the victim;<br>on the benign shadow's (blue): like an independent model." + pair_note(thinned),
+           "One dot per D_s image, the suspect's in its panel's colour.<br>Suspect dots on the victim's (red): it "
+           "answers D_s like the victim; on the benign shadow's (blue): like an independent model."
+           + pair_note(thinned),
            height=170 + 380 * rows, top=148)
     fig.update_annotations(font_size=13)
     return fig

@@ -131,8 +131,9 @@ def _evidence(report: dict[str, Any]) -> str:
 def _page_css(report: dict[str, Any]) -> str:
     """Page numbers and the record's short hash in every printed page's margin (Chromium's @page margin boxes)."""
     foot = f"Holmes forensics {_version(report)} · record {record_digest(report)[:16]}"
-    return ("@page{@bottom-left{content:\"" + foot + "\";font-size:8pt;color:#5b6b7c}"
-            "@bottom-right{content:\"page \" counter(page) \" of \" counter(pages);font-size:8pt;color:#5b6b7c}}")
+    font = "font-family:system-ui,'DejaVu Sans',sans-serif;font-size:8pt;color:#5b6b7c"
+    return ("@page{@bottom-left{content:\"" + foot + "\";" + font + "}"
+            "@bottom-right{content:\"page \" counter(page) \" of \" counter(pages);" + font + "}}")
 
 
 def esc(x: Any) -> str:
@@ -187,8 +188,8 @@ def _verdict_table(report: dict[str, Any]) -> str:
                     f"<td>{esc(why)}</td></tr>")
     if not rows:
         return "<p>No suspect has been verified.</p>"
-    return ("<table class='verdicts'><colgroup><col style='width:28%'><col style='width:22%'><col style='width:14%'>"
-            "<col style='width:36%'></colgroup><thead><tr><th>suspect</th><th>verdict</th><th class='num'>p-value</th>"
+    return ("<table class='verdicts'><colgroup><col style='width:24%'><col style='width:29%'><col style='width:13%'>"
+            "<col style='width:34%'></colgroup><thead><tr><th>suspect</th><th>verdict</th><th class='num'>p-value</th>"
             f"<th>what was compared</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 

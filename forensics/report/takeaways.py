@@ -156,9 +156,10 @@ def _takeaway_meta_scores(audit: Audit, verdicts: Sequence[Verdict]) -> str:
 
     parts = []
     if like_v:
-        who = "every suspect shown" if not like_b and len(shown) > 2 else join_names([v.suspect for v in like_v])
-        parts.append(f"{who} score{_verb_s(len(like_v))} like the victim (median P(stolen) {span(like_v)}, the victim "
-                     f"{sc['victim']:.2f})")
+        every = not like_b and len(shown) > 2
+        who = "every suspect shown" if every else join_names([v.suspect for v in like_v])
+        verb = "score" + _verb_s(1 if every else len(like_v))
+        parts.append(f"{who} {verb} like the victim (median P(stolen) {span(like_v)}, the victim {sc['victim']:.2f})")
     if like_b:
         parts.append(f"{join_names([v.suspect for v in like_b])} like the benign shadow ({span(like_b)}, the shadow "
                      f"{sc['benign shadow']:.2f})")
