@@ -167,7 +167,7 @@ def stress_job() -> Job | None:
 def _signature(case: Case) -> str:
     blob = json.dumps([case.spec.to_dict() if case.spec else None, [s.to_dict() for s in case.suspects],
                        sorted((n, v.p_value, v.protocol, v.alpha) for n, v in case.verdicts.items()), case.info,
-                       case.errors, case.audit is not None], sort_keys=True, default=str)
+                       case.errors, case.audit is not None, case.power], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -114,7 +114,7 @@ if start:
         resolve_device(device)
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
         run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects),
-                        info=dict(case.info), id=case.id)
+                        info=dict(case.info), id=case.id, power=case.power)  # power: marked if for another build
         start_build(run_copy)
         st.rerun()  # draw the page again with the Build button disabled
     except Exception as e:  # noqa: BLE001

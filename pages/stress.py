@@ -1,6 +1,8 @@
 """Step 6: the stress test - if someone stole my model this way, would this audit catch it?"""
 from __future__ import annotations
 
+import datetime
+
 import pandas as pd
 import streamlit as st
 
@@ -10,6 +12,7 @@ from dashboard.widgets import LIVE_EVERY, job_progress, need_audit, show_error
 from forensics.audit.verdict import format_p
 from forensics.demo import is_demo
 from forensics.errors import ConfigError
+from forensics.report.checks import power_summary
 from forensics.runtime.jobs import get_job
 from forensics.zoo.bench import SMALL_ZOO, STRESS_ZOO
 from forensics.zoo.entries import get_zoo_entry, list_zoo_entries, select_zoo_entries
@@ -88,6 +91,10 @@ if job.status == "failed":
 result = job.result
 protocol, alpha = result.meta["protocol"], result.meta["alpha"]
 rows = stress_rows(result, protocol, alpha)
+if st.session_state.get("power_kept") != job.id:  # the power goes with the case: 4 · Verdict's checks read it
+    case.power = power_summary(rows, protocol, alpha, build=audit.queries.fingerprint,
+                               ran_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    st.session_state.power_kept = job.id
 thefts = [r for r in rows if r["role"] == "theft"]
 caught = [r["name"] for r in thefts if r["flagged"] == r["runs"]]
 missed = [r["name"] for r in thefts if r["flagged"] < r["runs"]]

@@ -6,9 +6,10 @@ import streamlit as st
 
 from dashboard.nav import link, routed
 from dashboard.state import current_case
-from dashboard.widgets import need_audit
+from dashboard.widgets import md_text, need_audit
 from forensics.audit.verdict import describe_comparison, format_p, headline
 from forensics.protocols.registry import get_protocol, list_protocols
+from forensics.report.checks import FAIL, PASS, TODO, WARN, audit_checks
 from forensics.report.summary import meaning
 from forensics.report.verdict_figures import pvalue_figure
 
@@ -34,13 +35,23 @@ with st.container(border=True):
     st.markdown(f"### {headline([r for _, _, r in shown], alpha, failed=len(case.errors))}")
     st.caption(meaning(protocol, alpha))
 
+MARKS = {PASS: ":green[:material/check_circle:]", WARN: ":orange[:material/warning:]",
+         FAIL: ":red[:material/cancel:]", TODO: ":gray[:material/radio_button_unchecked:]"}
+checks = audit_checks(a, protocol, case.power)
+counts = {k: sum(c.status == k for c in checks) for k in MARKS}
+summary = ", ".join(f"{n} {k if k != TODO else 'not measured'}" for k, n in counts.items() if n)
+with st.expander(f"Checks of this audit: {summary}", expanded=counts[WARN] + counts[FAIL] + counts[TODO] > 0):
+    for c in checks:
+        st.markdown(f"{MARKS[c.status]} **{c.name}** — {md_text(c.detail)}")
+    if case.power is None:
+        link("stress", label="Measure the detection power: 6 · Stress test", icon=":material/science:")
 
 
 def cards(items) -> None:
     cols = st.columns(min(3, max(1, len(items))))
     for i, (s, v, r) in enumerate(items):
         with cols[i % len(cols)].container(border=True):
-            st.markdown(f"**{s.name}**")
+            st.markdown(f"**{md_text(s.name)}**")
             if r.stolen:
                 st.badge("evidence of derivation", icon=":material/gpp_maybe:", color="red")
             else:

@@ -73,6 +73,8 @@ class Case:
     # the case's id in the artifact store (forensics.cases.casefile keeps it under cases/<id>.json)
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     ran_at: str | None = None   # when the verdicts were computed (ISO 8601); the record's "created"
+    # the stress test's detection power for this audit (forensics.report.checks.power_summary), once it has run
+    power: dict[str, Any] | None = None
 
     @classmethod
     def demo(cls, seed: int = 0, *, quick: bool = False) -> Case:

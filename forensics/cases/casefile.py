@@ -79,6 +79,7 @@ def case_record(case: Case) -> dict[str, Any]:
         "pending": [s.to_dict() for s in case.suspects if s.name not in done],
         "cards": case.cards,
         "errors": dict(case.errors),
+        "power": case.power,
     })
     return rec
 
@@ -174,7 +175,36 @@ def case_from_record(rec: dict[str, Any], *, case_id: str | None = None) -> Case
         case.id = case_id or rec["case_id"]
     if has_verdicts(rec):
         case.ran_at = rec.get("created")
+    case.power = _power(rec.get("power"))
     return case
+
+
+MAX_POWER_ROWS = 500
+
+
+def _power(power: Any) -> dict[str, Any] | None:
+    """A record's stress-test summary, kept only as far as it has the expected shape (a record comes from anyone:
+    anything else in it is dropped, never shown)."""
+    if not isinstance(power, dict) or not isinstance(power.get("rows"), list):
+        return None
+    rows = []
+    for r in power["rows"][:MAX_POWER_ROWS]:
+        if not isinstance(r, dict):
+            continue
+        try:
+            rows.append({"id": str(r.get("id", ""))[:200], "name": str(r["name"])[:200],
+                         "group": str(r.get("group", ""))[:200], "kind": str(r.get("kind", ""))[:50],
+                         "role": str(r["role"])[:50], "flagged": int(r["flagged"]), "runs": int(r["runs"]),
+                         "median_p": None if r.get("median_p") is None else float(r["median_p"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    try:
+        alpha = float(power.get("alpha"))
+    except (TypeError, ValueError):
+        return None
+    build, ran_at = power.get("build"), power.get("ran_at")
+    return {"protocol": str(power.get("protocol", ""))[:50], "alpha": alpha, "rows": rows,
+            "build": build if isinstance(build, str) else None, "ran_at": ran_at if isinstance(ran_at, str) else None}
 
 
 def has_verdicts(rec: dict[str, Any]) -> bool:
