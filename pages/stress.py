@@ -133,7 +133,7 @@ with c2:
     st.markdown("**This audit's own verdicts**")
     if case.verdicts:
         st.dataframe(pd.DataFrame([{"suspect": e.name, "p": format_p(v.p_value),
-                                    "verdict": "evidence of derivation" if v.stolen else "no evidence"}
+                                    "verdict": "evidence" if v.stolen else "no evidence"}
                                    for e, v in case.ordered_verdicts()]), hide_index=True, width="stretch")
     else:
         st.caption("No suspects verified yet.")

@@ -5,9 +5,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.nav import link, routed
-from dashboard.state import current_case
-from dashboard.widgets import md_text, need_audit
+from dashboard.state import current_case, get_store
+from dashboard.widgets import md_text, need_audit, show_error
 from forensics.audit.verdict import describe_comparison, format_p, headline
+from forensics.cases import casefile
+from forensics.cases.compare import settings_rows, suspect_rows
+from forensics.errors import ForensicsError
 from forensics.protocols.registry import get_protocol, list_protocols
 from forensics.report.checks import FAIL, PASS, TODO, WARN, audit_checks
 from forensics.report.summary import meaning
@@ -117,4 +120,21 @@ Audit settings: protocol `{protocol}`, seed {a.config.seed}, {len(design.member_
     else:
         st.markdown(f"**What this protocol means.** {meaning(protocol, alpha)} No evidence is not a proof of "
                     f"innocence. Audit settings: protocol `{protocol}`, seed {a.config.seed}.")
+with st.expander("Compare with another audit (settings, verdicts, p-values)"):
+    others = [r for r in casefile.recent_cases(get_store(), 30) if r.id != case.id and r.verdicts]
+    if not others:
+        st.caption("No other audit with verdicts in this artifact store yet (a re-run with other settings is one).")
+    else:
+        other = st.selectbox("Audit B (A is this one)", others, format_func=lambda r: f"{r.title} · audit {r.id} · "
+                             f"{r.status} · saved {r.updated.replace('T', ' ')[:16]}")
+        try:
+            mine, theirs = casefile.case_record(case), casefile.load_record(get_store(), other.id)
+            diff = settings_rows(mine, theirs)
+            st.markdown("**Settings that differ**" if diff else "**Same settings** (victim, data and configuration)")
+            if diff:
+                st.dataframe(pd.DataFrame(diff), hide_index=True, width="stretch")
+            st.markdown("**Verdicts side by side** (each audit at its own alpha)")
+            st.dataframe(pd.DataFrame(suspect_rows(mine, theirs)), hide_index=True, width="stretch")
+        except ForensicsError as e:
+            show_error(e)
 link("report", label="Next: 5 · Report", icon=":material/arrow_forward:")

@@ -205,6 +205,8 @@ def test_click_through_the_demo_audit(page):
         pg.wait_for_timeout(1500)
         assert pg.get_by_text("No victim loaded.").count() == 0, label
         assert "demo:victim" in side_text(pg), label
+        if path == "/":  # the direct copy's card says it carries the victim's own weights; nobody else's does
+            assert main_text(pg).count("the victim's own weights (same fingerprint)") == 1
 
     nav(pg, "2 · Shadow models", "Shadow models")
     pg.get_by_text("Trigger success", exact=True).wait_for(timeout=60_000)
@@ -256,6 +258,10 @@ def test_click_through_the_demo_audit(page):
     shot(pg, "08-stress-test.png")
     assert pg.get_by_text(re.compile(r"kinds of simulated theft in every run")).count() == 1
     assert audit_in_address(pg) == audit
+    # the Verdict page's checks now read the stress test's detection power
+    nav(pg, "4 · Verdict", "Verdict")
+    pg.get_by_text(re.compile(r"kinds of simulated theft flagged in every run")).first.wait_for(timeout=30_000)
+    assert "Detection power for this victim" in main_text(pg) and "not measured yet" not in main_text(pg)
     FIRST["audit"] = audit
 
 

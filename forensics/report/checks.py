@@ -13,7 +13,7 @@ from ..protocols.registry import get_protocol
 
 PASS, WARN, FAIL, TODO = "pass", "warn", "fail", "not measured"
 MIN_SAMPLES = 100        # members and controls each: fewer give the membership test little power
-MIN_TRIGGER = 0.8        # the poisoned shadow's attack success below which its features are weak
+MIN_TRIGGER = 0.5        # the poisoned shadow's attack success below which it did not learn the trigger
 
 
 @dataclass(frozen=True)
