@@ -199,8 +199,8 @@ def _power(power: Any) -> dict[str, Any] | None:
         except (KeyError, TypeError, ValueError):
             continue
     try:
-        alpha = float(power.get("alpha"))
-    except (TypeError, ValueError):
+        alpha = float(power["alpha"])
+    except (KeyError, TypeError, ValueError):
         return None
     build, ran_at = power.get("build"), power.get("ran_at")
     return {"protocol": str(power.get("protocol", ""))[:50], "alpha": alpha, "rows": rows,
