@@ -258,7 +258,9 @@ def sidebar_status() -> None:
                 _sidebar_job(job.id)
             elif c.audit is not None:
                 n_stolen = sum(v.stolen for v in c.verdicts.values())
-                st.write(f"**Verdicts** {n_stolen} of {len(c.verdicts)} flagged (p < alpha)")
+                waiting = sum(s.name not in c.verdicts and s.name not in c.errors for s in c.suspects)
+                st.write(f"**Verdicts** {n_stolen} of {len(c.verdicts)} flagged (p < alpha)"
+                         + (f", {waiting} not verified yet" if waiting else ""))
             else:
                 st.write("Shadow models: not built yet")
         st.caption(f"Artifact store: `{get_store().root}`")

@@ -243,7 +243,15 @@ if case.suspects:
         for s in list(case.suspects):
             c1, c2, c3 = st.columns([4, 4, 1.3], vertical_alignment="center")
             truth = "a theft" if s.kind == "stolen" else "innocent"
-            c1.markdown(f"**{s.name}**" + (f"  \n:gray[demo ground truth: {truth}]" if s.kind else ""))
+            note = ""
+            if s.kind:
+                note = f"  \n:gray[demo ground truth: {truth}]"
+            if s.name not in case.verdicts and case.audit is not None and s.name not in case.errors:
+                note += "  \n:blue[not verified yet: build again on 2 · Shadow models]"
+            if s.answers and case.audit is not None and s.query_set and s.query_set != case.audit.queries.fingerprint:
+                note += ("  \n:orange[answers to an earlier query set: export the new one and query the suspect "
+                         "again]")
+            c1.markdown(f"**{md_text(s.name)}**" + note)
             c2.code(s.shown_source, language=None, wrap_lines=True)
             if c3.button("Remove", key=f"rm-{s.name}", icon=":material/delete:", disabled=busy):
                 case.remove_suspect(s.name)
@@ -306,8 +314,7 @@ with tab_model:
                 with st.spinner("Loading the suspect to check it…"):
                     add_model_suspect(case, source, name=name.strip() or None, revision=rev.strip() or None,
                                       upload=upload)
-            case.audit = None  # the verdicts must be recomputed
-            st.session_state.pop("many_report", None)
+            st.session_state.pop("many_report", None)  # the other verdicts stay; the new suspect awaits a build
             st.rerun()
         except Exception as e:  # noqa: BLE001
             show_error(e, names=shown)
@@ -336,7 +343,6 @@ with tab_answers:
             if up.size > MAX_ANSWERS_MB * 1024 ** 2:
                 raise ForensicsError(f"the answers file is {up.size / 1e6:.0f} MB; the limit is {MAX_ANSWERS_MB} MB")
             add_answers_suspect(case, get_store(), up.getvalue(), up.name, name=aname.strip() or None)
-            case.audit = None
             st.session_state.pop("many_report", None)
             st.rerun()
         except Exception as e:  # noqa: BLE001
@@ -372,8 +378,6 @@ with tab_many:
                 bar.progress(i / n, text=f"Checking suspect {i + 1} of {n}: {source}")
 
             lines = add_many(case, get_store(), sources, on_line=checking)
-            if any(o.status == "added" for o in lines):
-                case.audit = None  # the verdicts must be recomputed
             st.session_state.many_report = {"case": (case.id, case.ran_at), "lines": lines}
             st.session_state.many_sources_next = "\n".join(o.source for o in lines if o.status == "refused")
             st.session_state.many_round = st.session_state.get("many_round", 0) + 1  # empties the list upload

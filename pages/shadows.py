@@ -98,6 +98,10 @@ with st.expander("Settings (locked while the build runs)") if busy else st.conta
         help="0: the membership test alone. 5 or more: the audit also trains your recipe this many more times with "
              "other seeds, and a suspect whose weights you have gets a second test, of what training changed in its "
              "weights; the verdict combines both (Bonferroni). 9 is a good start; each is one training run.")
+    budget = c2.number_input(
+        "query budget (0: every query)", 0, 100_000, cfg.query_budget or 0, step=100,
+        help="at most this many queries for a suspect behind a paid API (members and controls only, at least 60); "
+             "fewer queries cost less and catch less (README, Limits). 0 asks every query of the query set.")
     start = st.form_submit_button("Build shadow models and verify suspects", type="primary", disabled=busy,
                                   icon=":material/rocket_launch:")
 
@@ -110,7 +114,8 @@ if start:
         new_cfg = replace(cfg, gamma=float(gamma), lam=float(lam), target_class=int(target),
                           trigger=Trigger(size=float(trig), value=cfg.trigger.value, position=cfg.trigger.position),
                           train=train, poison_train=replace(cfg.poison_train, lr=float(lr), trainable_blocks=tb),
-                          lineage_replicas=int(replicas), reference_pairs=int(pairs), protocol=protocol)
+                          lineage_replicas=int(replicas), reference_pairs=int(pairs), protocol=protocol,
+                          query_budget=int(budget) or None)  # checked by AuditConfig, said by show_error
         resolve_device(device)
         # the job works on a copy: the current results stay consistent with their settings until it succeeds
         run_copy = Case(spec=replace(case.spec, config=new_cfg, device=device), suspects=list(case.suspects),

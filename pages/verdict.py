@@ -37,6 +37,12 @@ shown = [(s, v, r) for s, v in case.ordered_verdicts() if (r := v.under(protocol
 with st.container(border=True):
     st.markdown(f"### {headline([r for _, _, r in shown], alpha, failed=len(case.errors))}")
     st.caption(meaning(protocol, alpha))
+waiting = [s.name for s in case.suspects if s.name not in case.verdicts and s.name not in case.errors]
+if waiting:
+    st.info(f"{len(waiting)} suspect{'s' if len(waiting) > 1 else ''} added since the last build "
+            f"{'have' if len(waiting) > 1 else 'has'} no verdict yet: {md_text(', '.join(waiting))}. Build again on "
+            "**2 · Shadow models**: the shadow models are reused from the store, so it takes seconds.",
+            icon=":material/pending:")
 
 MARKS = {PASS: ":green[:material/check_circle:]", WARN: ":orange[:material/warning:]",
          FAIL: ":red[:material/cancel:]", TODO: ":gray[:material/radio_button_unchecked:]"}

@@ -103,9 +103,13 @@ def test_demo_walkthrough_every_page(env):
     assert dict(zip(df["suspect"], df["verdict"], strict=True))["direct copy"] == "evidence of derivation"
     assert dict(zip(df["suspect"], df["verdict"], strict=True))["innocent (same recipe)"] == "no evidence"
     assert "What the test means" in texts(at)
-    # a stricter alpha is applied without re-running anything
+    # a stricter alpha is applied without re-running anything: the headline and every badge read it
     at.select_slider[0].set_value(0.001).run()
     assert not at.exception
+    assert any("at alpha = 0.001" in m.value for m in at.markdown), [m.value for m in at.markdown][:5]
+    df = at.dataframe[0].value
+    strict = {s.name: v.p_value < 0.001 for s, v in case.ordered_verdicts()}
+    assert dict(zip(df["suspect"], df["verdict"] == "evidence of derivation", strict=True)) == strict
     # another protocol: the table and the chart read every verdict under it
     at.selectbox[0].set_value("paper").run()
     assert not at.exception and any("not calibrated" in w.value for w in at.warning)
@@ -123,6 +127,19 @@ def test_demo_walkthrough_every_page(env):
     at.switch_page("pages/load.py").run()
     assert not at.exception
     assert "Model cards" in [s.value for s in at.subheader]
+    # one more suspect keeps every verdict: it waits for the next build, and the pages say so
+    next(t for t in at.text_input if t.label == "Suspect model").set_value("demo:innocent")
+    next(t for t in at.text_input if t.label == "Name (optional)").set_value("late innocent")
+    button(at, "Check and add suspect").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(case.verdicts) == 6 and at.session_state["case"].audit is not None
+    assert any("not verified yet" in m.value for m in at.markdown)
+    at.switch_page("pages/verdict.py").run()
+    assert any("late innocent" in i.value and "no verdict yet" in i.value for i in at.info)
+    at.switch_page("pages/load.py").run()
+    button_remove = next(b for b in at.button if b.key == "rm-late innocent")
+    button_remove.click().run()
+    assert len(at.session_state["case"].suspects) == 6
 
     # the stress test: simulated thefts and innocents of the demo victim, verified by this audit
     at.switch_page("pages/stress.py").run()
@@ -360,7 +377,6 @@ def test_other_pages_say_how_far_a_running_audit_is(env):
 
     at = new_app()
     load_demo(at)
-    from dashboard import state
     from forensics.runtime.jobs import start_job
 
     job = start_job("audit", slow)
@@ -375,7 +391,6 @@ def test_other_pages_say_how_far_a_running_audit_is(env):
     finally:
         release.set()
         job.wait(10)
-    assert state  # the module under test
 
 
 def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, save_hf, tmp_path):
