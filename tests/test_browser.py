@@ -281,3 +281,47 @@ def test_a_bookmarked_page_opens_with_its_audit_after_a_server_restart(store_roo
         assert audit_in_address(pg) == audit and urlparse(pg.url).path == "/report"
         shot(pg, "09-bookmark-after-restart.png")
         pg.close()
+
+
+def test_bad_inputs_are_refused_at_load_and_leave_nothing_behind(server, browser, store_root, tmp_path):
+    """In the browser, as a user types them: held-out data that repeats the private images is refused when it is
+    loaded (the form keeps what was typed, no audit is made), and a text file uploaded as weights is refused and not
+    kept in the store."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+    pg = browser.new_page(viewport={"width": 1440, "height": 1400})
+    pg.goto(server)
+    pg.get_by_text("Load the audit").first.wait_for(timeout=60_000)
+    pg.get_by_text("Audit your own model").first.click()
+    pg.get_by_label("Victim model").fill("demo:foundation")
+    pg.get_by_label("Foundation model").fill("demo:foundation")
+    pg.get_by_label("Private training data", exact=False).first.fill(str(tmp_path / "data"))
+    pg.get_by_label("Held-out data", exact=False).first.fill(str(tmp_path / "data"))
+    pg.get_by_role("button", name="Load victim and data").click()
+    pg.get_by_text(re.compile(r"shares 6 of its images with the private data")).first.wait_for(timeout=60_000)
+    assert pg.get_by_label("Held-out data", exact=False).first.input_value() == str(tmp_path / "data")  # kept
+    assert "audit=" not in pg.url and "No victim loaded." in side_text(pg)
+    shot(pg, "10-load-refuses-repeated-heldout.png")
+
+    pg.get_by_role("button", name="Load it without building").click()
+    pg.get_by_text("demo:direct_copy").first.wait_for(timeout=60_000)
+    models = store_root / "uploads" / "model"
+    before = sorted(p.name for p in models.iterdir()) if models.is_dir() else []
+    weights = tmp_path / "stolen.safetensors"
+    weights.write_text("not weights at all\n")
+    uploader = pg.get_by_test_id("stFileUploader").filter(has_text="upload the suspect's weights")
+    uploader.locator("input[type=file]").set_input_files(str(weights))
+    pg.wait_for_timeout(1500)
+    pg.get_by_role("button", name="Check and add suspect").click()
+    pg.get_by_text(re.compile(r"stolen\.safetensors")).first.wait_for(timeout=60_000)
+    pg.wait_for_timeout(1000)
+    assert pg.get_by_test_id("stAlertContentError").filter(has_text="stolen.safetensors").count() >= 1
+    assert (sorted(p.name for p in models.iterdir()) if models.is_dir() else []) == before  # nothing kept
+    shot(pg, "11-load-refuses-a-text-file-as-weights.png")
+    pg.close()
