@@ -96,5 +96,5 @@ def test_the_dashboard_audits_a_transformers_victim_on_a_dataset(hf_case, tmp_pa
     at.switch_page("pages/verdict.py").run()
     assert not at.exception
     done = at.session_state["case"]
-    assert done.errors == {} and list(done.verdicts) == [f"local-dir:{c['innocent']}"], done.errors
+    assert done.errors == {} and list(done.verdicts) == ["innocent"], done.errors
     assert any("None of" in m.value or "The suspect shows no" in m.value for m in at.markdown)
