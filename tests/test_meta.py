@@ -56,3 +56,39 @@ def test_output_difference_ignores_a_constant_per_row():
     np.testing.assert_allclose(output_difference(shifted, b), output_difference(a, b), atol=1e-12)
     with pytest.raises(ValueError, match="shapes differ"):
         output_difference(a, b[:, :3])
+
+
+def test_the_fit_runs_on_one_thread_and_gives_what_two_threads_give(monkeypatch):
+    """The MLP fits with one intra-op thread (its tiny steps only wait on a second one) and restores the count;
+    the result is bit for bit what a fit with two threads gives (rows as wide as a 1,000-class victim's too)."""
+    import contextlib
+
+    import torch
+
+    from forensics.method import meta
+
+    before = torch.get_num_threads()
+    real, seen = meta._one_thread, []
+
+    @contextlib.contextmanager
+    def spy():
+        with real():
+            seen.append(torch.get_num_threads())
+            yield
+
+    try:
+        for k in (10, 1000):
+            X, y = _separable(300, k=k)
+            Xv, yv = _separable(100, k=k, seed=1)
+            torch.set_num_threads(2)
+            seen.clear()
+            monkeypatch.setattr(meta, "_one_thread", spy)
+            one = MetaClassifier(config=MetaConfig(epochs=30, eval_every=10)).fit(X, y, Xv, yv)
+            assert seen == [1] and torch.get_num_threads() == 2  # one thread inside, the count restored after
+            monkeypatch.setattr(meta, "_one_thread", contextlib.nullcontext)
+            two = MetaClassifier(config=MetaConfig(epochs=30, eval_every=10)).fit(X, y, Xv, yv)
+            for (name, a), b in zip(one.net_.state_dict().items(), two.net_.state_dict().values(), strict=True):
+                assert torch.equal(a, b), (k, name)
+            assert np.array_equal(one.predict_proba(Xv), two.predict_proba(Xv))
+    finally:
+        torch.set_num_threads(before)

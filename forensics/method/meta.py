@@ -2,6 +2,7 @@
 output differences it reads (O = model - poisoned shadow on row-centred logits)."""
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,6 +63,23 @@ def l2_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """One intra-op thread for the MLP's tiny tensors: with two, every one of its thousands of small steps waits on
+    OpenMP's thread hand-off (py-spy / cProfile: 52 s of a reduced demo's 287 s on a busy 2-core machine).  The
+    count is restored after.  Its results do not depend on the count: no operation on tensors this small is split
+    across threads (``tests/test_meta.py`` fits with both and compares bit for bit)."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _MLP(nn.Module):
     def __init__(self, k: int):
         super().__init__()
@@ -89,7 +107,7 @@ class MetaClassifier:
         y = np.asarray(y, np.int64)
         if len(np.unique(y)) != 2:
             raise ConfigError("the meta-classifier needs rows of both classes (stolen and benign)")
-        with RNG_LOCK:
+        with RNG_LOCK, _one_thread():
             return self._fit(X, y, X_val, y_val)
 
     def _fit(self, X, y, X_val, y_val) -> MetaClassifier:
