@@ -301,13 +301,14 @@ def model_card(title: str, card: dict, *, victim_fingerprint: str | None = None)
             return
         st.caption("architecture" + (f" · {card['library']}, {card['format']}" if card.get("library") else ""))
         st.markdown(f"`{card['arch']}`")  # on its own line: long timm names are not broken mid-word
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2 = st.columns(2)
         c1.caption("parameters")
         c1.markdown(f"{card['num_params'] / 1e6:.2f} M")
         own = card.get("pretrained_classes") if title == "foundation" else None  # the checkpoint's own head
         c2.caption("classes", help=f"the checkpoint's own head; the audit gives it a new head of your "
                    f"{card['num_classes']} classes" if own else None)
-        c2.markdown(str(own or card["num_classes"]))
+        c2.markdown(f"{own:,}" if own else str(card["num_classes"]))
+        c3, c4 = st.columns(2)
         acc = card.get("accuracy")
         c3.caption("accuracy", help=f"on the {card['accuracy_on']}" if card.get("accuracy_on") else
                    "measured when the audit runs, for the models that classify your classes (not the foundation, "
