@@ -211,7 +211,7 @@ def case_running(case_id: str) -> str | None:
     job = get_job(entry.get("job")) if entry else None
     if job is None or not job.running:
         return None
-    return f"{'reopening' if job.name == 'reopen' else 'building'}, {job.fraction_done():.0%} done"
+    return f"{'reopening' if job.name == 'reopen' else 'building'}, {min(job.fraction_done(), 0.99):.0%} done"
 
 
 def current_job() -> Job | None:

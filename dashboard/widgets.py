@@ -40,8 +40,16 @@ def done_line(job: Job) -> str:
     """"running, 37 % done, 2 min 10 s left": the one way every view says how far a job is (Job.summary: weighted
     by the stages' expected costs, never going back, the time left at the recent speed)."""
     s = job.summary()
-    left = "" if s.eta is None else f", about {format_seconds(s.eta)} left"
-    return f"running, {s.fraction:.0%} done{left}"
+    return f"running, {shown_share(s.fraction)} done" + ("" if s.eta is None else f", {time_left(s.eta)}")
+
+
+def shown_share(fraction: float) -> str:
+    """A running job's share done as a whole percentage, never "100%" before it has ended."""
+    return f"{min(fraction, 0.99):.0%}"
+
+
+def time_left(eta: float) -> str:
+    return "almost done" if eta < 1.5 else f"about {format_seconds(eta)} left"
 
 
 def job_progress(job: Job, *, expanded: bool = True) -> None:
@@ -54,10 +62,10 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
     title = JOB_TITLES.get(job.name, job.name)
     with st.container(border=True):
         if job.running:
-            left = "estimating the time left" if summary.eta is None else f"about {format_seconds(summary.eta)} left"
-            st.markdown(f"{SPINNER}<b>{title}</b>: running, {summary.fraction:.0%} done · {job.seconds:.0f} s so far "
-                        f"· {left}", unsafe_allow_html=True)
-            st.progress(summary.fraction)
+            left = "estimating the time left" if summary.eta is None else time_left(summary.eta)
+            st.markdown(f"{SPINNER}<b>{title}</b>: running, {shown_share(summary.fraction)} done · {job.seconds:.0f} s "
+                        f"so far · {left}", unsafe_allow_html=True)
+            st.progress(min(summary.fraction, 0.99))
         elif job.status == "done":
             st.markdown(f":green[:material/check_circle:] **{title}**: done in {job.seconds:.0f} s")
         else:
