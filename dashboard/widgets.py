@@ -234,7 +234,7 @@ def _previous_note(job_id: str) -> None:
 
 def md_text(text: str) -> str:
     """``text`` shown literally in Streamlit markdown (names from a record or a file: no links, images, markup)."""
-    return re.sub(r"([\\`*_{}\[\]<>#+!|~$:-])", r"\\\1", str(text))
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$:-])", r"\\\1", str(text))
 
 
 def show_error(e: Exception, names: dict[str, str] | None = None) -> None:
@@ -259,7 +259,7 @@ def sidebar_status() -> None:
             st.write("No victim loaded.")
         else:
             shown = (c.cards.get("victim") or {}).get("source", "")
-            st.write(f"**Victim** `{shown if shown.startswith('uploaded ') else c.spec.victim}`")
+            st.markdown(f"**Victim** {md_text(shown if shown.startswith('uploaded ') else c.spec.victim)}")
             st.write(f"**Suspects** {len(c.suspects)}")
             job = current_job()
             if job is not None and job.running:
@@ -293,7 +293,7 @@ def model_card(title: str, card: dict, *, victim_fingerprint: str | None = None)
     """A model's card: architecture, parameters, classes, accuracy, input size and the full fingerprint; a suspect
     whose weights are the victim's (the same fingerprint) is marked."""
     with st.container(border=True):
-        st.markdown(f"**{html.escape(title)}**")
+        st.markdown(f"**{md_text(title)}**")
         same = bool(victim_fingerprint) and card.get("fingerprint") == victim_fingerprint
         if same:
             st.badge("the victim's own weights (same fingerprint)", icon=":material/content_copy:", color="red")
