@@ -134,10 +134,20 @@ if job is not None and job.status == "failed":
     st.error(f"{what} stopped: {job.error}. Everything finished before the error is kept; fix the input and "
              "start again.", icon=":material/error:")
     job_progress(job)
-elif job is not None and job.status == "done":  # the build's log stays after it ends
+elif job is not None and job.status == "done":  # the build's log stays after it ends, its curves too
     with st.expander(f"Build log: every stage of the last {'reopening' if job.name == 'reopen' else 'build'} "
                      f"({job.seconds:.0f} s)"):
         job_progress(job)
+        curves = job.curves()
+        if curves:
+            fig = pgo.Figure([pgo.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", name=label)
+                              for label, pts in curves.items()])
+            fig.update_layout(title="Running training loss of every model this build trained", xaxis_title="step",
+                              yaxis_title="mean training loss so far [nats]", height=340,
+                              **{**LAYOUT, "margin": dict(t=50)})
+            st.plotly_chart(fig, width="stretch", key="build-curves")
+        else:
+            st.caption("Every model of this build was reused from the artifact store: nothing trained.")
 
 case = current_case()
 if case.audit is None:

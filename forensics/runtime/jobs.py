@@ -92,6 +92,32 @@ class Job:
             arr = arr[np.linspace(0, len(arr) - 1, max_points).round().astype(int)]
         return last, arr
 
+    def curves(self, max_points: int = 300) -> dict[str, Any]:
+        """Every training of the job so far: label -> array of (step, running loss), thinned to ``max_points``
+        (a label trained again is another run, "label (2)"; a training reused from the store has no curve)."""
+        import math
+
+        import numpy as np
+
+        runs: dict[str, list[tuple[int, float]]] = {}
+        current: dict[str, str] = {}  # label -> the name of its run now ("label", then "label (2)", ...)
+        for ev in self.snapshot():
+            if hasattr(ev, "total_steps") and not ev.done and not math.isnan(ev.loss):
+                name = current.setdefault(ev.label, ev.label)
+                if runs.get(name) and ev.step < runs[name][-1][0]:  # the same label trains again: a new run
+                    n = 2
+                    while f"{ev.label} ({n})" in runs:
+                        n += 1
+                    name = current[ev.label] = f"{ev.label} ({n})"
+                runs.setdefault(name, []).append((ev.step, ev.loss))
+        out = {}
+        for label, pts in runs.items():
+            arr = np.asarray(pts, dtype=float)
+            if len(arr) > max_points:
+                arr = arr[np.linspace(0, len(arr) - 1, max_points).round().astype(int)]
+            out[label] = arr
+        return out
+
     def fraction_done(self) -> float:
         return self.summary().fraction
 
