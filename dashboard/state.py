@@ -135,10 +135,8 @@ def start_case_job(fn, *args: Any, name: str = "audit", **kwargs: Any) -> Job:
 def start_build(run: Case, *, then_verdict: bool = False) -> Job:
     """Build the audit ``run`` (a copy of this session's case, with the settings to build) in the background.  With
     ``then_verdict`` the dashboard opens 4 · Verdict when it is done (one click from the demo to its verdict)."""
-    from forensics.cases.casefile import run_case
-
     st.session_state.pop("queries_zip", None)
-    job = start_case_job(run_case, run, get_store())
+    job = start_case_job(casefile.run_case, run, get_store())
     _entry(current_case())["then_verdict"] = job.id if then_verdict else None  # a reload meanwhile keeps it
     return job
 
