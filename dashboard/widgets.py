@@ -209,13 +209,20 @@ def running_note(job: Job, what: str) -> None:
 LIVE_EVERY = 2.0  # seconds between two refreshes of a running job's numbers
 
 
+def live_job(job_id: str) -> Job | None:
+    """For a fragment that redraws a job every :data:`LIVE_EVERY` seconds: the job while it runs; once it has ended,
+    a rerun of the whole app (the entry script applies a build's result, the page draws it); None when it is gone."""
+    job = get_job(job_id)
+    if job is not None and not job.running:
+        st.rerun()
+    return job
+
+
 @st.fragment(run_every=LIVE_EVERY)
 def _running_note(job_id: str, what: str) -> None:
-    job = get_job(job_id)
+    job = live_job(job_id)
     if job is None:
         return
-    if not job.running:
-        st.rerun()  # the whole app: the entry script applies the result and the page draws it
     st.info(f"{JOB_TITLES.get(job.name, 'The audit')}: **{done_line(job)}** ({job.seconds:.0f} s so far). "
             f"{what.capitalize()} appear when it finishes; **2 · Shadow models** shows each stage.",
             icon=":material/hourglass_top:")
@@ -223,11 +230,9 @@ def _running_note(job_id: str, what: str) -> None:
 
 @st.fragment(run_every=LIVE_EVERY)
 def _previous_note(job_id: str) -> None:
-    job = get_job(job_id)
+    job = live_job(job_id)
     if job is None:
         return
-    if not job.running:
-        st.rerun()
     st.caption(f":material/hourglass_top: {JOB_TITLES.get(job.name, 'A build')} is {done_line(job)}: these are "
                "the previous results until it finishes.")
 
@@ -276,11 +281,9 @@ def sidebar_status() -> None:
 
 @st.fragment(run_every=LIVE_EVERY)
 def _sidebar_job(job_id: str) -> None:
-    job = get_job(job_id)
+    job = live_job(job_id)
     if job is None:
         return
-    if not job.running:
-        st.rerun()
     st.write(f"**{JOB_TITLES.get(job.name, 'Audit')}:** {done_line(job)}")
 
 

@@ -54,6 +54,14 @@ if "restore_error" in st.session_state:
                icon=":material/warning:")
 
 
+def model_upload(uploads: contextlib.ExitStack, upload, shown: dict[str, str]) -> str:
+    """The model source of an uploaded weights file or zipped folder, kept in the store only if the block of
+    ``uploads`` ends without an error; ``shown`` learns the user's file name for messages."""
+    stored = uploads.enter_context(upload_kept_if_accepted(get_store(), upload.getvalue(), upload.name, "model"))
+    shown[str(stored)] = upload.name
+    return f"local-dir:{stored}" if stored.is_dir() else str(stored)
+
+
 def start_demo(build: bool) -> None:
     """One click to a verdict: load the demo, start its build, watch it on 2 · Shadow models, end on 4 · Verdict
     (``build`` False: only load it, to change its suspects or settings first)."""
@@ -194,10 +202,7 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
                 if victim_up is not None:
                     if victim.strip():
                         raise ForensicsError("give the victim either as a source or as an upload, not both")
-                    stored = uploads.enter_context(upload_kept_if_accepted(get_store(), victim_up.getvalue(),
-                                                                           victim_up.name, "model"))
-                    victim = f"local-dir:{stored}" if stored.is_dir() else str(stored)
-                    shown[str(stored)] = victim_up.name
+                    victim = model_upload(uploads, victim_up, shown)
                 if not victim.strip() or not foundation.strip():
                     raise ForensicsError("give both the victim and the foundation it was fine-tuned from")
                 data_dir = folder(data_path, data_zip, "private data")
@@ -302,10 +307,7 @@ with tab_model:
                 if model_up is not None:
                     if src.strip():
                         raise ForensicsError("give either a source or an upload, not both")
-                    stored = uploads.enter_context(upload_kept_if_accepted(get_store(), model_up.getvalue(),
-                                                                           model_up.name, "model"))
-                    source = f"local-dir:{stored}" if stored.is_dir() else str(stored)
-                    upload, shown[str(stored)] = model_up.name, model_up.name
+                    source, upload = model_upload(uploads, model_up, shown), model_up.name
                 elif src.strip():
                     source = src.strip()
                 else:

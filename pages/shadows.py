@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard.nav import go, link, routed
 from dashboard.state import current_case, current_job, start_build
-from dashboard.widgets import LIVE_EVERY, job_progress, show_error
+from dashboard.widgets import LIVE_EVERY, job_progress, live_job, show_error
 from forensics.audit.sources import data_classes
 from forensics.cases.case import Case
 from forensics.data.transforms import Trigger
@@ -16,7 +16,6 @@ from forensics.engine.engine import resolve_device
 from forensics.report.figures import loss_order_figure, training_curves_figure
 from forensics.report.gallery import trigger_examples
 from forensics.report.style import LAYOUT
-from forensics.runtime.jobs import get_job
 
 routed()
 st.title("Shadow models")
@@ -50,11 +49,9 @@ st.markdown("Holmes trains two **shadow models**: a *poisoned* copy of your mode
 
 @st.fragment(run_every=LIVE_EVERY)
 def live_progress(job_id: str) -> None:
-    job = get_job(job_id)
+    job = live_job(job_id)
     if job is None:
         return
-    if not job.running:
-        st.rerun()  # the whole app: the entry script applies the result
     job_progress(job, expanded=True)
     curve = job.latest_curve()
     if curve is not None:

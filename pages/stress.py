@@ -8,12 +8,11 @@ import streamlit as st
 
 from dashboard.nav import routed
 from dashboard.state import current_case, get_store, start_stress, stress_job
-from dashboard.widgets import LIVE_EVERY, job_progress, need_audit, show_error
+from dashboard.widgets import LIVE_EVERY, job_progress, live_job, need_audit, show_error
 from forensics.audit.verdict import format_p
 from forensics.demo import is_demo
 from forensics.errors import ConfigError
 from forensics.report.checks import power_summary
-from forensics.runtime.jobs import get_job
 from forensics.zoo.bench import SMALL_ZOO, STRESS_ZOO
 from forensics.zoo.entries import get_zoo_entry, list_zoo_entries, select_zoo_entries
 from forensics.zoo.stress import ROLE_NOTES, load_stress_data, stress_figure, stress_rows, stress_test
@@ -69,12 +68,9 @@ if run and not busy:
 
 @st.fragment(run_every=LIVE_EVERY)
 def live(job_id: str) -> None:
-    j = get_job(job_id)
-    if j is None:
-        return
-    if not j.running:
-        st.rerun()  # the whole page: the results
-    job_progress(j)
+    j = live_job(job_id)
+    if j is not None:
+        job_progress(j)
 
 
 if busy and job is not None:

@@ -12,7 +12,7 @@ from forensics.cases import casefile
 from forensics.cases.compare import settings_rows, suspect_rows
 from forensics.errors import ForensicsError
 from forensics.protocols.registry import get_protocol, list_protocols
-from forensics.report.checks import FAIL, PASS, TODO, WARN, audit_checks
+from forensics.report.checks import FAIL, NOT_MEASURED, PASS, WARN, audit_checks
 from forensics.report.summary import meaning
 from forensics.report.verdict_figures import pvalue_figure
 
@@ -45,11 +45,11 @@ if waiting:
             icon=":material/pending:")
 
 MARKS = {PASS: ":green[:material/check_circle:]", WARN: ":orange[:material/warning:]",
-         FAIL: ":red[:material/cancel:]", TODO: ":gray[:material/radio_button_unchecked:]"}
+         FAIL: ":red[:material/cancel:]", NOT_MEASURED: ":gray[:material/radio_button_unchecked:]"}
 checks = audit_checks(a, protocol, case.power)
 counts = {k: sum(c.status == k for c in checks) for k in MARKS}
-summary = ", ".join(f"{n} {k if k != TODO else 'not measured'}" for k, n in counts.items() if n)
-with st.expander(f"Checks of this audit: {summary}", expanded=counts[WARN] + counts[FAIL] + counts[TODO] > 0):
+summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+with st.expander(f"Checks of this audit: {summary}", expanded=counts[WARN] + counts[FAIL] + counts[NOT_MEASURED] > 0):
     for c in checks:
         st.markdown(f"{MARKS[c.status]} **{c.name}** — {md_text(c.detail)}")
     if case.power is None:

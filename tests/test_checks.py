@@ -8,7 +8,7 @@ import numpy as np
 from forensics.cases.case import Case
 from forensics.cases.casefile import case_from_record, case_record
 from forensics.demo import demo_spec
-from forensics.report.checks import PASS, TODO, WARN, audit_checks, power_summary
+from forensics.report.checks import NOT_MEASURED, PASS, WARN, audit_checks, power_summary
 
 
 def fake_audit(members=300, controls=400, success=0.95, build="q1"):
@@ -30,7 +30,7 @@ def by_name(checks):
 
 def test_without_a_stress_test_the_power_is_not_measured_and_says_where_to_measure_it():
     checks = by_name(audit_checks(fake_audit(), "membership"))
-    assert checks["Detection power for this victim"].status == TODO
+    assert checks["Detection power for this victim"].status == NOT_MEASURED
     assert "6 · Stress test" in checks["Detection power for this victim"].detail
     assert checks["Calibrated test"].status == PASS and checks["Samples compared"].status == PASS
     assert by_name(audit_checks(fake_audit(), "paper"))["Calibrated test"].status == WARN

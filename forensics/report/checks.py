@@ -11,7 +11,7 @@ from typing import Any
 from ..audit.opened import Audit
 from ..protocols.registry import get_protocol
 
-PASS, WARN, FAIL, TODO = "pass", "warn", "fail", "not measured"
+PASS, WARN, FAIL, NOT_MEASURED = "pass", "warn", "fail", "not measured"  # a check's status
 MIN_SAMPLES = 100        # members and controls each: fewer give the membership test little power
 MIN_TRIGGER = 0.5        # the poisoned shadow's attack success below which it did not learn the trigger
 
@@ -37,7 +37,7 @@ def power_summary(rows: Sequence[dict[str, Any]], protocol: str, alpha: float, *
 
 def _power(power: dict[str, Any] | None, audit: Audit) -> list[Check]:
     if not power or not power.get("rows"):
-        return [Check("Detection power for this victim", TODO,
+        return [Check("Detection power for this victim", NOT_MEASURED,
                       "not measured yet: run 6 · Stress test to learn which kinds of theft this audit catches, so that "
                       "a 'no evidence' is read with its power")]
     rows = power["rows"]
