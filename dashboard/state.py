@@ -21,6 +21,7 @@ from forensics.errors import ForensicsError
 from forensics.runtime.jobs import Job, get_job, start_job
 from forensics.runtime.store import ArtifactStore
 
+from .auth import current_user
 from .nav import PARAM, go
 
 log = logging.getLogger("forensics.app")
@@ -59,13 +60,13 @@ def _entry(case: Case) -> dict[str, Any]:
 def current_case() -> Case:
     """This session's case: on a session's first run, the one the address bar names (``?audit=``), else empty."""
     if "case" not in st.session_state:
-        st.session_state.case = Case()
+        st.session_state.case = Case(owner=current_user())
         wanted = st.query_params.get(PARAM)
         if wanted:
             try:
                 _restore(wanted)
             except ForensicsError as e:
-                st.session_state.case = Case()
+                st.session_state.case = Case(owner=current_user())
                 st.session_state.restore_error = str(e)
                 st.query_params.pop(PARAM, None)
     return st.session_state.case
@@ -75,6 +76,9 @@ def _restore(case_id: str) -> None:
     """Make ``case_id`` this session's case: the live one (a running build keeps showing), else from the store."""
     with _LOCK:
         live = _live().get(case_id)
+    if live is not None and live["case"].owner != current_user():  # another user's audit reads as a missing one
+        live = None
+        casefile.load_record(get_store(), case_id, owner=current_user())
     if live is not None:
         job = get_job(live.get("job"))
         gone = live.get("job") is not None and job is None  # its job was dropped: the store has the result
@@ -83,7 +87,7 @@ def _restore(case_id: str) -> None:
             if job is not None and (job.running or live.get("applied") != job.id):  # running, or done unseen
                 st.session_state.job_id = job.id
             return
-    rec = casefile.load_record(get_store(), case_id)
+    rec = casefile.load_record(get_store(), case_id, owner=current_user())
     open_record(rec, case_id=case_id)
 
 
@@ -92,7 +96,7 @@ def open_case(case_id: str) -> None:
     case stays."""
     before = {k: st.session_state.get(k) for k in ("case", "job_id", "job_applied")}
     try:
-        set_case(Case())
+        set_case(Case(owner=current_user()))
         _restore(case_id)
     except ForensicsError:
         for k, v in before.items():
@@ -110,6 +114,7 @@ def open_record(rec: dict[str, Any], *, case_id: str | None = None) -> None:
     case = casefile.case_from_record(rec, case_id=case_id)
     if case_id is None:
         case.id = Case().id  # a record opened from a file is a new case (its original may still be in the list)
+        case.owner = current_user()  # ... and the user's who opened it
     set_case(case)
     if casefile.has_verdicts(rec):
         _entry(case).update(case=case, frozen=True)
@@ -119,6 +124,8 @@ def open_record(rec: dict[str, Any], *, case_id: str | None = None) -> None:
 def set_case(new: Case) -> None:
     """Replace this session's case; nothing of the previous audit (job, query set) carries over.  The previous
     case stays in the store (Recent audits on 1 · Load)."""
+    if new.owner is None:
+        new.owner = current_user()
     st.session_state.case = new
     for key in ("job_id", "queries_zip", "job_applied", "stress_job_id"):
         st.session_state.pop(key, None)
@@ -175,6 +182,8 @@ def remember() -> None:
     case = st.session_state.get("case")
     if case is None or case.spec is None:
         return
+    if case.owner is None:  # a case made on a page (Case(spec=...)) belongs to the signed-in user
+        case.owner = current_user()
     entry = _entry(case)
     if entry["case"] is not case and entry.get("applied") and entry["applied"] != st.session_state.get("job_applied"):
         # another tab on this audit took a newer result: show that one, never save the older one over it

@@ -20,6 +20,7 @@ from forensics.cases.uploads import answers_stored, store_answers
 from forensics.demo import DEMO
 from forensics.demo import assets as demo_assets
 from forensics.errors import ConfigError, ForensicsError
+from forensics.runtime.access import allowed_path
 from forensics.runtime.store import ArtifactStore
 
 log = logging.getLogger("forensics.app")
@@ -152,7 +153,7 @@ def add_many(case: Case, store: ArtifactStore, sources: list[str], *,
         name = default_name(source, (s.name for s in case.suspects))
         try:
             if is_answers_file(source):
-                path = Path(source).expanduser()
+                path = allowed_path(source, "answers file")
                 if not path.is_file():
                     raise ConfigError(f"answers file {source!r} does not exist on this server")
                 add_answers_suspect(case, store, path.read_bytes(), path.name, name=name)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import time
 
 import streamlit as st
@@ -11,6 +10,7 @@ import streamlit as st
 from forensics.errors import ForensicsError
 from forensics.runtime.jobs import Job, get_job
 from forensics.runtime.progress import format_seconds
+from forensics.runtime.safe_text import markdown_text
 
 from .nav import go
 from .state import current_case, current_job, get_store
@@ -237,9 +237,10 @@ def _previous_note(job_id: str) -> None:
                "the previous results until it finishes.")
 
 
-def md_text(text: str) -> str:
-    """``text`` shown literally in Streamlit markdown (names from a record or a file: no links, images, markup)."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$:-])", r"\\\1", str(text))
+def md_text(text: object) -> str:
+    """``text`` shown literally in Streamlit markdown (names from a record or a file: no links, images, markup): the
+    one rule of :func:`forensics.runtime.safe_text.markdown_text`."""
+    return markdown_text(text)
 
 
 def show_error(e: Exception, names: dict[str, str] | None = None) -> None:
@@ -248,6 +249,7 @@ def show_error(e: Exception, names: dict[str, str] | None = None) -> None:
     text = str(e)
     for path, name in sorted((names or {}).items(), key=lambda kv: -len(kv[0])):
         text = text.replace(path, name)
+    text = md_text(text)  # a message quotes names and file names: shown literally
     if isinstance(e, ForensicsError):
         st.error(text, icon=":material/error:")
     else:

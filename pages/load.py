@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import streamlit as st
 
+from dashboard.auth import current_user
 from dashboard.nav import go, routed
 from dashboard.state import (
     case_running,
@@ -30,6 +30,7 @@ from forensics.demo import is_demo
 from forensics.errors import ForensicsError
 from forensics.report.record import read_record
 from forensics.runtime import settings
+from forensics.runtime.access import allowed_path
 
 env = settings.current()
 MAX_ZIP_MB = MAX_ANSWERS_MB = env.max_upload_mb
@@ -101,7 +102,7 @@ with st.container(border=True):
             st.session_state.pop("confirm_demo", None)
             st.rerun()
 
-recent = casefile.recent_cases(get_store(), 8)
+recent = casefile.recent_cases(get_store(), 8, owner=current_user())
 with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits", expanded=case.spec is None
                  and bool(recent)):
     if not recent:
@@ -123,7 +124,7 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
                     show_error(e)
             if c5.button("Forget", key=f"forget-{r.id}", type="tertiary", disabled=bool(running),
                          help="remove it from this list (its models stay in the artifact store)"):
-                casefile.forget_case(get_store(), r.id)
+                casefile.forget_case(get_store(), r.id, owner=current_user())
                 st.rerun()
     st.markdown("**Reopen an audit from its record** — an `audit.json` downloaded on **5 · Report** or written by "
                 "the CLI's `--json`. "
@@ -138,7 +139,7 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
             if rec_up is not None:
                 rec = read_record(rec_up.getvalue(), rec_up.name)
             else:
-                path = Path(rec_path.strip()).expanduser()
+                path = allowed_path(rec_path.strip(), "audit record")
                 if not path.is_file():
                     raise ForensicsError(f"{rec_path.strip()!r} is not a file on this server; give the path of an "
                                          "audit.json, or upload it")

@@ -16,6 +16,7 @@ from forensics.engine.engine import resolve_device
 from forensics.report.figures import loss_order_figure, training_curves_figure
 from forensics.report.gallery import trigger_examples
 from forensics.report.style import LAYOUT
+from forensics.runtime.safe_text import plot_text
 
 routed()
 st.title("Shadow models")
@@ -57,7 +58,7 @@ def live_progress(job_id: str) -> None:
     if curve is not None:
         label, pts = curve
         fig = pgo.Figure(pgo.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", line=dict(color="#1f4e79")))
-        fig.update_layout(title=f"Running training loss: {label}", xaxis_title="step",
+        fig.update_layout(title=f"Running training loss: {plot_text(label)}", xaxis_title="step",
                           yaxis_title="mean training loss so far [nats]", height=280,
                           **{**LAYOUT, "margin": dict(t=50)})
         st.plotly_chart(fig, width="stretch", key="live-loss")
@@ -137,14 +138,15 @@ elif job is not None and job.status == "done":  # the build's log stays after it
         job_progress(job)
         curves = job.curves()
         if curves:
-            fig = pgo.Figure([pgo.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", name=label)
+            fig = pgo.Figure([pgo.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", name=plot_text(label))
                               for label, pts in curves.items()])
             fig.update_layout(title="Running training loss of every model this build trained", xaxis_title="step",
                               yaxis_title="mean training loss so far [nats]", height=340,
                               **{**LAYOUT, "margin": dict(t=50)})
             st.plotly_chart(fig, width="stretch", key="build-curves")
         else:
-            st.caption("Every model of this build was reused from the artifact store: nothing trained.")
+            st.caption("No model trained in this build: each was reused from the artifact store (or, for the "
+                       "demo's victim and suspects, came trained with the package).")
 
 case = current_case()
 if case.audit is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard.auth import current_user
 from dashboard.nav import link, routed
 from dashboard.state import current_case, get_store
 from dashboard.widgets import md_text, need_audit, show_error
@@ -127,14 +128,14 @@ Audit settings: protocol `{protocol}`, seed {a.config.seed}, {len(design.member_
         st.markdown(f"**What this protocol means.** {meaning(protocol, alpha)} No evidence is not a proof of "
                     f"innocence. Audit settings: protocol `{protocol}`, seed {a.config.seed}.")
 with st.expander("Compare with another audit (settings, verdicts, p-values)"):
-    others = [r for r in casefile.recent_cases(get_store(), 30) if r.id != case.id and r.verdicts]
+    others = [r for r in casefile.recent_cases(get_store(), 30, owner=current_user()) if r.id != case.id and r.verdicts]
     if not others:
         st.caption("No other audit with verdicts in this artifact store yet (a re-run with other settings is one).")
     else:
         other = st.selectbox("Audit B (A is this one)", others, format_func=lambda r: f"{r.title} · audit {r.id} · "
                              f"{r.status} · saved {r.updated.replace('T', ' ')[:16]}")
         try:
-            mine, theirs = casefile.case_record(case), casefile.load_record(get_store(), other.id)
+            mine, theirs = casefile.case_record(case), casefile.load_record(get_store(), other.id, owner=current_user())
             diff = settings_rows(mine, theirs)
             st.markdown("**Settings that differ**" if diff else "**Same settings** (victim, data and configuration)")
             if diff:

@@ -89,3 +89,11 @@ def hf_trained(engine, start: Path, data: ImageSet, train: TrainConfig, out: Pat
     engine.train(m, data, data.labels, train)
     save_model(m, out)
     return out
+
+
+def shown(element) -> str:
+    """What a user reads of an AppTest markdown element (an error, info, caption...): its markdown source without the
+    backslash escapes that keep names literal (forensics.runtime.safe_text.markdown_text)."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", str(element.value))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import shown
 from streamlit.testing.v1 import AppTest
 
 from forensics.runtime.jobs import get_job
@@ -68,7 +69,7 @@ def load_demo(at: AppTest) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    return " ".join(str(m.value) for m in [*at.markdown, *at.info, *at.error, *at.warning, *at.caption])
+    return " ".join(shown(m) for m in [*at.markdown, *at.info, *at.error, *at.warning, *at.caption])
 
 
 def test_every_page_has_a_helpful_empty_state(env):
@@ -131,7 +132,7 @@ def test_demo_walkthrough_every_page(env):
     next(t for t in at.text_input if t.label == "Suspect model").set_value("demo:innocent")
     next(t for t in at.text_input if t.label == "Name (optional)").set_value("late innocent")
     button(at, "Check and add suspect").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.exception and not at.error, [shown(e) for e in at.error]
     assert len(case.verdicts) == 6 and at.session_state["case"].audit is not None
     assert any("not verified yet" in m.value for m in at.markdown)
     at.switch_page("pages/verdict.py").run()
@@ -199,7 +200,7 @@ def test_unknown_hub_id_offline_is_a_clear_error_and_keeps_inputs(env, offline_h
             t.set_value(str(tmp_path / "held"))
     button(at, "Load victim and data").click().run()
     assert not at.exception
-    assert any("HF_HUB_OFFLINE" in e.value for e in at.error)
+    assert any("HF_HUB_OFFLINE" in shown(e) for e in at.error)
     assert [t.value for t in at.text_input if t.label == "Victim model"] == ["hf-hub:nobody/does-not-exist"]
 
 
@@ -215,7 +216,7 @@ def test_zip_with_parent_paths_is_refused(env, tmp_path):
     at.file_uploader(key="data_zip").upload("data.zip", buf.getvalue(), "application/zip")
     button(at, "Load victim and data").click().run()
     assert not at.exception
-    assert any("unsafe path" in e.value for e in at.error)
+    assert any("unsafe path" in shown(e) for e in at.error)
     assert not (Path(env).parent / "evil.txt").exists()
 
 
@@ -230,7 +231,7 @@ def test_bad_answers_and_bad_suspects_get_clear_messages(env, monkeypatch, tiny_
         at.file_uploader(key="answers_upload").set_value((name, content, "application/octet-stream")).run()
         button(at, "Add these answers").click().run()
         assert not at.exception
-        return [e.value for e in at.error]
+        return [shown(e) for e in at.error]
 
     buf = io.BytesIO()
     np.save(buf, np.zeros((n_q, 7), np.float32))       # wrong number of classes
@@ -250,7 +251,7 @@ def test_bad_answers_and_bad_suspects_get_clear_messages(env, monkeypatch, tiny_
             t.set_value(f"local-dir:{three}")
     button(at, "Check and add suspect").click().run()
     assert not at.exception
-    assert any("3 classes but 10 were expected" in e.value for e in at.error)
+    assert any("3 classes but 10 were expected" in shown(e) for e in at.error)
     # good answers are accepted and verified
     audit = at.session_state["case"].audit
     logits = audit.engine.logits(audit.victim, audit.queries.images)
@@ -345,7 +346,7 @@ def test_an_audit_survives_a_reload_a_restart_and_reopens_from_its_record(env, t
     junk.write_text('{"hello": 1}')
     next(t for t in other.text_input if t.key == "record_path").set_value(str(junk)).run()
     button(other, "Reopen this record").click().run()
-    assert any("notes.json is not a Holmes forensics audit record" in e.value for e in other.error)
+    assert any("notes.json is not a Holmes forensics audit record" in shown(e) for e in other.error)
     assert other.session_state["case"] is reopened
 
     # a second "Load the demo" asks first; the old audit stays in Recent audits
@@ -402,7 +403,7 @@ def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, s
         at.file_uploader(key="answers_upload").set_value((name, content, "application/octet-stream")).run()
         button(at, "Add these answers").click().run()
         assert not at.exception
-        return [e.value for e in at.error]
+        return [shown(e) for e in at.error]
 
     # before the audit has run: the format and the class count are checked, and the page says so
     assert any("Until then, answers are checked for their format and class count only" in c.value
@@ -428,7 +429,7 @@ def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, s
             z.write(f, f"suspect-folder/{f.name}")
     at.file_uploader(key="model_upload").set_value(("suspect.zip", buf.getvalue(), "application/zip"))
     button(at, "Check and add suspect").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.exception and not at.error, [shown(e) for e in at.error]
     added = at.session_state["case"].suspects[-1]
     assert added.name == "suspect.zip" and added.shown_source == "uploaded suspect.zip"
     assert added.source.startswith("local-dir:") and Path(added.source[len("local-dir:"):], "config.json").is_file()
@@ -442,7 +443,7 @@ def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, s
     at.file_uploader(key="model_upload").set_value(("my-suspect.safetensors", weights.read_bytes(),
                                                      "application/octet-stream"))
     button(at, "Check and add suspect").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.exception and not at.error, [shown(e) for e in at.error]
     assert at.session_state["case"].suspects[-1].shown_source == "uploaded my-suspect.safetensors"
     assert at.session_state["case"].cards["my-suspect.safetensors"]["source"] == "uploaded my-suspect.safetensors"
     # a zip with no model in it: a clear error naming the file, no folder left in the store
@@ -451,14 +452,14 @@ def test_uploads_are_checked_at_once_and_leave_nothing_behind(env, tiny_model, s
         z.writestr("readme.txt", "no model here")
     at.file_uploader(key="model_upload").set_value(("empty.zip", buf.getvalue(), "application/zip"))
     button(at, "Check and add suspect").click().run()
-    assert any("'empty.zip' holds no config.json" in e.value for e in at.error)
+    assert any("'empty.zip' holds no config.json" in shown(e) for e in at.error)
     assert len([p for p in (uploads / "model").iterdir() if p.is_dir()]) == 1
     # a text file named like weights: refused, and not kept in the store either
     kept = sorted(p.name for p in (uploads / "model").iterdir())
     at.file_uploader(key="model_upload").set_value(("stolen.safetensors", b"not weights at all\n",
                                                      "application/octet-stream"))
     button(at, "Check and add suspect").click().run()
-    assert any("stolen.safetensors" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("stolen.safetensors" in shown(e) for e in at.error), [shown(e) for e in at.error]
     assert sorted(p.name for p in (uploads / "model").iterdir()) == kept
 
 
@@ -480,7 +481,7 @@ def test_held_out_data_that_repeats_the_private_data_is_refused_at_load(env, tmp
             t.set_value(str(data))
     button(at, "Load victim and data").click().run()
     assert not at.exception
-    assert any("shares 6 of its images with the private data" in e.value for e in at.error)
+    assert any("shares 6 of its images with the private data" in shown(e) for e in at.error)
     assert not any("Loaded" in s.value for s in at.success)
 
 
@@ -509,6 +510,6 @@ def test_a_mistyped_foundation_is_refused_at_load_and_saves_no_audit(env, tmp_pa
             t.set_value(str(tmp_path / "heldout"))
     button(at, "Load victim and data").click().run()
     assert not at.exception
-    assert any("no-such-foundation" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("no-such-foundation" in shown(e) for e in at.error), [shown(e) for e in at.error]
     assert at.session_state["case"].spec is None
     assert {r.id for r in casefile.recent_cases(casefile.ArtifactStore(env), 50)} == before

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import shown
 from streamlit.testing.v1 import AppTest
 
 from dashboard.suspects import default_name, read_list
@@ -117,10 +118,10 @@ demo:direct_copy
     assert names[6:] == ["thief-a", "thief-b", "api.npy"]
     assert case.suspects[6].source == f"local-dir:{thief_a}" and case.suspects[8].answers
     assert case.cards["thief-a"]["num_classes"] == 10  # checked as a suspect added alone: it has its card
-    report = " ".join(m.value for m in [*at.success, *at.error, *at.info])
+    report = " ".join(shown(m) for m in [*at.success, *at.error, *at.info])
     assert "3 of 7 lines added" in report and "**thief-a**, **thief-b**, **api.npy**" in report
     # each refused line with its reason; the line already in the list is not added again
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(shown(e) for e in at.error)
     assert "3 refused" in errors
     assert f"`local-dir:{three}` — " in errors and "3 classes but 10 were expected" in errors
     assert "`not a model at all` — cannot tell what model source" in errors
@@ -146,13 +147,13 @@ demo:direct_copy
 def test_an_uploaded_list_and_an_empty_box(demo_app, tiny_model, save_hf):
     at = demo_app
     next(b for b in at.button if b.label == "Check and add these suspects").click().run()
-    assert any("type one suspect source per line, or upload a .txt list" in e.value for e in at.error)
+    assert any("type one suspect source per line, or upload a .txt list" in shown(e) for e in at.error)
     assert len(at.session_state["case"].suspects) == 6
     folder = save_hf(tiny_model(num_classes=10), "listed")
     at.file_uploader(key="many_upload_0").upload(
         "suspects.txt", f"# from a file\nlocal-dir:{folder}\n\nlocal-dir:{folder}\n".encode(), "text/plain")
     next(b for b in at.button if b.label == "Check and add these suspects").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.exception and not at.error, [shown(e) for e in at.error]
     assert [s.name for s in at.session_state["case"].suspects][6:] == ["listed"]
     assert "1 of 1 lines added" in " ".join(s.value for s in at.success)
     next(b for b in at.button if b.label == "Dismiss this report").click().run()
@@ -177,7 +178,7 @@ def test_one_suspect_alone_goes_through_the_same_checks(demo_app, tiny_model, sa
                 t.set_value(name)
         next(b for b in at.button if b.label == "Check and add suspect").click().run()
         assert not at.exception
-        return [e.value for e in at.error]
+        return [shown(e) for e in at.error]
 
     assert add_one(f"local-dir:{folder}", "my suspect") == []
     case = at.session_state["case"]

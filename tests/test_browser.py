@@ -40,10 +40,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(store_root):
-    """`streamlit run app.py` on a free port over ``store_root``; yields its address."""
+def streamlit_server(store_root, **more_env: str):
+    """`streamlit run app.py` on a free port over ``store_root`` (``more_env``: more settings); yields its address."""
     port = free_port()
-    env = dict(os.environ, FORENSICS_DEMO_QUICK="1", FORENSICS_STORE=str(store_root))
+    env = dict(os.environ, FORENSICS_DEMO_QUICK="1", FORENSICS_STORE=str(store_root), **more_env)
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
@@ -325,3 +325,44 @@ def test_bad_inputs_are_refused_at_load_and_leave_nothing_behind(server, browser
     assert (sorted(p.name for p in models.iterdir()) if models.is_dir() else []) == before  # nothing kept
     shot(pg, "11-load-refuses-a-text-file-as-weights.png")
     pg.close()
+
+
+def test_a_shared_server_asks_to_sign_in_and_refuses_a_path_outside_its_data_root(tmp_path, browser):
+    """Issue 19: in shared mode (a users file and a data root) the browser shows only a sign-in form until the user
+    signs in, and the Load page refuses a server path outside the data root with a message that names the path and
+    quotes nothing of the file."""
+    from forensics.runtime.access import add_user
+
+    add_user(tmp_path / "users", "alice", "correct horse battery staple")
+    (tmp_path / "data").mkdir()
+    with streamlit_server(tmp_path / "store", FORENSICS_USERS_FILE=str(tmp_path / "users"),
+                          FORENSICS_DATA_ROOT=str(tmp_path / "data")) as url:
+        pg = browser.new_page(viewport={"width": 1440, "height": 1200})
+        try:
+            pg.goto(url)
+            pg.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+            assert pg.get_by_role("button", name="Load the demo").count() == 0
+            side = pg.get_by_test_id("stSidebar")
+            assert side.count() == 0 or "Verdict" not in side.inner_text()  # no menu before signing in
+            pg.get_by_label("Name").fill("alice")
+            pg.get_by_label("Password", exact=True).fill("not the password")
+            pg.get_by_role("button", name="Sign in").click()
+            pg.get_by_text("Wrong name or password.").wait_for(timeout=30_000)
+            pg.screenshot(path=str(SHOTS / "shared-sign-in.png"))
+            pg.get_by_label("Password", exact=True).fill("correct horse battery staple")
+            pg.get_by_role("button", name="Sign in").click()
+            pg.get_by_role("button", name="Load the demo").wait_for(timeout=60_000)
+            assert "Signed in as alice" in pg.get_by_test_id("stSidebar").inner_text()
+            pg.get_by_text("Recent audits", exact=True).click()  # the reopen form sits in that expander
+            field = pg.locator("input[aria-label='…or its path on this server']")
+            field.fill("/etc/passwd")
+            field.press("Enter")
+            pg.get_by_role("button", name="Reopen this record").click()
+            error = pg.get_by_text("outside the folder this server may read")
+            error.wait_for(timeout=30_000)
+            text = main_text(pg)
+            assert "/etc/passwd" in text and "root:x:0:0" not in text
+            no_exception(pg)
+            pg.screenshot(path=str(SHOTS / "shared-refused.png"))
+        finally:
+            pg.close()

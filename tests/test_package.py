@@ -144,7 +144,8 @@ FORMER_API = {
     "run_demo", "DemoResult", "list_protocols", "Protocol", "list_attacks", "Attack", "ForensicsError", "ConfigError",
     "ModelSourceError", "UnsafeCheckpointError", "CorruptWeightsError", "ClassCountMismatchError",
     "HubModelNotFoundError", "DataSourceError", "DatasetTooSmallError", "LogitsFileError", "ArtifactError"}
-FORMER_COMMANDS = ["demo", "audit", "export-queries", "verify", "bench", "stress", "scan", "reverify", "digest"]
+FORMER_COMMANDS = ["demo", "audit", "export-queries", "verify", "bench", "stress", "scan", "reverify", "digest",
+                   "add-user"]
 
 
 def test_public_api():

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from forensics.audit.build import audit_plan
+from forensics.audit.build import audit_plan, audit_stage_plan
 from forensics.audit.config import AuditConfig
 from forensics.audit.sources import victim_title
 from forensics.audit.spec import AuditSpec
@@ -119,8 +119,18 @@ def test_victim_title_differs_for_the_demo():
     for victim in ("hf-hub:acme/vit-small@v1", "local-dir:/models/victim", "/models/victim.safetensors"):
         assert victim_title(AuditSpec(victim, SOURCES["foundation"], SOURCES["data"])) == (
             "Loading the victim and its foundation")
-    assert dict(audit_plan(demo_spec(0)))["victim"] == demo
+    assert dict(audit_plan(demo_spec(0, quick=True)))["victim"] == demo
     assert dict(audit_plan(AuditSpec(**SOURCES)))["victim"] != demo
+    # the full demo's victim comes with the package (forensics.demo.shipped), unless shipping is off
+    assert victim_title(demo_spec(0)) == "Loading the demo victim (its weights come with the package)"
+    assert audit_stage_plan(demo_spec(0)).costs["victim"] < 1 < audit_stage_plan(demo_spec(0, quick=True)).costs[
+        "victim"]
+
+
+def test_the_demo_trains_its_victim_when_shipping_is_off(monkeypatch):
+    monkeypatch.setenv("FORENSICS_DEMO_SHIPPED", "0")
+    assert victim_title(demo_spec(0)) == "Training the demo victim (first run only)"
+    assert audit_stage_plan(demo_spec(0)).costs["victim"] == demo_spec(0).config.train.epochs
 
 
 def test_read_record_reads_a_record():

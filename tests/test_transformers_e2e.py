@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import hf_trained, hf_vit_foundation
+from helpers import hf_trained, hf_vit_foundation, shown
 
 # AppTest runs app.py on every rerun, as the server does (conftest.navigation_like_the_server)
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("navigation_like_the_server")]
@@ -81,12 +81,12 @@ def test_the_dashboard_audits_a_transformers_victim_on_a_dataset(hf_case, tmp_pa
         if t.label in values:
             t.set_value(values[t.label])
     next(b for b in at.button if b.label == "Load victim and data").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.exception and not at.error, [shown(e) for e in at.error]
     for t in at.text_input:
         if t.label == "Suspect model":
             t.set_value(f"local-dir:{c['innocent']}")
     next(b for b in at.button if b.label == "Check and add suspect").click().run()
-    assert not at.error, [e.value for e in at.error]
+    assert not at.error, [shown(e) for e in at.error]
     case = at.session_state["case"]
     assert case.cards["victim"]["library"] == "transformers" and len(case.suspects) == 1
     at.switch_page("pages/shadows.py").run()

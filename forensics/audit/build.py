@@ -33,7 +33,7 @@ from ..runtime.progress import Progress, StagePlan, emit
 from ..runtime.store import ArtifactStore
 from .config import AuditConfig
 from .opened import Audit
-from .sources import load_data, open_models, victim_title
+from .sources import load_data, makes_training, open_models, victim_title
 from .spec import AuditSpec
 from .verify import lineage_of
 
@@ -83,7 +83,7 @@ def audit_stage_plan(spec: AuditSpec, more: Sequence[tuple[str, str]] = (), more
     cfg = spec.config
     epochs = cfg.train.epochs
     refs = 2 * cfg.reference_pairs if cfg.reference_pairs else 1
-    trains_victim = victim_title(spec) != "Loading the victim and its foundation"
+    trains_victim = makes_training(spec.victim, spec)
     costs = {"data": 0.05, "victim": float(epochs) if trains_victim else 0.1, "loss_order": PASS,
              "poisoned_shadow": float(cfg.poison_train.epochs), "benign_shadow": epochs * (1.0 - cfg.lam),
              "reference_shadow": refs * epochs * 0.5, "meta_classifier": 2 * PASS,

@@ -36,6 +36,7 @@ from ..models import (
     load_local_dir,
     load_weights_file,
 )
+from ..runtime.access import allowed_path
 from ..runtime.progress import Progress
 from .spec import AuditSpec
 from .verdict import Kind
@@ -109,9 +110,13 @@ class SourceScheme:
         """The architecture of a victim the scheme makes (to load weights-file suspects of it)."""
         return None
 
-    def victim_title(self, target: str) -> str | None:
+    def victim_title(self, target: str, spec: AuditSpec) -> str | None:
         """What the audit's "victim" stage does for this victim, when it is more than loading it."""
         return None
+
+    def trains(self, target: str, spec: AuditSpec) -> bool:
+        """Whether making this victim or suspect trains a model on this machine (a progress plan's cost)."""
+        return False
 
     def evaluation_data(self, spec: AuditSpec) -> tuple[ImageSet, str] | None:
         """Labelled images for the model cards' accuracy, when the scheme has its own (else the held-out data)."""
@@ -168,7 +173,7 @@ class LocalDirScheme(SourceScheme):
     prefix, kind = LOCAL_DIR, "local-dir"
 
     def parse(self, rest: str, revision: str | None) -> ModelSource:
-        return ModelSource(self.kind, str(Path(rest).expanduser()))
+        return ModelSource(self.kind, str(allowed_path(rest, "model folder")))
 
     def model(self, src: ModelSource, *, arch: str | None, num_classes: int | None, input_size: int | None,
               seed: int) -> LoadedModel:
@@ -188,7 +193,7 @@ def parse_model_source(text: str, revision: str | None = None) -> ModelSource:
     scheme = _scheme_of(text)
     if scheme is not None:
         return replace(scheme.parse(text[len(scheme.prefix):], revision), given=text)
-    path = Path(text).expanduser()
+    path = allowed_path(text, "model source")  # on a shared server: only under its data root
     if path.is_dir():
         return ModelSource("local-dir", str(path), given=text)
     if path.suffix in WEIGHT_SUFFIXES:
@@ -340,4 +345,11 @@ def evaluation_data(spec: AuditSpec, heldout: ImageSet | None) -> tuple[ImageSet
 def victim_title(spec: AuditSpec) -> str:
     """What the audit's "victim" stage does, in a progress view's words."""
     scheme, target = _victim_scheme(spec)
-    return (scheme.victim_title(target) if scheme else None) or "Loading the victim and its foundation"
+    return (scheme.victim_title(target, spec) if scheme else None) or "Loading the victim and its foundation"
+
+
+def makes_training(source: str, spec: AuditSpec) -> bool:
+    """Whether making ``source`` (a victim or suspect its scheme makes, the demo's) trains a model on this machine:
+    what a progress plan weighs its stage by."""
+    scheme = _scheme_of(source.strip()) if isinstance(source, str) else None
+    return scheme is not None and scheme.trains(source.strip()[len(scheme.prefix):], spec)

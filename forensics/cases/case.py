@@ -17,7 +17,7 @@ from typing import Any
 from ..audit.answers import answers_reading, read_outputs
 from ..audit.build import PASS, audit_stage_plan, open_audit
 from ..audit.opened import Audit
-from ..audit.sources import evaluation_data
+from ..audit.sources import evaluation_data, makes_training
 from ..audit.spec import AuditSpec
 from ..audit.verdict import Kind, Verdict
 from ..demo import assets as demo_assets
@@ -75,6 +75,8 @@ class Case:
     ran_at: str | None = None   # when the verdicts were computed (ISO 8601); the record's "created"
     # the stress test's detection power for this audit (forensics.report.checks.power_summary), once it has run
     power: dict[str, Any] | None = None
+    # who created it on a shared dashboard (forensics.runtime.access); None on your own machine
+    owner: str | None = None
 
     @classmethod
     def demo(cls, seed: int = 0, *, quick: bool = False) -> Case:
@@ -179,14 +181,14 @@ class Case:
         first run)."""
         if s.answers:
             return 0.05
-        return 2 * PASS + (spec.config.train.epochs if s.source.startswith("demo:") else 0.0)
+        return 2 * PASS + (spec.config.train.epochs if makes_training(s.source, spec) else 0.0)
 
     @staticmethod
     def _suspect_title(s: Suspect) -> str:
         if s.answers:
             return f"Suspect {s.name}: reading its answers"
         if s.source.startswith("demo:"):
-            return f"Suspect {s.name}: making the demo's suspect (first run only), then verifying it"
+            return f"Suspect {s.name}: making the demo's suspect (or reading it), then verifying it"
         return f"Suspect {s.name}: loading and verifying it"
 
     def queries_zip(self) -> bytes:

@@ -18,8 +18,9 @@ from typing import Any
 from ..audit.build import audit_stage_plan, open_audit
 from ..audit.spec import AuditSpec
 from ..audit.verdict import Verdict, headline
-from ..errors import ConfigError
+from ..errors import ConfigError, ForensicsError
 from ..report.record import RECORD_FORMAT, build_report, now_iso, read_record
+from ..runtime.access import NAME
 from ..runtime.progress import Progress, emit
 from ..runtime.store import ArtifactStore, write_json
 from .case import Case, Suspect
@@ -80,6 +81,7 @@ def case_record(case: Case) -> dict[str, Any]:
         "cards": case.cards,
         "errors": dict(case.errors),
         "power": case.power,
+        "owner": case.owner,
     })
     return rec
 
@@ -99,19 +101,25 @@ def run_case(case: Case, store: ArtifactStore, progress: Progress | None = None)
     return case
 
 
-def load_record(store: ArtifactStore, case_id: str) -> dict[str, Any]:
+def load_record(store: ArtifactStore, case_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    """The saved case ``case_id``; ``owner``: on a shared dashboard, only a case that user created (another user's
+    reads exactly as a missing one, so that ids cannot be probed)."""
     path = case_path(store, case_id)
+    missing = ConfigError(f"no audit {case_id} in the artifact store {store.root}; it may have been deleted, or the "
+                          "dashboard uses another store (FORENSICS_STORE). Reopen it from its audit.json instead")
     try:
         data = path.read_bytes()
     except OSError:
-        raise ConfigError(f"no audit {case_id} in the artifact store {store.root}; it may have been deleted, or the "
-                          "dashboard uses another store (FORENSICS_STORE). Reopen it from its audit.json "
-                          "instead") from None
-    return read_record(data, path.name)
+        raise missing from None
+    rec = read_record(data, path.name)
+    if owner is not None and rec.get("owner") != owner:
+        raise missing
+    return rec
 
 
-def recent_cases(store: ArtifactStore, n: int = 10) -> list[CaseSummary]:
-    """The ``n`` most recently saved cases, newest first (unreadable files are skipped)."""
+def recent_cases(store: ArtifactStore, n: int = 10, *, owner: str | None = None) -> list[CaseSummary]:
+    """The ``n`` most recently saved cases, newest first (unreadable files are skipped); ``owner``: on a shared
+    dashboard, only that user's."""
     folder = store.root / CASES
     if not folder.is_dir():
         return []
@@ -128,6 +136,8 @@ def recent_cases(store: ArtifactStore, n: int = 10) -> list[CaseSummary]:
             spec = rec["spec"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        if owner is not None and rec.get("owner") != owner:
+            continue
         info = rec.get("case") or {}
         judged = [s for s in rec.get("suspects", []) if "p_value" in s]
         title = info.get("case_name") or ("Offline demo" if str(spec.get("victim", "")).startswith("demo:")
@@ -140,10 +150,15 @@ def recent_cases(store: ArtifactStore, n: int = 10) -> list[CaseSummary]:
     return out
 
 
-def forget_case(store: ArtifactStore, case_id: str) -> bool:
+def forget_case(store: ArtifactStore, case_id: str, *, owner: str | None = None) -> bool:
     """Remove the saved case ``case_id`` from the store's list of audits (its models and shadows stay in the store,
-    shared with other audits); False when there was none."""
+    shared with other audits); False when there was none (or, with ``owner``, none of that user's)."""
     path = case_path(store, case_id)
+    if owner is not None:
+        try:
+            load_record(store, case_id, owner=owner)
+        except ForensicsError:
+            return False
     try:
         path.unlink()
     except FileNotFoundError:
@@ -176,6 +191,8 @@ def case_from_record(rec: dict[str, Any], *, case_id: str | None = None) -> Case
     if has_verdicts(rec):
         case.ran_at = rec.get("created")
     case.power = _power(rec.get("power"))
+    owner = rec.get("owner")
+    case.owner = owner if isinstance(owner, str) and NAME.match(owner) else None
     return case
 
 

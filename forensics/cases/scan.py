@@ -20,6 +20,7 @@ from typing import Any
 
 from ..audit.opened import Audit
 from ..errors import ConfigError, ForensicsError
+from ..runtime.access import allowed_path
 
 
 @dataclass
@@ -59,7 +60,7 @@ def parse_suspect_lines(text: str, name: str = "the suspect list") -> list[str]:
 
 def read_suspect_list(path: str | Path) -> list[str]:
     """Suspect sources from a text file, one per line (the rules of :func:`parse_suspect_lines`)."""
-    p = Path(path)
+    p = allowed_path(path, "list of suspects")
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:

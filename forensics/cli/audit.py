@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runtime.safe_text import terminal_text
 from .common import (
     ConsoleProgress,
     open_from_args,
@@ -63,7 +64,7 @@ def cmd_audit(args) -> int:
                                  query_set=query_set))
     case.run(store, ConsoleProgress(args.quiet))
     for name, err in case.errors.items():
-        print(f"error: suspect {name}: {err}", file=sys.stderr)
+        print(f"error: suspect {terminal_text(name)}: {terminal_text(err, lines=True)}", file=sys.stderr)
     a = case.opened
     s = a.summary()
     print(f"\nvictim {s['victim']['source']} ({s['victim']['arch']}, {s['victim']['fingerprint'][:12]}); "
@@ -105,12 +106,13 @@ def cmd_reverify(args) -> int:
     for r in recorded:
         v = case.verdicts.get(r["name"])
         if v is None:
-            print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {'failed':>13s}  NO ({case.errors.get(r['name'])})")
+            print(f"{terminal_text(r['name'])[:32]:32s} {r['p_value']:12.4e} {'failed':>13s}  NO "
+                  f"({terminal_text(case.errors.get(r['name']))})")
             same = False
             continue
         ok = v.p_value == r["p_value"] or abs(v.p_value - r["p_value"]) <= 1e-9 * max(abs(r["p_value"]), 1e-300)
         same &= ok
-        print(f"{r['name'][:32]:32s} {r['p_value']:12.4e} {v.p_value:13.4e}  {'yes' if ok else 'NO'}")
+        print(f"{terminal_text(r['name'])[:32]:32s} {r['p_value']:12.4e} {v.p_value:13.4e}  {'yes' if ok else 'NO'}")
     if case.opened.victim.fingerprint != rec["audit"]["victim"]["fingerprint"]:
         print("the victim's fingerprint differs from the record: the victim model changed")
         same = False

@@ -16,6 +16,7 @@ from ..demo.assets import demo_spec
 from ..errors import ConfigError
 from ..protocols.registry import DEFAULT_PROTOCOL, protocol_names
 from ..report.record import read_record
+from ..runtime.safe_text import terminal_text
 
 log = logging.getLogger("forensics")
 
@@ -42,7 +43,9 @@ class ConsoleProgress:
         if isinstance(event, TrainProgress):
             bar = self.bars.get(event.label)
             if event.done and bar is None:
-                print(f"  [{event.label}] reused from the artifact store", file=sys.stderr)
+                print(f"  [{event.label}] " + ("shipped with the package (trained where it was made): loss "
+                                              f"{event.loss:.3f}, accuracy {event.accuracy:.3f}" if event.shipped
+                                              else "reused from the artifact store"), file=sys.stderr)
                 return
             if bar is None:
                 bar = self.bars[event.label] = tqdm(total=event.total_steps, desc=f"  {event.label}", leave=False,
@@ -67,7 +70,8 @@ def print_table(rows: list[dict[str, Any]], alpha: float) -> None:
     print("-" * len(head))
     for r in rows:
         dp = "-" if r.get("delta_p") is None else f"{r['delta_p']:+.3f}"
-        line = (f"{r['name'][:32]:32s} {r.get('kind') or '?'!s:9s} {format_p(r['p_value']):>9s} {dp:>7s}  "
+        name, kind = terminal_text(r["name"])[:32], terminal_text(r.get("kind") or "?")[:9]
+        line = (f"{name:32s} {kind:9s} {format_p(r['p_value']):>9s} {dp:>7s}  "
                 f"{r['verdict']:11s} {format_p(r.get('paper_p_value')):>9s} {r.get('paper_verdict') or '-'!s:13s}")
         if lineage:
             ev = r.get("evidence") or {}

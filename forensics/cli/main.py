@@ -12,6 +12,7 @@ from pathlib import Path
 from ..demo.assets import DEMO_VICTIMS
 from ..errors import ForensicsError
 from ..protocols.registry import DEFAULT_PROTOCOL, protocol_names
+from ..runtime.safe_text import terminal_text
 from ..zoo.bench import STRESS_ZOO
 from .audit import cmd_audit, cmd_demo, cmd_digest, cmd_export, cmd_reverify, cmd_verify
 from .bench import cmd_bench, cmd_stress
@@ -106,7 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("file", type=Path, help="an audit.json (its content's SHA-256) or an HTML report (its stated "
                                            "SHA-256 checked against its content)")
     g.set_defaults(fn=cmd_digest)
+    u = sub.add_parser("add-user", help="add a user to a shared dashboard's users file (FORENSICS_USERS_FILE), or "
+                                        "set a new password; the password is read from the terminal or stdin")
+    u.add_argument("name", help="the user's sign-in name (letters, digits, '_', '.', '@', '-')")
+    u.add_argument("--users-file", type=Path, required=True, help="the users file (created readable by you only)")
+    u.set_defaults(fn=cmd_add_user)
     return p
+
+
+def cmd_add_user(args) -> int:
+    import getpass
+
+    from ..runtime.access import add_user
+
+    password = getpass.getpass(f"password for {args.name}: ") if sys.stdin.isatty() else sys.stdin.readline()
+    add_user(args.users_file, args.name, password.rstrip("\n"))
+    print(f"{args.users_file}: {args.name} can sign in (set FORENSICS_USERS_FILE={args.users_file} and "
+          "FORENSICS_DATA_ROOT for the dashboard)")
+    return 0
 
 
 def _torchrun_follower(args) -> bool:
@@ -138,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.fn(args)
     except ForensicsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_text(e, lines=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept in the artifact store; re-run to resume", file=sys.stderr)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runtime.safe_text import terminal_text
 from .common import ConsoleProgress, spec_and_record
 
 
@@ -34,10 +35,12 @@ def cmd_scan(args) -> int:
 
     def show(row, i, n):
         counts[row.status] = counts.get(row.status, 0) + 1
-        what = f"p = {format_p(row.p_value)}  {row.verdict}" if row.p_value is not None else f"ERROR {row.error}"
+        what = (f"p = {format_p(row.p_value)}  {row.verdict}" if row.p_value is not None
+                else f"ERROR {terminal_text(row.error)}")
         spent = time.perf_counter() - start
         left = f", ~{format_seconds(spent / i * (n - i))} left" if i < n else ""
-        print(f"[{i}/{n}] {row.status:8s} {what}  {row.suspect}  ({format_seconds(spent)}{left})", flush=True)
+        print(f"[{i}/{n}] {row.status:8s} {what}  {terminal_text(row.suspect)}  ({format_seconds(spent)}{left})",
+              flush=True)
 
     if args.ray:
         qfp = (rec.get("audit") or {}).get("queries_fingerprint")

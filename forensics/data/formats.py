@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataSourceError
+from ..runtime.access import allowed_path, check_paths
 from .images import ImageSet, load_image_folder
 
 OPTIONS = ("split", "image", "label")
@@ -66,6 +67,13 @@ def load_data_source(text: str, *, classes: Sequence[str] | None = None, name: s
     """The labelled images of a data source (see the module's doc); ``classes``: the victim's class list (held-out
     data must use its names)."""
     src = parse_data_source(text)
+    allowed_path(src.path, "data source")  # on a shared server: only under its data root (before anything is read)
+    images = _load_source(src, classes, name)
+    check_paths(images.paths, "image file a listing names")  # files named inside a listing or metadata too
+    return images
+
+
+def _load_source(src: DataSource, classes: Sequence[str] | None, name: str | None) -> ImageSet:
     p = src.path
     if not p.exists():
         raise DataSourceError(f"data source {str(p)!r} does not exist; give {KINDS}")
@@ -202,7 +210,7 @@ def _from_table(table, features: dict[str, Any], src: DataSource, classes, name:
         if isinstance(v, (bytes, bytearray)):
             blobs.append(bytes(v))
         elif isinstance(v, str) and v:
-            f = Path(v) if Path(v).is_absolute() else base / v
+            f = allowed_path(Path(v) if Path(v).is_absolute() else base / v, "image file a table names")
             if not f.is_file():
                 raise DataSourceError(f"{where}: row {i}: image file {v!r} does not exist")
             blobs.append(f.read_bytes())

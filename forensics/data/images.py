@@ -89,25 +89,19 @@ class ImageSet:
         return None if root is None else (root, self._origin[1])
 
     def pil(self, i: int):
-        from PIL import Image, UnidentifiedImageError
+        """Image ``i`` as an RGB PIL image; a file that is not an image, or one of more than :data:`MAX_PIXELS`
+        pixels (checked from its header, before it is decoded), is a :class:`DataSourceError` that names it."""
+        from PIL import Image
 
         if self.images is not None:
             return Image.fromarray(self.images[i]).convert("RGB")
         if self.blobs is not None:
             import io
 
-            try:
-                with Image.open(io.BytesIO(self.blobs[i])) as im:
-                    return im.convert("RGB")
-            except (OSError, UnidentifiedImageError) as e:
-                raise DataSourceError(f"cannot read image {str(self.ids[i])!r} of {self.name}: {e}; remove or "
-                                      "replace it in the dataset") from e
+            return _decoded(io.BytesIO(self.blobs[i]), f"image {str(self.ids[i])!r} of {self.name}",
+                            "remove or replace it in the dataset")
         path = self._files()[i]
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataSourceError(f"cannot read image {path}: {e}; remove or replace the file") from e
+        return _decoded(path, f"image {path}", "remove or replace the file")
 
     def _files(self) -> list[Path]:
         """The image files of a set kept on disk (neither ``images`` nor ``blobs``: ``__post_init__`` holds one)."""
@@ -224,3 +218,27 @@ def load_image_folder(path: str | Path, *, classes: Sequence[str] | None = None,
     if not paths:
         raise DataSourceError(f"data folder {str(root)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return ImageSet(name or root.name, np.array(labels), np.array(ids), list(classes), paths=paths)
+
+
+#: the most pixels an image may have to be decoded (a 164 kB PNG can declare 13,000 x 13,000 pixels and take 1.5 GB
+#: to decode); larger ones are refused from their header, before any decoding
+MAX_PIXELS = 40_000_000
+
+
+def _decoded(src: Any, what: str, fix: str):
+    """The RGB image in ``src`` (a path or a file object), decoded only if its header declares at most
+    :data:`MAX_PIXELS` pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(src) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise DataSourceError(f"{what} is {w} x {h} pixels ({w * h / 1e6:.0f} megapixels; at most "
+                                      f"{MAX_PIXELS / 1e6:.0f} are read): shrink it, or {fix}")
+            return im.convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise DataSourceError(f"{what} declares far more than {MAX_PIXELS / 1e6:.0f} megapixels ({e}): shrink it, "
+                              f"or {fix}") from e
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise DataSourceError(f"cannot read {what}: {e}; {fix}") from e

@@ -17,7 +17,7 @@ from ..engine.engine import Engine
 from ..errors import ConfigError, ModelSourceError
 from ..models import LoadedModel
 from ..runtime.progress import Progress
-from . import assets
+from . import assets, shipped
 
 DEMO = "demo:"
 
@@ -85,8 +85,17 @@ class DemoScheme(SourceScheme):
     def victim_arch(self, target: str) -> str | None:
         return assets.ARCH
 
-    def victim_title(self, target: str) -> str | None:
+    def victim_title(self, target: str, spec: AuditSpec) -> str | None:
+        if not self.trains(target, spec):
+            return "Loading the demo victim (its weights come with the package)"
         return "Training the demo victim (first run only)"
+
+    def trains(self, target: str, spec: AuditSpec) -> bool:
+        if target != "victim" and target not in assets.SUSPECTS_BY_KEY:
+            return False
+        if target != "victim" and assets.SUSPECTS_BY_KEY[target].attack == "direct_copy":
+            return False
+        return not shipped.covers(spec)
 
     def evaluation_data(self, spec: AuditSpec) -> tuple[ImageSet, str] | None:
         return assets.demo_split("test", spec.quick), "demo test set"

@@ -12,6 +12,11 @@ from typing import Any
 
 from ..errors import ConfigError
 
+#: bounds a recipe from a record or a form may not pass (a record is another party's file: its epochs could ask a
+#: server for a year of training)
+MAX_EPOCHS = 1_000
+MAX_BATCH = 65_536
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -33,13 +38,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("epochs", 1 <= self.epochs <= MAX_EPOCHS, f"an integer in [1, {MAX_EPOCHS}]"),
             ("lr", 0 < self.lr < 1, "in (0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("batch_size", self.batch_size >= 2, "an integer >= 2"),
+            ("weight_decay", 0 <= self.weight_decay < 10, "in [0, 10)"),
+            ("batch_size", 2 <= self.batch_size <= MAX_BATCH, f"an integer in [2, {MAX_BATCH}]"),
             ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
             ("trainable_blocks", self.trainable_blocks is None or self.trainable_blocks >= 0, "None or >= 0"),
-            ("temperature", self.temperature > 0, "> 0"),
+            ("temperature", 0 < self.temperature <= 1000, "in (0, 1000]"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
         ]
         for name, ok, rule in checks:
@@ -67,6 +72,7 @@ class TrainProgress:
     loss: float
     accuracy: float
     done: bool = False
+    shipped: bool = False  # the run's weights came with the package (:func:`~.stored.register_shipped`), not trained
 
 
 @dataclass
@@ -75,10 +81,12 @@ class TrainHistory:
     resumed_from_epoch: int = 0
     seconds: float = 0.0
     workers: int = 1  # torchrun workers that trained it (data parallel); 1 in one process
+    shipped: bool = False  # its weights came with the package: ``seconds`` is the training time where they were made
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "resumed_from_epoch": self.resumed_from_epoch, "seconds": self.seconds,
-                "workers": self.workers}
+        d = {"epochs": self.epochs, "resumed_from_epoch": self.resumed_from_epoch, "seconds": self.seconds,
+             "workers": self.workers}
+        return {**d, "shipped": True} if self.shipped else d
 
 
 ProgressFn = Callable[[TrainProgress], None]

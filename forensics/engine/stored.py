@@ -1,9 +1,17 @@
 """Training through the artifact store: :func:`train_stored` trains a copy of a model once, keyed by the recipe
 and the fingerprints of what it starts from and learns on; a re-run reuses it, an interrupted run resumes from
-its last epoch checkpoint, and under torchrun rank 0 writes the entry the other workers then read."""
+its last epoch checkpoint, and under torchrun rank 0 writes the entry the other workers then read.
+
+A package may ship runs it trained once (the embedded demo ships its victim and its suspects, so that a first demo
+trains only the audit's own shadow models): :func:`register_shipped` adds a provider that, asked for a stage and the
+exact artifact key of a run, returns the tensors that differ from the start model and the fingerprint the result
+must have.  A shipped run is used only when the key matches (same start, data, targets, recipe and precision) and
+the rebuilt weights have that fingerprint; otherwise the run trains as usual."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +26,54 @@ from ..runtime import distributed
 from ..runtime.store import Entry, artifact_key, fingerprint_array, read_json, write_json
 from .engine import Engine
 from .recipe import ProgressFn, TrainConfig, TrainHistory, TrainProgress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShippedRun:
+    """A training run a package ships: the tensors of the trained model that differ from its start model's, the
+    trained model's fingerprint, and the run's history (``TrainHistory.to_dict()``)."""
+
+    state: dict[str, torch.Tensor]
+    fingerprint: str
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+#: (stage, artifact key) -> the shipped run, or None; asked in order before a run trains
+ShippedProvider = Callable[[str, str], "ShippedRun | None"]
+_SHIPPED: list[ShippedProvider] = []
+
+
+def register_shipped(provider: ShippedProvider) -> None:
+    """Add a provider of shipped runs (see the module's docstring); registering the same one again does nothing."""
+    if provider not in _SHIPPED:
+        _SHIPPED.append(provider)
+
+
+def shipped_model(stage: str, key: str, start: LoadedModel) -> tuple[LoadedModel, TrainHistory] | None:
+    """The run ``stage``/``key`` rebuilt from a shipped run on a copy of ``start``, or None when no provider has it
+    or its weights do not rebuild to the recorded fingerprint (then the run is trained)."""
+    for provider in _SHIPPED:
+        run = provider(stage, key)
+        if run is None:
+            continue
+        model = start.clone()
+        own = model.model.state_dict()
+        if any(n not in own or own[n].shape != t.shape or own[n].dtype != t.dtype for n, t in run.state.items()):
+            log.warning("the shipped %s run %s does not fit its start model; training it instead", stage, key)
+            continue
+        with torch.no_grad():
+            for n, t in run.state.items():
+                own[n].copy_(t)
+        model.refresh_fingerprint()
+        if model.fingerprint != run.fingerprint:
+            log.warning("the shipped %s run %s rebuilds to another fingerprint; training it instead", stage, key)
+            continue
+        h = run.history
+        return model, TrainHistory(epochs=list(h.get("epochs", [])), seconds=float(h.get("seconds", 0.0)),
+                                   workers=int(h.get("workers", 1)), shipped=True)
+    return None
 
 
 def train_stored(engine: Engine, stage: str, start: LoadedModel, images: ImageSet, targets: np.ndarray,
@@ -38,6 +94,13 @@ def train_stored(engine: Engine, stage: str, start: LoadedModel, images: ImageSe
     key = artifact_key(stage, config, inputs)
 
     def train():
+        if (shipped := shipped_model(stage, key, start)) is not None:
+            model, hist = shipped
+            if progress is not None:
+                last = hist.epochs[-1] if hist.epochs else {}
+                progress(TrainProgress(label or stage, cfg.epochs, cfg.epochs, 1, 1, float(last.get("loss", "nan")),
+                                       float(last.get("accuracy", "nan")), True, shipped=True))
+            return model, hist
         model = start.clone()
         hist = engine.train(model, images, targets, cfg, trigger=trigger, triggered=triggered,
                             checkpoint_dir=engine.store.work_dir(stage, key), progress=progress,

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ClassCountMismatchError, CorruptWeightsError, ModelSourceError
-from .loaded import LoadedModel, fingerprint_state_dict
+from .loaded import LoadedModel, check_input_size, fingerprint_state_dict
 
 PROCESSOR = "preprocessor_config.json"
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -118,6 +118,7 @@ def data_config_from_processor(proc: dict[str, Any], *, source: str, input_size:
                interpolation=RESAMPLE.get(int(2 if proc.get("resample") is None else proc["resample"]), "bilinear"))
     if input_size is not None:
         cfg["input_size"] = (3, int(input_size), int(input_size))
+    cfg["input_size"] = check_input_size(cfg["input_size"])
     return cfg
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ModelSourceError
+
 
 @dataclass
 class LoadedModel:
@@ -112,6 +114,26 @@ def fingerprint_state_dict(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+#: the largest input side the engine runs (a model's config may ask for any size: 8,000 px inputs would need ~25 GB a
+#: batch of 32); the largest timm / CLIP towers in use take 448-518 px
+MAX_INPUT_SIDE = 1024
+
+
+def check_input_size(size: Any) -> tuple[int, int, int]:
+    """A preprocessing config's ``input_size`` as (channels, height, width), each side in [8, :data:`MAX_INPUT_SIDE`]
+    px; anything else is a :class:`ModelSourceError` that says what to do."""
+    try:
+        c, h, w = (int(v) for v in size)
+    except (TypeError, ValueError) as e:
+        raise ModelSourceError(f"the model's preprocessing gives the input size {size!r}, not (channels, height, "
+                               "width)") from e
+    if not (8 <= h <= MAX_INPUT_SIDE and 8 <= w <= MAX_INPUT_SIDE and 1 <= c <= 4):
+        raise ModelSourceError(f"the model asks for {h} x {w} px inputs with {c} channels; the engine runs 8 to "
+                               f"{MAX_INPUT_SIDE} px a side and 1 to 4 channels: give the input size (--input-size) "
+                               "or check the model's config")
+    return c, h, w
+
+
 def data_config_for(model: nn.Module, input_size: int | None = None) -> dict[str, Any]:
     """timm's preprocessing config for ``model``; ``input_size`` overrides the side length."""
     import timm.data
@@ -119,7 +141,7 @@ def data_config_for(model: nn.Module, input_size: int | None = None) -> dict[str
     cfg = dict(timm.data.resolve_model_data_config(model))
     if input_size is not None:
         cfg["input_size"] = (3, int(input_size), int(input_size))
-    cfg["input_size"] = tuple(int(v) for v in cfg["input_size"])
+    cfg["input_size"] = check_input_size(cfg["input_size"])
     cfg["mean"] = tuple(float(v) for v in cfg["mean"])
     cfg["std"] = tuple(float(v) for v in cfg["std"])
     cfg["crop_pct"] = float(cfg.get("crop_pct", 0.875))

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from ..audit.opened import Audit
 from ..audit.verdict import Verdict, format_p
 from ..method.meta import STOLEN, output_difference
+from ..runtime.safe_text import plot_text
 from .style import (
     LAYOUT,
     MAX_CLASS_PANELS,
@@ -52,7 +53,7 @@ def training_curves_figure(histories: dict[str, dict | None]) -> go.Figure:
     for i, (name, h) in enumerate((k, v) for k, v in histories.items() if v and v.get("epochs")):
         ep = [e["epoch"] for e in h["epochs"]]
         fig.add_trace(go.Scatter(x=ep, y=[e["loss"] for e in h["epochs"]], mode="lines+markers",
-                                 name=name.replace("_", " "), line=dict(color=cycle_color(i))))
+                                 name=plot_text(name.replace("_", " ")), line=dict(color=cycle_color(i))))
     fig.update_layout(title="Training loss of the shadow models", xaxis_title="epoch", xaxis_dtick=1,
                       yaxis_title="training loss [nats]", **LAYOUT)
     return fig
@@ -100,7 +101,7 @@ def output_difference_figure(audit: Audit, verdicts: Sequence[Verdict] = (), *,
     cols = min(5, len(classes))
     rows = math.ceil(len(classes) / cols)
     tgt = audit.config.target_class
-    titles = [audit.private.classes[c] + (" (trigger target)" if c == tgt else "") for c in classes]
+    titles = [plot_text(audit.private.classes[c]) + (" (trigger target)" if c == tgt else "") for c in classes]
     fig = make_subplots(rows=rows, cols=cols, shared_yaxes="all", subplot_titles=titles,
                         horizontal_spacing=0.02, vertical_spacing=0.12)
     for j, c in enumerate(classes):
@@ -146,9 +147,9 @@ def projection_figure(audit: Audit, verdicts: Sequence[Verdict] = (), *,
     pca, proj = pca_projection(audit, diffs)
     colors = _model_colors(shown)
     rows, cols = panel_grid(len(shown))
-    titles = [f"<b style='color:{colors[v.suspect]}'>{v.suspect}</b><br><span style='color:#555'>p = "
+    titles = [f"<b style='color:{colors[v.suspect]}'>{plot_text(v.suspect)}</b><br><span style='color:#555'>p = "
               f"{format_p(v.p_value)} · {'evidence of derivation' if v.stolen else 'no evidence'}"
-              + (f" · known {(kinds or {})[v.suspect]}" if (kinds or {}).get(v.suspect) else "") + "</span>"
+              + (f" · known {plot_text((kinds or {})[v.suspect])}" if (kinds or {}).get(v.suspect) else "") + "</span>"
               for v in shown] or ["victim and benign shadow"]
     fig = make_subplots(rows=rows, cols=cols, shared_xaxes="all", shared_yaxes="all", subplot_titles=titles,
                         horizontal_spacing=0.04, vertical_spacing=0.1 + 0.1 / rows)
@@ -163,9 +164,9 @@ def projection_figure(audit: Audit, verdicts: Sequence[Verdict] = (), *,
         if v is None:
             continue
         z, col = proj[v.suspect], colors[v.suspect]
-        fig.add_trace(go.Scatter(x=z[:, 0], y=z[:, 1], mode="markers", name=v.suspect, showlegend=False,
+        fig.add_trace(go.Scatter(x=z[:, 0], y=z[:, 1], mode="markers", name=plot_text(v.suspect), showlegend=False,
                                  marker=dict(size=7, color=col, line=dict(color="#fff", width=0.8)),
-                                 hovertemplate=f"{v.suspect}<extra></extra>"), row=r, col=c)
+                                 hovertemplate=f"{plot_text(v.suspect)}<extra></extra>"), row=r, col=c)
     ev = pca.explained_variance_ratio_ * 100
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text=f"PC 1 [{ev[0]:.0f}% of variance, logits]", row=rows, col=c)

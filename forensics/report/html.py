@@ -13,6 +13,7 @@ from typing import Any
 
 from ..audit.opened import Audit
 from ..audit.verdict import Verdict, format_p
+from .pdf import CSP
 from .record import REPORT_DIGEST_LABEL, record_digest
 from .summary import compared, executive_summary, record_alpha, recorded_reading, when_text
 
@@ -258,7 +259,8 @@ def render_html(report: dict[str, Any], figures: Sequence[Any] = (), takeaways: 
     summ = executive_summary(report)
     name = (report.get("case") or {}).get("case_name")
     title = f"{name} - Holmes forensics audit" if name else "Holmes forensics audit"
-    text = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+    text = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}"><title>{esc(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}{_page_css(report)}</style></head><body>
 {_header(report)}
 {_summary_html(summ)}

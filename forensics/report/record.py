@@ -17,6 +17,7 @@ from ..audit.opened import Audit
 from ..audit.spec import AuditSpec
 from ..audit.verdict import Verdict
 from ..errors import ConfigError
+from ..runtime.access import allowed_path
 
 # what the auditor may type about the case (Case.info), in the order the report shows them
 CASE_FIELDS = ("case_name", "auditor", "note")
@@ -92,7 +93,7 @@ def read_record(source: str | Path | bytes, name: str | None = None) -> dict[str
     if isinstance(source, (str, Path)):
         name = name or str(source)
         try:
-            data: bytes | str = Path(source).read_bytes()
+            data: bytes | str = allowed_path(source, "audit record").read_bytes()
         except OSError as e:
             raise ConfigError(f"cannot read the audit record {name} ({e.strerror or e}); give the audit.json the "
                               "dashboard or the CLI wrote") from e

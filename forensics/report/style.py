@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from ..audit.verdict import Verdict, format_p
+from ..runtime.safe_text import plot_text
 
 PALETTE = {"victim": "#c0392b", "benign shadow": "#2e86c1", "poisoned shadow": "#7d3c98",
            "members": "#c0392b", "controls": "#5d6d7e"}
@@ -85,8 +86,9 @@ def suspect_colors(verdicts: Sequence[Verdict], alpha: float | None = None) -> d
 
 
 def suspect_label(v: Verdict, kinds: Mapping[str, str | None] | None = None) -> str:
+    """A suspect's name, p-value and known kind, for a plotly figure (the name escaped: :func:`plot_text`)."""
     kind = (kinds or {}).get(v.suspect)
-    return f"{v.suspect} · p = {format_p(v.p_value)}" + (f" · known {kind}" if kind else "")
+    return f"{plot_text(v.suspect)} · p = {format_p(v.p_value)}" + (f" · known {plot_text(kind)}" if kind else "")
 
 
 def default_pair(verdicts: Sequence[Verdict]) -> list[str]:

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..audit.verdict import Verdict, format_p
+from ..runtime.safe_text import plot_text
 from .style import P_TICKS, VERDICT_COLORS, rgba, titled
 
 
@@ -46,10 +47,10 @@ def membership_figure(verdicts: Sequence[Verdict], *, alpha: float | None = None
     for v in shown:
         f = membership_flagged(v, alpha)
         kind = (kinds or {}).get(v.suspect)
-        titles.append(f"<b style='color:{VERDICT_COLORS[f]}'>{v.suspect}</b><br>"
+        titles.append(f"<b style='color:{VERDICT_COLORS[f]}'>{plot_text(v.suspect)}</b><br>"
                       f"<span style='color:{VERDICT_COLORS[f]}'>p = {format_p(v.evidence['membership']['p_value'])}"
                       f" · {'evidence of derivation' if f else 'no evidence'}</span>"
-                      + (f"<span style='color:#777'> · known {kind}</span>" if kind else "")
+                      + (f"<span style='color:#777'> · known {plot_text(kind)}</span>" if kind else "")
                       + (f" · in {membership_unit(v)}" if mixed else ""))
     fig = make_subplots(rows=rows, cols=cols, shared_yaxes=False if mixed else "all", shared_xaxes="all",
                         subplot_titles=titles or None,
@@ -65,8 +66,9 @@ def membership_figure(verdicts: Sequence[Verdict], *, alpha: float | None = None
         x, y = gaps[v.suspect]
         color = VERDICT_COLORS[membership_flagged(v, alpha)]
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", line=dict(color=color, width=3), showlegend=False,
-                                 fill="tozeroy", fillcolor=rgba(color, 0.12), name=v.suspect,
-                                 hovertemplate=f"{v.suspect}<br>stratum %{{x}}: %{{y:.3f}} {unit}<extra></extra>"),
+                                 fill="tozeroy", fillcolor=rgba(color, 0.12), name=plot_text(v.suspect),
+                                 hovertemplate=f"{plot_text(v.suspect)}<br>stratum %{{x}}: %{{y:.3f}} {unit}"
+                                               "<extra></extra>"),
                       row=r, col=c)
         fig.add_hline(y=0, line=dict(color="#555", dash="dash", width=1), row=r, col=c)
         fig.update_xaxes(dtick=1 if len(x) <= 10 else None, row=r, col=c)
@@ -106,7 +108,8 @@ def pvalue_figure(verdicts: Sequence[Verdict], alpha: float, protocol: str | Non
     """One horizontal bar per suspect under ``protocol`` (default: each verdict's own): the longer the bar, the
     smaller the p-value; the evidence axis is labelled with p-values, the alpha line marks the verdict."""
     shown = [(v.suspect, r) for v in verdicts if (r := v.under(protocol, alpha)) is not None]
-    names = [name for name, _ in shown]
+    label = {n: plot_text(n) for n, _ in shown}  # what the figure shows of each name (escaped)
+    names = [label[name] for name, _ in shown]
     p_min = min((r.p_value for _, r in shown), default=1.0)
     tickvals, ticktext = p_ticks(min(p_min, alpha / 10))
     fig = go.Figure()
@@ -115,10 +118,12 @@ def pvalue_figure(verdicts: Sequence[Verdict], alpha: float, protocol: str | Non
         group = [(n, r) for n, r in shown if r.stolen == stolen]
         kind = [(kinds or {}).get(n) for n, _ in group]
         fig.add_trace(go.Bar(
-            y=[n for n, _ in group], x=[_evidence_axis(r.p_value) for _, r in group], orientation="h", name=legend,
+            y=[label[n] for n, _ in group], x=[_evidence_axis(r.p_value) for _, r in group], orientation="h",
+            name=legend,
             marker_color=VERDICT_COLORS[stolen], text=[f"p = {format_p(r.p_value)}" for _, r in group],
             textposition="outside", cliponaxis=False, textfont=dict(size=13),
-            customdata=[[format_p(r.p_value), k or "unknown"] for (_, r), k in zip(group, kind, strict=True)],
+            customdata=[[format_p(r.p_value), plot_text(k or "unknown")]
+                        for (_, r), k in zip(group, kind, strict=True)],
             hovertemplate="%{y}<br>p = %{customdata[0]}<br>known kind: %{customdata[1]}<extra></extra>"))
     a = _evidence_axis(alpha)
     top = tickvals[-1] * 1.12 + 0.05

@@ -7,7 +7,8 @@ events and their views, background jobs, the lock around torch's random state, t
 * :mod:`.jobs` - long work in a background thread that any viewer can poll;
 * :mod:`.rng` - the lock that keeps seeded runs reproducible when several share a process;
 * :mod:`.distributed` - training under torchrun (each worker's share of a batch, the group);
-* :mod:`.fanout` - one Ray task per item (scans, the zoo), results as they finish.
+* :mod:`.fanout` - one Ray task per item (scans, the zoo), results as they finish;
+* :mod:`.safe_text` - one escaping rule per surface (HTML, plotly, markdown, terminal) for names from a dispute.
 """
 from .jobs import Job, get_job, start_job
 from .progress import Progress, StagePlan, StageProgress, StageView, WorkProgress, emit, stage_views

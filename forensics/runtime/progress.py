@@ -172,7 +172,8 @@ def summarize(events: Sequence[tuple[float, Any]], now: float, *, started: float
                 current.work = f"{ev.label} ({done}/{total_})"
             else:
                 label, done, total_ = f"train:{ev.label}", ev.step, ev.total_steps
-                current.work = (f"{ev.label}: " + ("reused from the store" if math.isnan(ev.loss) else "trained")
+                current.work = (f"{ev.label}: " + ("weights shipped with the package" if getattr(ev, "shipped", False)
+                                                   else "reused from the store" if math.isnan(ev.loss) else "trained")
                                 if finished else f"{ev.label}: epoch {ev.epoch}/{ev.epochs}, loss {ev.loss:.3f}")
                 if finished:
                     trained.setdefault(current.key, set()).add(ev.label)

@@ -14,7 +14,11 @@ from ..errors import ConfigError
 
 STORE = "FORENSICS_STORE"
 DEMO_QUICK = "FORENSICS_DEMO_QUICK"
+DEMO_SHIPPED = "FORENSICS_DEMO_SHIPPED"
 MAX_UPLOAD_MB = "FORENSICS_MAX_UPLOAD_MB"
+MAX_UNPACKED_MB = "FORENSICS_MAX_UNPACKED_MB"
+DATA_ROOT = "FORENSICS_DATA_ROOT"
+USERS_FILE = "FORENSICS_USERS_FILE"
 CPU_THREADS = "FORENSICS_CPU_THREADS"
 CHROMIUM = "FORENSICS_CHROMIUM"
 DIST_TIMEOUT = "FORENSICS_DIST_TIMEOUT_MIN"
@@ -28,7 +32,13 @@ SHARED_PREFIXES = ("FORENSICS_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TIMM_"
 VARIABLES = {
     STORE: "the artifact store folder (default ~/.cache/holmes-forensics)",
     DEMO_QUICK: "1: the dashboard's demo uses the reduced data and epochs (what the tests use)",
+    DEMO_SHIPPED: "0: the full demo trains its victim and simulated suspects itself instead of using the weights "
+                  "shipped with the package (same models, minutes longer on a CPU)",
     MAX_UPLOAD_MB: "the dashboard's upload limit in MB (default 200)",
+    MAX_UNPACKED_MB: "the most an uploaded zip may unpack to, in MB (default 2048)",
+    DATA_ROOT: "a folder every server path an audit reads must lie under (unset: any path; see SECURITY.md)",
+    USERS_FILE: "a shared dashboard's users (holmes-forensics add-user): it asks each to sign in and shows them "
+                "only their own audits (unset: no login, one user)",
     CPU_THREADS: f"torch threads for work on the CPU (default {DEFAULT_CPU_THREADS}: the same results on every "
                  "machine; 'auto' = torch's own choice, faster on many cores but machine-dependent)",
     CHROMIUM: "the Chromium/Chrome binary that prints the PDF report (default: chromium, chromium-browser or "
@@ -46,6 +56,10 @@ class Settings:
     max_upload_mb: int
     cpu_threads: int | None = DEFAULT_CPU_THREADS   # None: torch's own choice
     chromium: str | None = None                     # the browser for PDF reports; None: search the PATH
+    demo_shipped: bool = True                       # the full demo's shipped victim and suspects are used
+    max_unpacked_mb: int = 2048                     # the most an uploaded zip unpacks to
+    data_root: Path | None = None                   # every server path must lie under it (None: any path)
+    users_file: Path | None = None                  # a shared dashboard's users (None: no login)
 
 
 def default_store_root() -> Path:
@@ -59,6 +73,10 @@ def current() -> Settings:
     quick = env.get(DEMO_QUICK, "").strip()
     if quick not in ("", "0", "1"):
         raise ConfigError(f"{DEMO_QUICK}={quick!r}: set it to 1 (reduced demo) or 0, or unset it")
+    shipped = env.get(DEMO_SHIPPED, "").strip()
+    if shipped not in ("", "0", "1"):
+        raise ConfigError(f"{DEMO_SHIPPED}={shipped!r}: set it to 0 (the demo trains every model itself) or 1, or "
+                          "unset it")
     raw = env.get(MAX_UPLOAD_MB, "").strip() or "200"
     try:
         mb = int(raw)
@@ -67,6 +85,13 @@ def current() -> Settings:
     if mb < 1:
         raise ConfigError(f"{MAX_UPLOAD_MB}={raw!r}: give the upload limit as a whole number of megabytes >= 1, "
                           "or unset it (default 200)")
+    unpacked = _megabytes(env, MAX_UNPACKED_MB, 2048)
+    root = Path(env[DATA_ROOT]).expanduser() if env.get(DATA_ROOT, "").strip() else None
+    if root is not None and not root.is_dir():
+        raise ConfigError(f"{DATA_ROOT}={env[DATA_ROOT]!r} is not a folder; set it to the folder audits may read")
+    users = Path(env[USERS_FILE]).expanduser() if env.get(USERS_FILE, "").strip() else None
+    if users is not None and not users.is_file():
+        raise ConfigError(f"{USERS_FILE}={env[USERS_FILE]!r} is not a file; create it with holmes-forensics add-user")
     raw = env.get(CPU_THREADS, "").strip().lower() or str(DEFAULT_CPU_THREADS)
     threads: int | None = None
     if raw != "auto":
@@ -77,7 +102,19 @@ def current() -> Settings:
         if threads < 1:
             raise ConfigError(f"{CPU_THREADS}={raw!r}: give a whole number of threads >= 1, or 'auto'")
     return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb, cpu_threads=threads,
-                    chromium=env.get(CHROMIUM, "").strip() or None)
+                    chromium=env.get(CHROMIUM, "").strip() or None, demo_shipped=shipped != "0",
+                    max_unpacked_mb=unpacked, data_root=root, users_file=users)
+
+
+def _megabytes(env: os._Environ | dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip() or str(default)
+    try:
+        mb = int(raw)
+    except ValueError:
+        mb = 0
+    if mb < 1:
+        raise ConfigError(f"{name}={raw!r}: give a whole number of megabytes >= 1, or unset it (default {default})")
+    return mb
 
 
 def launcher() -> dict[str, str]:

@@ -1,0 +1,135 @@
+"""A shared server (issue 19): a data root every server path must lie under (listings included), users who sign in
+with an operator-set password, and audits visible to their owner only.  On your own machine nothing changes."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import shown
+from PIL import Image
+
+from forensics.errors import ConfigError
+from forensics.runtime import access
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / "set" / c).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), 40 if c == "a" else 200, np.uint8)).save(data / "set" / c / "x.png")
+    (tmp_path / "outside" / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "outside" / "a" / "secret.png")
+    monkeypatch.setenv("FORENSICS_DATA_ROOT", str(data))
+    return data
+
+
+def test_paths_outside_the_data_root_are_refused_links_and_listings_included(root, tmp_path):
+    from forensics.audit.sources import load_data, parse_model_source
+    from forensics.report.record import read_record
+
+    assert len(load_data(str(root / "set"))) == 2  # inside: read as before
+    for outside in ("/etc", str(tmp_path / "outside"), str(root / ".." / "outside")):
+        with pytest.raises(access.AccessError, match="outside the folder this server may read"):
+            load_data(outside)
+    os.symlink(tmp_path / "outside", root / "link")  # a link inside the root that points out of it
+    with pytest.raises(access.AccessError, match="data source"):
+        load_data(str(root / "link"))
+    # a listing inside the root that names a file outside it
+    (root / "list.csv").write_text(f"image,label\n{root / 'set' / 'a' / 'x.png'},a\n"
+                                   f"{tmp_path / 'outside' / 'a' / 'secret.png'},b\n")
+    with pytest.raises(access.AccessError, match="image file a listing names"):
+        load_data(str(root / "list.csv"))
+    with pytest.raises(access.AccessError, match="model source"):
+        parse_model_source("/etc/passwd.safetensors")
+    with pytest.raises(access.AccessError, match="model folder"):
+        parse_model_source(f"local-dir:{tmp_path / 'outside'}")
+    with pytest.raises(access.AccessError, match="audit record"):
+        read_record(Path("/etc/hostname"))
+
+
+def test_without_settings_any_path_is_read(tmp_path, monkeypatch):
+    monkeypatch.delenv("FORENSICS_DATA_ROOT", raising=False)
+    monkeypatch.delenv("FORENSICS_USERS_FILE", raising=False)
+    assert access.allowed_path("/etc/hostname") == Path("/etc/hostname")
+    assert not access.shared()
+
+
+def test_users_sign_in_with_the_operators_password(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    users = tmp_path / "users"
+    out = subprocess.run([sys.executable, "-m", "forensics", "add-user", "alice", "--users-file", str(users)],
+                         input=PASSWORD + "\n", capture_output=True, text=True, check=True)
+    assert "alice can sign in" in out.stdout
+    access.add_user(users, "bob", PASSWORD + "!")
+    assert oct(users.stat().st_mode & 0o777) == "0o600" and PASSWORD not in users.read_text()
+    monkeypatch.setenv("FORENSICS_USERS_FILE", str(users))
+    assert access.shared()
+    assert access.check_password("alice", PASSWORD) and access.check_password("bob", PASSWORD + "!")
+    assert not access.check_password("alice", PASSWORD + "!") and not access.check_password("carol", PASSWORD)
+    assert not access.check_password("alice", "")
+    with pytest.raises(ConfigError, match="at least 12 characters"):
+        access.add_user(users, "carol", "short")
+    with pytest.raises(ConfigError, match="not a user name"):
+        access.add_user(users, "../carol", PASSWORD)
+    # shared without a data root: no server path at all
+    with pytest.raises(access.AccessError, match="reads no server paths"):
+        access.allowed_path(tmp_path)
+
+
+def test_audits_are_visible_to_their_owner_only(tmp_path):
+    from forensics.cases import casefile
+    from forensics.cases.case import Case
+    from forensics.demo import demo_spec
+    from forensics.runtime.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "store")
+    mine, theirs = Case(spec=demo_spec(0, quick=True), owner="alice"), Case(spec=demo_spec(1, quick=True), owner="bob")
+    for c in (mine, theirs):
+        casefile.save_case(store, c)
+    assert [r.id for r in casefile.recent_cases(store, owner="alice")] == [mine.id]
+    assert {r.id for r in casefile.recent_cases(store)} == {mine.id, theirs.id}  # one user: every audit
+    assert casefile.load_record(store, mine.id, owner="alice")["owner"] == "alice"
+    with pytest.raises(ConfigError) as other:
+        casefile.load_record(store, theirs.id, owner="alice")
+    with pytest.raises(ConfigError) as missing:
+        casefile.load_record(store, "0123456789ab", owner="alice")
+    assert str(other.value).replace(theirs.id, "ID") == str(missing.value).replace("0123456789ab", "ID")
+    assert not casefile.forget_case(store, theirs.id, owner="alice") and casefile.load_record(store, theirs.id)
+    # a record names an owner of any shape: only a user name is kept
+    rec = casefile.case_record(mine)
+    rec["owner"] = "<img src=x>"
+    assert casefile.case_from_record(rec).owner is None
+
+
+@pytest.mark.usefixtures("navigation_like_the_server")
+def test_the_shared_dashboard_asks_to_sign_in_and_refuses_server_paths(tmp_path, monkeypatch, root):
+    from streamlit.testing.v1 import AppTest
+
+    users = tmp_path / "users"
+    access.add_user(users, "alice", PASSWORD)
+    monkeypatch.setenv("FORENSICS_USERS_FILE", str(users))
+    monkeypatch.setenv("FORENSICS_STORE", str(tmp_path / "store"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in"] or "Sign in" in [b.label for b in at.button]
+    assert not any("Load the demo" in b.label for b in at.button)  # nothing of the app before signing in
+    at.text_input(key="sign_in_name").set_value("alice")
+    at.text_input(key="sign_in_password").set_value("wrong password!")
+    at.button[0].click().run()
+    assert any("Wrong name or password" in shown(e) for e in at.error)
+    at.text_input(key="sign_in_name").set_value("alice")
+    at.text_input(key="sign_in_password").set_value(PASSWORD)
+    next(b for b in at.button if b.label == "Sign in").click().run()
+    assert not at.exception and any("Load the demo" in b.label for b in at.button)
+    at.text_input(key="record_path").set_value("/etc/hostname").run()
+    next(b for b in at.button if b.label == "Reopen this record").click().run()
+    assert any("outside the folder this server may read" in shown(e) for e in at.error), [shown(e) for e in at.error]
+    assert json.dumps([shown(e) for e in at.error]).count("/etc/hostname") == 1  # named, never its content
