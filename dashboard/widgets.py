@@ -1,7 +1,6 @@
 """Small widgets the pages share: empty states, error messages, the sidebar, model cards."""
 from __future__ import annotations
 
-import html
 import logging
 import time
 
@@ -10,7 +9,7 @@ import streamlit as st
 from forensics.errors import ForensicsError
 from forensics.runtime.jobs import Job, get_job
 from forensics.runtime.progress import format_seconds
-from forensics.runtime.safe_text import markdown_text
+from forensics.runtime.safe_text import markdown_html_text, markdown_text
 
 from .nav import go
 from .state import current_case, current_job, get_store
@@ -85,22 +84,23 @@ def job_progress(job: Job, *, expanded: bool = True) -> None:
 
 def _stage_line(v, job: Job) -> None:
     if v.status == "done":
-        st.markdown(f":green[:material/check_circle:] {v.title} :gray[— {v.detail or 'done'} "
+        st.markdown(f":green[:material/check_circle:] {md_text(v.title)} :gray[— {md_text(v.detail or 'done')} "
                     f"({v.elapsed(0):.0f} s)]")
     elif v.status == "failed":
-        st.markdown(f":red[:material/cancel:] {v.title} :red[— {v.detail or 'failed'}]")
+        st.markdown(f":red[:material/cancel:] {md_text(v.title)} :red[— {md_text(v.detail or 'failed')}]")
     elif v.status == "running" and job.running:
-        _running(v, html.escape(v.title))  # user names
+        _running(v, markdown_html_text(v.title))  # user names
     elif v.status == "running":  # the job stopped in this stage
-        st.markdown(f":red[:material/cancel:] {v.title} :gray[— stopped here]")
+        st.markdown(f":red[:material/cancel:] {md_text(v.title)} :gray[— stopped here]")
     else:
-        st.markdown(f":gray[:material/radio_button_unchecked: {v.title}]")
+        st.markdown(f":gray[:material/radio_button_unchecked: {md_text(v.title)}]")
 
 
 def _running(v, title_html: str) -> None:
     st.markdown(f"{SPINNER}<b>{title_html}</b>", unsafe_allow_html=True)
     left = "estimating the time left" if v.eta is None else f"about {format_seconds(v.eta)} left"
-    st.progress(v.fraction or 0.0, text=f"{v.work or 'working'} · {v.elapsed(time.time()):.0f} s so far · {left}")
+    st.progress(v.fraction or 0.0,
+                text=f"{md_text(v.work or 'working')} · {v.elapsed(time.time()):.0f} s so far · {left}")
 
 
 CHIP = ("display:inline-block;margin:0 .35em .35em 0;padding:.1em .6em;border-radius:1em;font-size:.85em;"
@@ -135,21 +135,22 @@ def _suspects_summary(views, job: Job) -> None:
     st.markdown(f"**{what}** ({len(states)}) — " + ", ".join(parts))
     for v in views:
         if v.status == "running" and job.running:
-            _running(v, html.escape(v.title))
+            _running(v, markdown_html_text(v.title))
     chips = []
     for name, state, note in states:
         b, bg, fg = CHIP_STYLES[state]
-        label = html.escape(name) + (f" · {html.escape(note)}" if state == "done" and note else "")
+        label = markdown_html_text(name) + (f" · {markdown_html_text(note)}" if state == "done" and note else "")
         tip = {"done": "verified", "failed": f"could not be verified: {note}", "running": "running now",
                "stopped": "the build stopped here",
                "pending": "waiting" if job.running else "not reached"}[state]
-        chips.append(f"<span style='{CHIP.format(b=b, bg=bg, fg=fg)}' title='{html.escape(tip, quote=True)}'>"
+        chips.append(f"<span style='{CHIP.format(b=b, bg=bg, fg=fg)}' title='{markdown_html_text(tip)}'>"
                      f"{CHIP_MARKS[state]} {label}</span>")
     st.markdown("<div style='line-height:1.9'>" + "".join(chips) + "</div>", unsafe_allow_html=True)
     failed = [(n, note) for n, s, note in states if s == "failed"]
     if failed:
-        st.markdown("".join(f"<div style='color:#a11d1d;margin-bottom:.25em'>✗ <b>{html.escape(n)}</b> — could not "
-                            f"be verified: {html.escape(note)}</div>" for n, note in failed), unsafe_allow_html=True)
+        st.markdown("".join(f"<div style='color:#a11d1d;margin-bottom:.25em'>✗ <b>{markdown_html_text(n)}</b> — could "
+                            f"not be verified: {markdown_html_text(note)}</div>" for n, note in failed),
+                    unsafe_allow_html=True)
 
 
 def many_report(lines) -> None:

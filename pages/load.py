@@ -137,13 +137,13 @@ with st.expander(f"Recent audits ({len(recent)})" if recent else "Recent audits"
                                                                                      not rec_path.strip())):
         try:
             if rec_up is not None:
-                rec = read_record(rec_up.getvalue(), rec_up.name)
+                rec = read_record(rec_up.getvalue(), rec_up.name, store=get_store().root)
             else:
                 path = allowed_path(rec_path.strip(), "audit record")
                 if not path.is_file():
                     raise ForensicsError(f"{rec_path.strip()!r} is not a file on this server; give the path of an "
                                          "audit.json, or upload it")
-                rec = read_record(path.read_bytes(), path.name)
+                rec = read_record(path.read_bytes(), path.name, store=get_store().root)
             open_record(rec)
             st.toast("Reopening the audit: 2 · Shadow models shows its progress (seconds when this store holds its "
                      "shadow models)")

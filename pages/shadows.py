@@ -48,12 +48,24 @@ st.markdown("Holmes trains two **shadow models**: a *poisoned* copy of your mode
             "with the same settings is instant, and an interrupted run resumes where it stopped.")
 
 
+CURVE_EVERY = 3 * LIVE_EVERY  # seconds between two redraws of the live loss curve
+
+
 @st.fragment(run_every=LIVE_EVERY)
 def live_progress(job_id: str) -> None:
     job = live_job(job_id)
     if job is None:
         return
     job_progress(job, expanded=True)
+
+
+@st.fragment(run_every=CURVE_EVERY)
+def live_curve(job_id: str) -> None:
+    """The running training's loss curve, redrawn less often than the numbers: a plotly redraw costs the browser
+    (on the same few cores as the training, on a laptop) far more than a line of text."""
+    job = live_job(job_id)
+    if job is None:
+        return
     curve = job.latest_curve()
     if curve is not None:
         label, pts = curve
@@ -66,6 +78,7 @@ def live_progress(job_id: str) -> None:
 
 if busy and job is not None:  # the running build first; its settings below, folded
     live_progress(job.id)
+    live_curve(job.id)
 with st.expander("Settings (locked while the build runs)") if busy else st.container(), \
         st.form("settings"):
     c1, c2, c3, c4 = st.columns(4)

@@ -133,3 +133,68 @@ def test_the_shared_dashboard_asks_to_sign_in_and_refuses_server_paths(tmp_path,
     next(b for b in at.button if b.label == "Reopen this record").click().run()
     assert any("outside the folder this server may read" in shown(e) for e in at.error), [shown(e) for e in at.error]
     assert json.dumps([shown(e) for e in at.error]).count("/etc/hostname") == 1  # named, never its content
+
+
+def test_an_uploaded_listing_may_name_only_files_in_its_own_zip(tmp_path, monkeypatch):
+    """A zip's metadata.csv may list /etc/... or ../ paths: read from an upload (in any mode, one user too), the
+    listing's files must lie inside that upload."""
+    from forensics.audit.sources import load_data
+
+    monkeypatch.delenv("FORENSICS_DATA_ROOT", raising=False)
+    monkeypatch.setenv("FORENSICS_STORE", str(tmp_path / "store"))
+    up = tmp_path / "store" / "uploads" / "data" / ("ab" * 32)
+    (up / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(up / "a" / "x.png")
+    Image.fromarray(np.full((8, 8), 9, np.uint8)).save(tmp_path / "secret.png")
+    (up / "metadata.csv").write_text("file_name,label\na/x.png,a\na/x.png,b\n")
+    assert len(load_data(str(up))) == 2
+    for bad in (str(tmp_path / "secret.png"), "../../../../secret.png"):
+        (up / "metadata.csv").write_text(f"file_name,label\na/x.png,a\n{bad},b\n")
+        with pytest.raises(access.AccessError, match="outside the upload"):
+            load_data(str(up))
+    # the same listing outside an upload, on your own machine: your own files, read as before
+    own = tmp_path / "own"
+    (own / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(own / "a" / "x.png")
+    (own / "metadata.csv").write_text(f"file_name,label\na/x.png,a\n{tmp_path / 'secret.png'},b\n")
+    assert len(load_data(str(own))) == 2
+
+
+def test_a_timm_wrapper_config_without_architecture_is_refused_before_timm_reads_it(tmp_path):
+    """transformers' timm_wrapper would pass the config's pretrained_cfg (a checkpoint_path of its choosing) to timm;
+    its error messages then tell which server files exist."""
+    from forensics.errors import ModelSourceError
+    from forensics.models.timm_models import load_local_dir
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "timm_wrapper", "num_classes": 3,
+                                                      "pretrained_cfg": {"file": "/etc/shadow"}}))
+    (tmp_path / "preprocessor_config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelSourceError, match=r"timm_wrapper config\.json without 'architecture'") as e:
+        load_local_dir(tmp_path)
+    assert "shadow" not in str(e.value)
+
+
+def test_records_name_uploads_relative_to_the_store_never_by_the_servers_path(tmp_path):
+    """An uploaded answers file lives in the store; a saved case (and a downloaded record) names it store:..., not
+    by the server's absolute path (which tells where the store is, and whose home folder it is in)."""
+    from forensics.cases import casefile
+    from forensics.cases.case import Case, Suspect
+    from forensics.cases.uploads import store_answers
+    from forensics.demo import demo_spec
+    from forensics.report.record import store_names, store_paths
+    from forensics.runtime.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "home" / "alice" / "store")
+    kept = store_answers(store, b"0,1\n1,0\n", "answers.csv")
+    case = Case(spec=demo_spec(0, quick=True))
+    case.add_suspect(Suspect("theirs", "answers:answers.csv", answers=kept))
+    text = casefile.save_case(store, case).read_text()
+    assert str(tmp_path) not in text and '"answers": "store:uploads/' in text
+    rec = casefile.load_record(store, case.id)
+    assert casefile.case_from_record(rec).suspects[0].answers == kept  # read back as a path in this store
+    # a hostile store: name cannot climb out of the store
+    assert store_paths({"a": "store:../../etc/passwd", "b": "local-dir:store:x"}, store.root) == {
+        "a": "store:../../etc/passwd", "b": f"local-dir:{store.root / 'x'}"}
+    assert store_names({"v": f"local-dir:{store.root}/uploads/model/x"}, store.root) == {
+        "v": "local-dir:store:uploads/model/x"}

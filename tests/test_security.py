@@ -240,3 +240,15 @@ def test_a_config_asking_for_huge_inputs_is_refused(tiny_model):
     assert data_config_for(model, 224)["input_size"] == (3, 224, 224)  # the user's own input size wins
     with pytest.raises(ModelSourceError, match="asks for 8000 x 8000 px inputs"):
         data_config_from_processor({"size": {"height": 8000, "width": 8000}}, source="suspect")
+
+
+def test_names_in_markdown_that_allows_html_are_entities():
+    """The dashboard's chips and spinners are markdown with HTML allowed: a backslash would show there, so every HTML
+    and markdown character becomes a numeric entity (literal text in both)."""
+    from forensics.runtime.safe_text import markdown_html_text
+
+    out = markdown_html_text("![x](http://h/x) <b onmouseover='y'>\n# z")
+    assert not any(c in out for c in "<>[]()!'\n") and out.startswith("&#33;&#91;x&#93;&#40;http")
+    import html as html_lib
+
+    assert html_lib.unescape(out) == "![x](http://h/x) <b onmouseover='y'> # z"

@@ -27,8 +27,6 @@ from ..method.metrics import accuracy
 from ..runtime.progress import Progress, emit
 from ..runtime.store import ArtifactStore
 
-UPLOADS = "uploads"
-
 
 @dataclass
 class Suspect:

@@ -19,7 +19,7 @@ from ..audit.build import audit_stage_plan, open_audit
 from ..audit.spec import AuditSpec
 from ..audit.verdict import Verdict, headline
 from ..errors import ConfigError, ForensicsError
-from ..report.record import RECORD_FORMAT, build_report, now_iso, read_record
+from ..report.record import RECORD_FORMAT, build_report, now_iso, read_record, store_names
 from ..runtime.access import NAME
 from ..runtime.progress import Progress, emit
 from ..runtime.store import ArtifactStore, write_json
@@ -90,7 +90,7 @@ def save_case(store: ArtifactStore, case: Case) -> Path:
     """Write (or overwrite) the case's file in the store; atomic, so a reader never sees half of it."""
     path = case_path(store, case.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, case_record(case))
+    write_json(path, store_names(case_record(case), store.root))  # uploads named store-relative
     return path
 
 
@@ -111,7 +111,7 @@ def load_record(store: ArtifactStore, case_id: str, *, owner: str | None = None)
         data = path.read_bytes()
     except OSError:
         raise missing from None
-    rec = read_record(data, path.name)
+    rec = read_record(data, path.name, store=store.root)
     if owner is not None and rec.get("owner") != owner:
         raise missing
     return rec

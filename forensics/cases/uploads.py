@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..audit.sources import ANSWER_SUFFIXES
 from ..errors import ConfigError, ForensicsError, LogitsFileError
+from ..runtime.access import UPLOADS
 from ..runtime.store import ArtifactStore
-from .case import UPLOADS
 
 
 def store_answers(store: ArtifactStore, data: bytes, filename: str) -> str:

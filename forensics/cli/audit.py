@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runtime.access import allowed_path
 from ..runtime.safe_text import terminal_text
 from .common import (
     ConsoleProgress,
@@ -53,11 +54,12 @@ def cmd_audit(args) -> int:
     store = ArtifactStore(args.store) if args.store else ArtifactStore()
     case = Case(spec=spec_from_args(args))
     # answers to an exported query set must meet the same query set: the record names it
-    query_set = spec_and_record(args.record)[1].get("audit", {}).get("queries_fingerprint") if args.record else None
+    rec = spec_and_record(args.record, args.store)[1] if args.record else {}
+    query_set = rec.get("audit", {}).get("queries_fingerprint")
     for src in args.suspect or []:
         case.add_suspect(Suspect(src, src, kind=known_kind(src)))
     for path in args.logits or []:
-        p = Path(path)
+        p = allowed_path(path, "answers file")
         if not p.is_file():
             raise ConfigError(f"logits file {str(p)!r} does not exist")
         case.add_suspect(Suspect(p.name, f"answers:{p.name}", answers=store_answers(store, p.read_bytes(), p.name),
@@ -89,7 +91,7 @@ def cmd_reverify(args) -> int:
     from ..cases.case import Case, Suspect
     from ..runtime.store import ArtifactStore
 
-    spec, rec = spec_and_record(args.record)
+    spec, rec = spec_and_record(args.record, getattr(args, "store", None))
     recorded = rec.get("suspects", [])
     spec.device = args.device
     case = Case(spec=spec)

@@ -49,7 +49,7 @@ def _stress_record(args: argparse.Namespace, store: ArtifactStore, entries: list
                           "this process: drop --ray")
     require_stress_data(args.thief_data, args.innocent_data)
     t = time.perf_counter()
-    spec = spec_and_record(args.record)[0]
+    spec = spec_and_record(args.record, getattr(args, "store", None))[0]
     spec.device = args.device
     if args.lineage_replicas:
         spec.config = replace(spec.config, lineage_replicas=args.lineage_replicas, protocol="combined")
@@ -119,7 +119,7 @@ def _bench(args: argparse.Namespace, stress: bool) -> int:
     paths = write_bench(result, args.out)
     print("\n" + paths["markdown"].read_text())
     if stress and alpha is not None:
-        print(stress_summary(result, spec_and_record(args.record)[1], alpha=alpha))
+        print(stress_summary(result, spec_and_record(args.record, getattr(args, "store", None))[1], alpha=alpha))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

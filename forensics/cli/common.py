@@ -16,6 +16,7 @@ from ..demo.assets import demo_spec
 from ..errors import ConfigError
 from ..protocols.registry import DEFAULT_PROTOCOL, protocol_names
 from ..report.record import read_record
+from ..runtime import settings
 from ..runtime.safe_text import terminal_text
 
 log = logging.getLogger("forensics")
@@ -126,7 +127,7 @@ def spec_from_args(args: argparse.Namespace):
     from ..audit.spec import AuditSpec
 
     if args.record:
-        spec = spec_and_record(args.record)[0]
+        spec = spec_and_record(args.record, getattr(args, "store", None))[0]
     elif args.victim is None:
         given = [k for k in ("data", "heldout", "foundation", "arch", "input_size", "victim_revision",
                              "foundation_revision") if getattr(args, k)]
@@ -171,9 +172,10 @@ def spec_from_args(args: argparse.Namespace):
     return spec
 
 
-def spec_and_record(path: Path) -> tuple[AuditSpec, dict[str, Any]]:
-    """(spec, record) of the JSON audit record at ``path`` (:func:`forensics.report.record.read_record` checks it)."""
-    rec = read_record(path)
+def spec_and_record(path: Path, store: str | Path | None = None) -> tuple[AuditSpec, dict[str, Any]]:
+    """(spec, record) of the JSON audit record at ``path`` (:func:`forensics.report.record.read_record` checks it);
+    its ``store:`` names (uploads) are read from ``store`` (default: ``FORENSICS_STORE``)."""
+    rec = read_record(path, store=Path(store) if store else settings.current().store)
     return AuditSpec.from_dict(rec["spec"]), rec
 
 

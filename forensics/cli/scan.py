@@ -26,7 +26,7 @@ def cmd_scan(args) -> int:
     if distributed.launched():
         raise ConfigError("scan trains nothing: run it without torchrun (use --ray to spread the suspects over "
                           "machines)")
-    spec, rec = spec_and_record(args.record)
+    spec, rec = spec_and_record(args.record, getattr(args, "store", None))
     spec.device = args.device
     suspects = read_suspect_list(args.suspects)
     out = Path(args.out) if args.out else Path(args.record).with_suffix(".scan.jsonl")

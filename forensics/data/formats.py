@@ -69,7 +69,7 @@ def load_data_source(text: str, *, classes: Sequence[str] | None = None, name: s
     src = parse_data_source(text)
     allowed_path(src.path, "data source")  # on a shared server: only under its data root (before anything is read)
     images = _load_source(src, classes, name)
-    check_paths(images.paths, "image file a listing names")  # files named inside a listing or metadata too
+    check_paths(images.paths, "image file a listing names", source=src.path)  # files a listing names too
     return images
 
 
@@ -211,6 +211,7 @@ def _from_table(table, features: dict[str, Any], src: DataSource, classes, name:
             blobs.append(bytes(v))
         elif isinstance(v, str) and v:
             f = allowed_path(Path(v) if Path(v).is_absolute() else base / v, "image file a table names")
+            check_paths([f], "image file a table names", source=base)  # an uploaded table: its own files only
             if not f.is_file():
                 raise DataSourceError(f"{where}: row {i}: image file {v!r} does not exist")
             blobs.append(f.read_bytes())

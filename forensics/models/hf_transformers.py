@@ -145,6 +145,11 @@ def load_transformers_dir(folder: Path, cfg: dict[str, Any], *, num_classes: int
     if cfg.get("auto_map"):
         raise ModelSourceError(f"{source}: this checkpoint needs its own code (auto_map in config.json); remote code "
                                "is never run, so it cannot be audited here")
+    if str(cfg.get("model_type")) == "timm_wrapper":  # without 'architecture' (else it is read as a timm folder)
+        # transformers would hand timm a pretrained_cfg naming files or hub ids of the config's choosing
+        raise ModelSourceError(f"{source}: a timm_wrapper config.json without 'architecture'; save the model with "
+                               "timm's save_for_hf (config.json names its architecture), or add the timm "
+                               "architecture name as 'architecture'")
     proc_path = folder / PROCESSOR
     if not proc_path.is_file():
         raise ModelSourceError(f"{source}: no {PROCESSOR}; save the image processor beside the model "

@@ -61,7 +61,7 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
     ``holmes-forensics reverify`` needs.  ``case`` holds what the auditor typed (``info``: case name, auditor,
     note; only those given), ``errors`` the suspects that could not be verified and why."""
     sources = sources or {}
-    return {
+    return store_names({
         "format": RECORD_FORMAT,
         "created": created or now_iso(),
         "case": case_info(info),
@@ -72,7 +72,60 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
         "errors": dict(errors or {}),
         "versions": library_versions(),
         **(extra or {}),
-    }
+    }, audit.engine.store.root)
+
+
+#: how a record names a file kept in the artifact store (an upload): relative to the store, never its absolute path
+#: (which says where the server keeps it, and whose home folder it is in)
+STORE = "store:"
+
+
+def store_names(obj: Any, root: Path) -> Any:
+    """``obj`` (a record or part of it) with every string that is a path inside the store ``root`` written
+    ``store:<path relative to the store>``."""
+    prefix = str(Path(root).resolve()) + "/"
+    plain = str(Path(root)) + "/"
+
+    def name(v: Any) -> Any:
+        if isinstance(v, str):
+            for p in (prefix, plain):
+                if v.startswith(p):
+                    return STORE + v[len(p):]
+                if ":" in v and v.split(":", 1)[1].startswith(p):  # a source with a scheme: local-dir:/store/...
+                    scheme, rest = v.split(":", 1)
+                    return f"{scheme}:{STORE}{rest[len(p):]}"
+            return v
+        if isinstance(v, dict):
+            return {k: name(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [name(x) for x in v]
+        return v
+
+    return name(obj)
+
+
+def store_paths(obj: Any, root: Path) -> Any:
+    """The inverse of :func:`store_names` for the store at ``root``: ``store:<relative path>`` back to a path in it
+    (a relative path that climbs out with ``..`` or is absolute stays as written, and is then not found)."""
+    def path(rel: str) -> str | None:
+        p = Path(rel)
+        return None if p.is_absolute() or ".." in p.parts else str(Path(root) / p)
+
+    def back(v: Any) -> Any:
+        if isinstance(v, str):
+            if v.startswith(STORE) and (p := path(v[len(STORE):])) is not None:
+                return p
+            scheme, sep, rest = v.partition(":")
+            if sep and rest.startswith(STORE) and (p := path(rest[len(STORE):])) is not None:
+                return f"{scheme}:{p}"
+            return v
+        if isinstance(v, dict):
+            return {k: back(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [back(x) for x in v]
+        return v
+
+    return back(obj)
 
 
 def record_digest(rec: dict[str, Any]) -> str:
@@ -86,10 +139,11 @@ def record_digest(rec: dict[str, Any]) -> str:
 REPORT_DIGEST_LABEL = "report-sha256:"
 
 
-def read_record(source: str | Path | bytes, name: str | None = None) -> dict[str, Any]:
+def read_record(source: str | Path | bytes, name: str | None = None, *, store: Path | None = None) -> dict[str, Any]:
     """A JSON audit record from a file (``source`` a path) or its bytes, checked: its audit spec must be readable.
     ``name`` is what errors call it (default: the path; for bytes, "the record"), so a message names the user's own
-    file; a :class:`~forensics.errors.ConfigError` that says what to give instead when it is not a record."""
+    file; a :class:`~forensics.errors.ConfigError` that says what to give instead when it is not a record.
+    ``store``: the artifact store its ``store:`` names (uploads) are read from."""
     if isinstance(source, (str, Path)):
         name = name or str(source)
         try:
@@ -103,6 +157,8 @@ def read_record(source: str | Path | bytes, name: str | None = None) -> dict[str
         rec = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"{name} is not JSON ({e}); give the audit.json the dashboard or the CLI wrote") from e
+    if isinstance(rec, dict) and store is not None:
+        rec = store_paths(rec, store)
     if not isinstance(rec, dict) or "spec" not in rec:
         raise ConfigError(f"{name} is not a Holmes forensics audit record (no 'spec'); give the audit.json the "
                           "dashboard (5 · Report) or the CLI (--json) wrote")

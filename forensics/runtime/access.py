@@ -43,26 +43,59 @@ def shared() -> bool:
     return settings.current().users_file is not None
 
 
+#: the store's folder of uploads (forensics.cases.uploads): what the dashboard extracted there may be read in any mode
+UPLOADS = "uploads"
+
+
+def _within(real: Path, root: Path) -> bool:
+    return real == root or root in real.parents
+
+
+def uploads_root() -> Path:
+    return (settings.current().store / UPLOADS).resolve()
+
+
 def allowed_path(path: str | os.PathLike, what: str = "path") -> Path:
-    """``path`` (``~`` expanded) when the audit may read it: anywhere on your own machine; under the data root on a
-    shared server (links resolved first, so a link inside the root that points out of it is refused too)."""
+    """``path`` (``~`` expanded) when the audit may read it: anywhere on your own machine; under the data root (or the
+    store's uploads) on a shared server, links resolved first, so a link inside the root that points out of it is
+    refused too."""
     p = Path(path).expanduser()
     root = data_root()
     if root is None and not shared():
         return p
+    real = p.resolve()
+    if _within(real, uploads_root()) or (root is not None and _within(real, root)):
+        return p
     if root is None:
         raise AccessError(f"this server reads no server paths ({what} {str(path)!r}): upload the file instead, or ask "
                           f"the operator to set {settings.DATA_ROOT}")
-    real = p.resolve()
-    if real != root and root not in real.parents:
-        raise AccessError(f"the {what} {str(path)!r} is outside the folder this server may read ({root}); put it "
-                          "there, or upload it")
-    return p
+    raise AccessError(f"the {what} {str(path)!r} is outside the folder this server may read ({root}); put it there, "
+                      "or upload it")
 
 
-def check_paths(paths: list[Path] | None, what: str) -> None:
-    """:func:`allowed_path` for every file a listing or a dataset's metadata names (one message, the first refused)."""
-    if paths is None or (data_root() is None and not shared()):
+def upload_folder(path: Path) -> Path | None:
+    """The extracted upload that ``path`` lies in (``uploads/<kind>/<digest>``), or None."""
+    real, up = path.expanduser().resolve(), uploads_root()
+    if not _within(real, up) or real == up:
+        return None
+    parts = real.relative_to(up).parts
+    return up.joinpath(*parts[:2]) if len(parts) >= 2 else None
+
+
+def check_paths(paths: list[Path] | None, what: str, *, source: Path | None = None) -> None:
+    """Every file a listing or a dataset's metadata names: under the data root on a shared server (as
+    :func:`allowed_path`), and, in any mode, inside the upload itself when ``source`` is an uploaded zip's folder
+    (its metadata.csv may name ``/etc/...`` or ``../``: the zip's own files only)."""
+    if paths is None:
+        return
+    own = upload_folder(source) if source is not None else None
+    if own is not None:
+        for p in paths:
+            if not _within(p.expanduser().resolve(), own):
+                raise AccessError(f"the uploaded data names a file outside the upload ({p.name!r}); an uploaded "
+                                  "listing may name only files inside its own zip")
+        return
+    if data_root() is None and not shared():
         return
     for p in paths:
         allowed_path(p, what)

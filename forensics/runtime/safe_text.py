@@ -9,6 +9,8 @@ function here, and every place that writes such a string to that surface goes th
   (``<span style=...>``, ``<a href>``) and decodes entities after it parsed the tags, so entities read literally;
 * :func:`markdown_text` - Streamlit markdown (the dashboard): markdown and HTML punctuation backslash-escaped, lines
   joined;
+* :func:`markdown_html_text` - Streamlit markdown that allows HTML (the dashboard's chips and spinners): every HTML
+  and markdown character as a numeric entity, literal in both;
 * :func:`terminal_text` - the command line: control characters (ANSI escape codes, carriage returns, bidirectional
   overrides) shown as ``\\xNN`` / ``\\uNNNN`` instead of acting on the terminal.
 
@@ -52,6 +54,15 @@ def plot_text(text: object) -> str:
 def markdown_text(text: object) -> str:
     """``text`` shown literally in Streamlit markdown: no link, image, emphasis, HTML or heading, on one line."""
     return _MARKDOWN.sub(r"\\\1", _controls(_LINES.sub(" ", _cut(text))))
+
+
+_MD_CHARS = set("\\`*_{}[]()<>#+!|~$:&=\"'-")
+
+
+def markdown_html_text(text: object) -> str:
+    """``text`` inside Streamlit markdown that allows HTML (``unsafe_allow_html``): HTML and markdown punctuation as
+    numeric entities (a backslash would show inside an HTML block), on one line."""
+    return "".join(f"&#{ord(c)};" if c in _MD_CHARS else c for c in _controls(_LINES.sub(" ", _cut(text))))
 
 
 def terminal_text(text: object, *, lines: bool = False) -> str:
