@@ -162,15 +162,17 @@ def many_report(lines) -> None:
     with st.container(border=True):
         head = f"**Add many suspects:** {len(added)} of {len(lines)} lines added"
         if added:
-            st.success(head + ": " + ", ".join(f"**{o.name}**" for o in added), icon=":material/check_circle:")
+            st.success(head + ": " + ", ".join(f"**{md_text(o.name)}**" for o in added), icon=":material/check_circle:")
         else:
             st.markdown(head + ".")
         if skipped:
             st.info(f"{len(skipped)} already in the list, not added again: " +
-                    ", ".join(f"`{o.source}` (as **{o.name}**)" for o in skipped), icon=":material/info:")
+                    ", ".join(f"{md_text(o.source)} (as **{md_text(o.name)}**)" for o in skipped),
+                    icon=":material/info:")
         if refused:
             st.error(f"{len(refused)} refused — they are left in the box of **Add many suspects** to be fixed:\n\n" +
-                     "\n".join(f"- `{o.source}` — {o.reason}" for o in refused), icon=":material/error:")
+                     "\n".join(f"- {md_text(o.source)} — {md_text(o.reason)}" for o in refused),
+                     icon=":material/error:")
         if st.button("Dismiss this report", key="many_report_dismiss", icon=":material/close:"):
             st.session_state.pop("many_report", None)
             st.rerun()
@@ -304,11 +306,11 @@ def model_card(title: str, card: dict, *, victim_fingerprint: str | None = None)
         if same:
             st.badge("the victim's own weights (same fingerprint)", icon=":material/content_copy:", color="red")
         if "answers" in card:
-            st.caption(f"black-box answers `{card['answers']}`")
+            st.caption(f"black-box answers {md_text(card['answers'])}")
             st.caption("read as: " + (card.get("reading") or ("labels only" if card.get("label_only") else "logits")))
             return
         if "arch" not in card:  # reopened from a record that kept no card: what the record says
-            st.caption(f"source `{card.get('source', '?')}`")
+            st.caption(f"source {md_text(card.get('source', '?'))}")
             if card.get("fingerprint"):
                 st.caption("fingerprint (SHA-256 of the weights)")
                 st.code(card["fingerprint"], language=None, wrap_lines=True)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard.nav import link, routed
 from dashboard.state import current_case
-from dashboard.widgets import need_audit
+from dashboard.widgets import md_text, need_audit
 from forensics.report.figures import meta_scores_figure, output_difference_figure, projection_figure
 from forensics.report.gallery import GALLERY_METRICS, GALLERY_ORDERS, ds_p_stolen, gallery, gallery_takeaway
 from forensics.report.style import MAX_COMPARED, default_pair
@@ -27,7 +27,7 @@ with_logits = [v.suspect for v in verdicts if v.per_sample.get("ds_logits")]
 
 
 def say_takeaway(text: str) -> None:
-    st.markdown(f"**Takeaway:** {text}")
+    st.markdown(f"**Takeaway:** {md_text(text)}")  # it names suspects
 
 
 def pick(key: str) -> list:
@@ -99,9 +99,10 @@ with tab_g:
         if metric == GALLERY_METRICS[1]:
             p = np.asarray(v.per_sample["ds_p_stolen"])
             ref = ds_p_stolen(a)
-            st.caption(f"P(stolen) on {sel}'s D_s images ranges from {p.min():.3f} to {p.max():.3f}; on the same "
-                       f"images, the victim's from {ref['victim'].min():.3f} to {ref['victim'].max():.3f} and the "
-                       f"benign shadow's from {ref['benign shadow'].min():.3f} to {ref['benign shadow'].max():.3f}.")
+            st.caption(f"P(stolen) on {md_text(sel)}'s D_s images ranges from {p.min():.3f} to {p.max():.3f}; on "
+                       f"the same images, the victim's from {ref['victim'].min():.3f} to {ref['victim'].max():.3f} "
+                       f"and the benign shadow's from {ref['benign shadow'].min():.3f} to "
+                       f"{ref['benign shadow'].max():.3f}.")
         for start in range(0, len(items), 8):  # one row of columns per 8 images, so that the rows line up
             for col, it in zip(st.columns(8), items[start:start + 8], strict=False):
                 col.image(np.asarray(a.private.pil(it.row).resize((96, 96))), caption=it.caption)

@@ -49,9 +49,9 @@ if busy:
 
 _job = current_job()
 if _job is not None and _job.name == "reopen" and _job.status == "failed":
-    st.error(f"The audit could not be reopened with its verdicts: {_job.error}", icon=":material/error:")
+    st.error(f"The audit could not be reopened with its verdicts: {md_text(_job.error)}", icon=":material/error:")
 if "restore_error" in st.session_state:
-    st.warning(f"The audit in the address could not be reopened: {st.session_state.pop('restore_error')}",
+    st.warning(f"The audit in the address could not be reopened: {md_text(st.session_state.pop('restore_error'))}",
                icon=":material/warning:")
 
 
@@ -228,7 +228,7 @@ with st.expander("Audit your own model", expanded=case.spec is not None and not 
                 new.cards = {"victim": {**v.card(), "accuracy": None,
                                         **({"source": f"uploaded {victim_up.name}"} if victim_up is not None else {})}}
                 set_case(new)
-                st.success(f"Loaded {v.arch} with {v.num_classes} classes and {len(private)} private images.")
+                st.success(f"Loaded {md_text(v.arch)} with {v.num_classes} classes and {len(private)} private images.")
                 st.rerun()
         except Exception as e:  # noqa: BLE001 - shown to the user, inputs kept
             show_error(e, names=shown)

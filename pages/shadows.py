@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard.nav import go, link, routed
 from dashboard.state import current_case, current_job, start_build
-from dashboard.widgets import LIVE_EVERY, job_progress, live_job, show_error
+from dashboard.widgets import LIVE_EVERY, job_progress, live_job, md_text, show_error
 from forensics.audit.sources import data_classes
 from forensics.cases.case import Case
 from forensics.data.transforms import Trigger
@@ -142,7 +142,7 @@ if busy:
 
 if job is not None and job.status == "failed":
     what = "Reopening the audit" if job.name == "reopen" else "The audit"
-    st.error(f"{what} stopped: {job.error}. Everything finished before the error is kept; fix the input and "
+    st.error(f"{what} stopped: {md_text(job.error)}. Everything finished before the error is kept; fix the input and "
              "start again.", icon=":material/error:")
     job_progress(job)
 elif job is not None and job.status == "done":  # the build's log stays after it ends, its curves too
@@ -169,7 +169,7 @@ if case.audit is None:
 
 a = case.audit
 for name, err in case.errors.items():
-    st.warning(f"Suspect **{name}** could not be verified: {err}", icon=":material/warning:")
+    st.warning(f"Suspect **{md_text(name)}** could not be verified: {md_text(err)}", icon=":material/warning:")
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("D_s samples", len(a.loss_order.ds_rows),
           help="the gamma lowest-loss samples of the private data (target class skipped)")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard.nav import routed
 from dashboard.state import current_case, get_store, start_stress, stress_job
-from dashboard.widgets import LIVE_EVERY, job_progress, live_job, need_audit, show_error
+from dashboard.widgets import LIVE_EVERY, job_progress, live_job, md_text, need_audit, show_error
 from forensics.audit.verdict import format_p
 from forensics.demo import is_demo
 from forensics.errors import ConfigError
@@ -80,7 +80,7 @@ if job is None:
     st.info("Pick the simulated suspects and press **Run the stress test**.", icon=":material/info:")
     st.stop()
 if job.status == "failed":
-    st.error(f"The stress test stopped: {job.error}. Models trained before the error are kept in the store.",
+    st.error(f"The stress test stopped: {md_text(job.error)}. Models trained before the error are kept in the store.",
              icon=":material/error:")
     st.stop()
 

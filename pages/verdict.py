@@ -77,7 +77,7 @@ many = len(shown) > MANY
 unflagged = [x for x in shown if not x[2].stolen] if many else []
 cards([x for x in shown if x[2].stolen] if many else shown)
 for name, err in case.errors.items():
-    st.warning(f"**{name}** could not be verified: {err}", icon=":material/warning:")
+    st.warning(f"**{md_text(name)}** could not be verified: {md_text(err)}", icon=":material/warning:")
 
 st.subheader("All suspects", anchor=False)
 victim_fp = a.victim.fingerprint

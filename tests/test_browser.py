@@ -348,6 +348,7 @@ def test_a_shared_server_asks_to_sign_in_and_refuses_a_path_outside_its_data_roo
             pg.get_by_label("Password", exact=True).fill("not the password")
             pg.get_by_role("button", name="Sign in").click()
             pg.get_by_text("Wrong name or password.").wait_for(timeout=30_000)
+            SHOTS.mkdir(parents=True, exist_ok=True)
             pg.screenshot(path=str(SHOTS / "shared-sign-in.png"))
             pg.get_by_label("Password", exact=True).fill("correct horse battery staple")
             pg.get_by_role("button", name="Sign in").click()
@@ -366,3 +367,49 @@ def test_a_shared_server_asks_to_sign_in_and_refuses_a_path_outside_its_data_roo
             pg.screenshot(path=str(SHOTS / "shared-refused.png"))
         finally:
             pg.close()
+
+
+def test_hostile_suspect_names_fetch_nothing_on_the_dashboard(server, browser, quick_demo, tmp_path):
+    """Issue 19, the dashboard's surfaces: a record whose suspects are named to fetch a URL (markdown image, HTML,
+    CSS), reopened in the browser; Load, Feature differences and Verdict draw the names (cards, headlines, tables,
+    chips, plotly figures) and a loopback server must see no request.  The names read literally."""
+    import dataclasses
+    import json
+
+    from test_security import Loopback
+
+    from forensics.report.record import build_report
+
+    srv = Loopback()
+    try:
+        u = srv.url
+        names = [f"![md]({u}/md)", f"<img src={u}/img>", f"thief<span style='background:url({u}/css)'>x</span>"]
+        rows = [(n, None, dataclasses.replace(r.verdict, suspect=n)) for r, n in zip(quick_demo.suspects, names,
+                                                                                      strict=False)]
+        rec = build_report(quick_demo.audit, rows, info={"case_name": f"case <img src={u}/case>"},
+                           sources={n: {"source": r.suspect.source} for r, n in zip(quick_demo.suspects, names,
+                                                                                    strict=False)})
+        (tmp_path / "audit.json").write_text(json.dumps(rec))
+        pg = browser.new_page(viewport={"width": 1440, "height": 1400})
+        pg.goto(server)
+        pg.get_by_text("Load the audit").first.wait_for(timeout=60_000)
+        pg.get_by_text("Recent audits", exact=False).first.wait_for(timeout=60_000)
+        pg.wait_for_timeout(1500)
+        if not pg.get_by_role("button", name="Reopen this record").is_visible():  # in the Recent audits expander
+            pg.get_by_text("Recent audits", exact=False).first.click()
+        up = pg.get_by_test_id("stFileUploader").filter(has_text="Upload audit.json")
+        up.locator("input[type=file]").set_input_files(str(tmp_path / "audit.json"))
+        pg.wait_for_timeout(1500)
+        pg.get_by_role("button", name="Reopen this record").click()
+        pg.get_by_text("thief<span", exact=False).first.wait_for(timeout=120_000)  # the name, literally
+        for page in ("Feature differences", "Verdict"):
+            pg.get_by_role("link", name=re.compile(page)).first.click()
+            pg.wait_for_timeout(6000)  # the reopening job, then plotly draws the figures
+            no_exception(pg)
+        assert "thief<span style='background:url(" in main_text(pg)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(SHOTS / "hostile-names-verdict.png"))
+        assert srv.seen == [], f"the dashboard fetched {srv.seen}"
+        pg.close()
+    finally:
+        srv.server.shutdown()

@@ -64,7 +64,8 @@ def test_each_surface_shows_a_payload_literally():
     assert plot_text(name) == "thief&lt;span style='x'&gt;\x1b[31m![i](http://h/x)%&#123;y}\u202e"
     assert html_text(name).startswith("thief&lt;span style=&#x27;x&#x27;&gt;")
     md = markdown_text(name + "\n# heading")
-    assert "\\!\\[i\\]\\(http\\://h/x\\)" in md and "\\<span" in md and "\n" not in md and "\\# heading" in md
+    # a bare URL is not linked either (a zero-width space after "http:")
+    assert "\\!\\[i\\]\\(http\\:\u200b//h/x\\)" in md and "\\<span" in md and "\n" not in md and "\\# heading" in md
     assert "\x1b" not in terminal_text(name) and "\\x1b[31m" in terminal_text(name)
     assert "\u202e" not in terminal_text(name) and "\\u202e" in terminal_text(name)
     assert terminal_text("a\nb") == "a\\x0ab" and terminal_text("a\nb", lines=True) == "a\nb"
@@ -150,7 +151,7 @@ def test_an_error_that_quotes_a_name_is_shown_literally_in_the_dashboard():
 
     at = AppTest.from_function(page).run()
     (err,) = at.error
-    assert "\\!\\[x\\]\\(http\\://127.0.0.1\\:9/x\\)" in err.value and "\\<img src\\=y\\>" in err.value
+    assert "\\!\\[x\\]\\(http\\:\u200b//127.0.0.1\\:9/x\\)" in err.value and "\\<img src\\=y\\>" in err.value
 
 
 def _png_declaring(width: int, height: int) -> bytes:
@@ -251,4 +252,4 @@ def test_names_in_markdown_that_allows_html_are_entities():
     assert not any(c in out for c in "<>[]()!'\n") and out.startswith("&#33;&#91;x&#93;&#40;http")
     import html as html_lib
 
-    assert html_lib.unescape(out) == "![x](http://h/x) <b onmouseover='y'> # z"
+    assert html_lib.unescape(out) == "![x](http:\u200b//h/x) <b onmouseover='y'> # z"  # no bare link either

@@ -11,6 +11,7 @@ def test_a_name_never_becomes_markdown_an_image_a_link_or_a_streamlit_directive(
                     "**bold** _it_ `code` <img src=x> # head", "a | table | row"):
         shown = md_text(payload)
         # every markdown-active character is escaped, so the rendered text is the payload itself
-        assert re.sub(r"\\(.)", r"\1", shown) == payload
+        # (a zero-width space after "http:" keeps a bare URL from becoming a link)
+        assert re.sub(r"\\(.)", r"\1", shown).replace("\u200b", "") == payload
         for ch in "![]():`*_<>#|":
             assert not re.search(r"(?<!\\)" + re.escape(ch), shown), (payload, ch, shown)

@@ -51,9 +51,19 @@ def plot_text(text: object) -> str:
     return html.escape(_cut(text), quote=False).replace("%{", "%&#123;")  # plotly knows &amp; &lt; &gt;, not &quot;
 
 
+_AUTOLINK = re.compile(r"(?i)(://|www\.)")
+
+
+def _no_autolink(s: str) -> str:
+    """A zero-width space after ``:`` of ``://`` and in ``www.``: markdown turns a bare URL into a link even when its
+    punctuation is escaped (GitHub-flavoured autolinks)."""
+    return _AUTOLINK.sub(lambda m: ":\u200b//" if m.group(1) == "://" else m.group(1)[:3] + "\u200b.", s)
+
+
 def markdown_text(text: object) -> str:
-    """``text`` shown literally in Streamlit markdown: no link, image, emphasis, HTML or heading, on one line."""
-    return _MARKDOWN.sub(r"\\\1", _controls(_LINES.sub(" ", _cut(text))))
+    """``text`` shown literally in Streamlit markdown: no link (bare URLs included), image, emphasis, HTML or heading,
+    on one line."""
+    return _MARKDOWN.sub(r"\\\1", _no_autolink(_controls(_LINES.sub(" ", _cut(text)))))
 
 
 _MD_CHARS = set("\\`*_{}[]()<>#+!|~$:&=\"'-")
@@ -62,7 +72,8 @@ _MD_CHARS = set("\\`*_{}[]()<>#+!|~$:&=\"'-")
 def markdown_html_text(text: object) -> str:
     """``text`` inside Streamlit markdown that allows HTML (``unsafe_allow_html``): HTML and markdown punctuation as
     numeric entities (a backslash would show inside an HTML block), on one line."""
-    return "".join(f"&#{ord(c)};" if c in _MD_CHARS else c for c in _controls(_LINES.sub(" ", _cut(text))))
+    return "".join(f"&#{ord(c)};" if c in _MD_CHARS else c
+                   for c in _no_autolink(_controls(_LINES.sub(" ", _cut(text)))))
 
 
 def terminal_text(text: object, *, lines: bool = False) -> str:
