@@ -30,18 +30,21 @@ def require_user() -> str | None:
                 st.session_state.clear()
                 st.rerun()
         return st.session_state[USER]
-    st.title("Holmes forensics")
-    st.write("This dashboard is shared: sign in with the name and password the operator gave you.")
-    with st.form("sign_in"):
-        name = st.text_input("Name", key="sign_in_name")
-        password = st.text_input("Password", type="password", key="sign_in_password")
-        go = st.form_submit_button("Sign in", type="primary")
-    if go:
-        if access.check_password(name, password):
-            st.session_state.clear()  # nothing of a previous session carries over
-            st.session_state[USER] = name.strip()
-            st.rerun()
-        time.sleep(1.0)  # slows guessing
-        st.error("Wrong name or password.")
+    _, middle, _ = st.columns([1, 2, 1])  # a narrow form in the middle, not a page-wide one
+    with middle:
+        st.title("Holmes forensics")
+        st.write("This dashboard is shared: sign in with the name and password the operator gave you. You will see "
+                 "only the audits you create.")
+        with st.form("sign_in"):
+            name = st.text_input("Name", key="sign_in_name")
+            password = st.text_input("Password", type="password", key="sign_in_password")
+            go = st.form_submit_button("Sign in", type="primary")
+        if go:
+            if access.check_password(name, password):
+                st.session_state.clear()  # nothing of a previous session carries over
+                st.session_state[USER] = name.strip()
+                st.rerun()
+            time.sleep(1.0)  # slows guessing
+            st.error("Wrong name or password.")
     st.stop()
     return None

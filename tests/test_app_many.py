@@ -125,10 +125,10 @@ demo:direct_copy
     # each refused line with its reason; the line already in the list is not added again
     errors = " ".join(shown(e) for e in at.error)
     assert "3 refused" in errors
-    assert f"`local-dir:{three}` — " in errors and "3 classes but 10 were expected" in errors
-    assert "`not a model at all` — cannot tell what model source" in errors
-    assert "wrong.npy: 7 columns" in errors and str(tmp_path) + "/wrong.npy` — " in errors
-    assert any("`demo:direct_copy` (as **direct copy**)" in i.value for i in at.info)
+    assert f"local-dir:{three} — " in errors and "3 classes but 10 were expected" in errors
+    assert "not a model at all — cannot tell what model source" in errors
+    assert "wrong.npy: 7 columns" in errors and str(tmp_path) + "/wrong.npy — " in errors
+    assert any("demo:direct_copy (as **direct copy**)" in shown(i) for i in at.info)
     # the refused lines stay in the box, to be fixed; nothing else; its tab stays open
     assert at.session_state["suspect_tab"] == "Add many suspects"
     assert at.text_area(key="many_sources").value.splitlines() == [

@@ -357,10 +357,20 @@ def test_a_shared_server_asks_to_sign_in_and_refuses_a_path_outside_its_data_roo
             pg.get_by_text("Recent audits", exact=True).click()  # the reopen form sits in that expander
             field = pg.locator("input[aria-label='…or its path on this server']")
             field.fill("/etc/passwd")
-            field.press("Enter")
-            pg.get_by_role("button", name="Reopen this record").click()
+            field.press("Enter")  # the value reaches the server; the button is enabled once it has
+            reopen = pg.get_by_role("button", name="Reopen this record")
+            for _ in range(40):
+                if reopen.is_enabled():
+                    break
+                pg.wait_for_timeout(250)
+            pg.wait_for_timeout(1000)  # the rerun the Enter started has finished
+            reopen.click()
             error = pg.get_by_text("outside the folder this server may read")
-            error.wait_for(timeout=30_000)
+            try:
+                error.wait_for(timeout=30_000)
+            except Exception:
+                pg.screenshot(path=str(SHOTS / "shared-refused-failed.png"))
+                raise
             text = main_text(pg)
             assert "/etc/passwd" in text and "root:x:0:0" not in text
             no_exception(pg)
