@@ -198,3 +198,23 @@ def test_records_name_uploads_relative_to_the_store_never_by_the_servers_path(tm
         "a": "store:../../etc/passwd", "b": f"local-dir:{store.root / 'x'}"}
     assert store_names({"v": f"local-dir:{store.root}/uploads/model/x"}, store.root) == {
         "v": "local-dir:store:uploads/model/x"}
+
+
+def test_on_a_shared_server_records_name_data_relative_to_the_data_root(root, tmp_path, monkeypatch):
+    """A path a user typed under the data root is saved ``data-root:...``: the record says neither where the server
+    keeps the data nor whose home folder it is in, and reads back to the same path on this server."""
+    from forensics.audit.spec import AuditSpec
+    from forensics.cases import casefile
+    from forensics.cases.case import Case
+    from forensics.runtime.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "store")
+    spec = AuditSpec(victim=f"local-dir:{root}/models/victim", foundation="demo:foundation", data=str(root / "set"),
+                     heldout=f"{root / 'held.csv'}")
+    case = Case(spec=spec)
+    text = casefile.save_case(store, case).read_text()
+    assert str(root) not in text and str(tmp_path) not in text
+    saved = json.loads(text)["spec"]
+    assert saved["data"] == "data-root:set" and saved["victim"] == "local-dir:data-root:models/victim"
+    back = casefile.case_from_record(casefile.load_record(store, case.id)).spec
+    assert (back.data, back.victim, back.heldout) == (spec.data, spec.victim, spec.heldout)

@@ -17,6 +17,7 @@ from ..audit.opened import Audit
 from ..audit.spec import AuditSpec
 from ..audit.verdict import Verdict
 from ..errors import ConfigError
+from ..runtime import access, settings
 from ..runtime.access import allowed_path
 
 # what the auditor may type about the case (Case.info), in the order the report shows them
@@ -80,20 +81,34 @@ def build_report(audit: Audit, verdicts: Sequence[tuple[str, str | None, Verdict
 STORE = "store:"
 
 
+#: how a record names a file under a shared server's data root (FORENSICS_DATA_ROOT): relative to it
+DATA_ROOT = "data-root:"
+
+
+def _roots(root: Path) -> list[tuple[str, str]]:
+    """(path prefix, name prefix) pairs: the store, and a shared server's data root (resolved and as given)."""
+    pairs = [(str(Path(root).resolve()) + "/", STORE), (str(Path(root)) + "/", STORE)]
+    data = access.data_root()
+    if data is not None:
+        pairs += [(str(data) + "/", DATA_ROOT), (str(settings.current().data_root) + "/", DATA_ROOT)]
+    return pairs
+
+
 def store_names(obj: Any, root: Path) -> Any:
     """``obj`` (a record or part of it) with every string that is a path inside the store ``root`` written
-    ``store:<path relative to the store>``."""
-    prefix = str(Path(root).resolve()) + "/"
-    plain = str(Path(root)) + "/"
+    ``store:<path relative to the store>``, and on a shared server one under its data root
+    ``data-root:<relative path>``: a record never says where the server keeps files, nor whose home folder they are
+    in."""
+    pairs = _roots(root)
 
     def name(v: Any) -> Any:
         if isinstance(v, str):
-            for p in (prefix, plain):
+            for p, tag in pairs:
                 if v.startswith(p):
-                    return STORE + v[len(p):]
+                    return tag + v[len(p):]
                 if ":" in v and v.split(":", 1)[1].startswith(p):  # a source with a scheme: local-dir:/store/...
                     scheme, rest = v.split(":", 1)
-                    return f"{scheme}:{STORE}{rest[len(p):]}"
+                    return f"{scheme}:{tag}{rest[len(p):]}"
             return v
         if isinstance(v, dict):
             return {k: name(x) for k, x in v.items()}
@@ -105,19 +120,24 @@ def store_names(obj: Any, root: Path) -> Any:
 
 
 def store_paths(obj: Any, root: Path) -> Any:
-    """The inverse of :func:`store_names` for the store at ``root``: ``store:<relative path>`` back to a path in it
-    (a relative path that climbs out with ``..`` or is absolute stays as written, and is then not found)."""
-    def path(rel: str) -> str | None:
+    """The inverse of :func:`store_names` for the store at ``root`` (and this server's data root):
+    ``store:<relative path>`` back to a path in it (a relative path that climbs out with ``..`` or is absolute stays
+    as written, and is then not found)."""
+    data = access.data_root()
+    bases = {STORE: Path(root), **({DATA_ROOT: data} if data is not None else {})}
+
+    def path(tag: str, rel: str) -> str | None:
         p = Path(rel)
-        return None if p.is_absolute() or ".." in p.parts else str(Path(root) / p)
+        return None if p.is_absolute() or ".." in p.parts else str(bases[tag] / p)
 
     def back(v: Any) -> Any:
         if isinstance(v, str):
-            if v.startswith(STORE) and (p := path(v[len(STORE):])) is not None:
-                return p
-            scheme, sep, rest = v.partition(":")
-            if sep and rest.startswith(STORE) and (p := path(rest[len(STORE):])) is not None:
-                return f"{scheme}:{p}"
+            for tag in bases:
+                if v.startswith(tag) and (p := path(tag, v[len(tag):])) is not None:
+                    return p
+                scheme, sep, rest = v.partition(":")
+                if sep and rest.startswith(tag) and (p := path(tag, rest[len(tag):])) is not None:
+                    return f"{scheme}:{p}"
             return v
         if isinstance(v, dict):
             return {k: back(x) for k, x in v.items()}
