@@ -9,7 +9,7 @@ import datetime
 import hashlib
 import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,22 +101,16 @@ def store_names(obj: Any, root: Path) -> Any:
     in."""
     pairs = _roots(root)
 
-    def name(v: Any) -> Any:
-        if isinstance(v, str):
-            for p, tag in pairs:
-                if v.startswith(p):
-                    return tag + v[len(p):]
-                if ":" in v and v.split(":", 1)[1].startswith(p):  # a source with a scheme: local-dir:/store/...
-                    scheme, rest = v.split(":", 1)
-                    return f"{scheme}:{tag}{rest[len(p):]}"
-            return v
-        if isinstance(v, dict):
-            return {k: name(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [name(x) for x in v]
+    def name(v: str) -> str:
+        for p, tag in pairs:
+            if v.startswith(p):
+                return tag + v[len(p):]
+            if ":" in v and v.split(":", 1)[1].startswith(p):  # a source with a scheme: local-dir:/store/...
+                scheme, rest = v.split(":", 1)
+                return f"{scheme}:{tag}{rest[len(p):]}"
         return v
 
-    return name(obj)
+    return _map_strings(obj, name)
 
 
 def store_paths(obj: Any, root: Path) -> Any:
@@ -130,22 +124,27 @@ def store_paths(obj: Any, root: Path) -> Any:
         p = Path(rel)
         return None if p.is_absolute() or ".." in p.parts else str(bases[tag] / p)
 
-    def back(v: Any) -> Any:
-        if isinstance(v, str):
-            for tag in bases:
-                if v.startswith(tag) and (p := path(tag, v[len(tag):])) is not None:
-                    return p
-                scheme, sep, rest = v.partition(":")
-                if sep and rest.startswith(tag) and (p := path(tag, rest[len(tag):])) is not None:
-                    return f"{scheme}:{p}"
-            return v
-        if isinstance(v, dict):
-            return {k: back(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [back(x) for x in v]
+    def back(v: str) -> str:
+        for tag in bases:
+            if v.startswith(tag) and (p := path(tag, v[len(tag):])) is not None:
+                return p
+            scheme, sep, rest = v.partition(":")
+            if sep and rest.startswith(tag) and (p := path(tag, rest[len(tag):])) is not None:
+                return f"{scheme}:{p}"
         return v
 
-    return back(obj)
+    return _map_strings(obj, back)
+
+
+def _map_strings(obj: Any, fn: Callable[[str], str]) -> Any:
+    """``obj`` (JSON-like: dicts, lists, scalars) with ``fn`` applied to every string value (keys stay)."""
+    if isinstance(obj, str):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_strings(x, fn) for k, x in obj.items()}
+    if isinstance(obj, list):
+        return [_map_strings(x, fn) for x in obj]
+    return obj
 
 
 def record_digest(rec: dict[str, Any]) -> str:

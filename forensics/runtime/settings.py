@@ -77,14 +77,7 @@ def current() -> Settings:
     if shipped not in ("", "0", "1"):
         raise ConfigError(f"{DEMO_SHIPPED}={shipped!r}: set it to 0 (the demo trains every model itself) or 1, or "
                           "unset it")
-    raw = env.get(MAX_UPLOAD_MB, "").strip() or "200"
-    try:
-        mb = int(raw)
-    except ValueError:
-        mb = 0
-    if mb < 1:
-        raise ConfigError(f"{MAX_UPLOAD_MB}={raw!r}: give the upload limit as a whole number of megabytes >= 1, "
-                          "or unset it (default 200)")
+    mb = _megabytes(env, MAX_UPLOAD_MB, 200)
     unpacked = _megabytes(env, MAX_UNPACKED_MB, 2048)
     root = Path(env[DATA_ROOT]).expanduser() if env.get(DATA_ROOT, "").strip() else None
     if root is not None and not root.is_dir():
