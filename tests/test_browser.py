@@ -102,6 +102,21 @@ def shot(pg, name: str) -> Path:
     return path
 
 
+def chart_drawn(pg, title: str, timeout: int = 120_000) -> None:
+    """Wait until a plotly chart titled ``title`` is drawn: scrolled into view first (a chart below the fold may be
+    drawn late on a busy machine); a screenshot of the page is kept when it is not."""
+    charts = pg.get_by_test_id("stPlotlyChart")
+    try:
+        charts.first.wait_for(timeout=timeout)
+        for i in range(charts.count()):
+            charts.nth(i).scroll_into_view_if_needed()
+        pg.locator(".js-plotly-plot .gtitle", has_text=title).first.wait_for(timeout=timeout)
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(SHOTS / "chart-not-drawn.png"), full_page=True)
+        raise
+
+
 def no_exception(pg) -> None:
     """Streamlit draws an uncaught error as its exception element (details hidden by .streamlit/config.toml)."""
     assert pg.get_by_test_id("stException").count() == 0, pg.get_by_test_id("stException").first.inner_text()
@@ -177,7 +192,7 @@ def test_click_through_the_demo_audit(page):
     assert audit_in_address(pg) == audit
     headline = "2 of 6 suspects show evidence of derivation from your model at alpha = 0.01."
     pg.get_by_text(headline).wait_for(timeout=60_000)
-    pg.get_by_text("Evidence per suspect").first.wait_for(timeout=60_000)  # the table and chart drawn, not loading
+    chart_drawn(pg, "Evidence per suspect")  # the table and chart drawn, not loading
     shot(pg, "06-verdict.png")
     # the reduced demo: the direct and the fine-tuned copy are caught, nobody else is accused
     for name in ("direct copy", "fine-tuned copy"):
