@@ -24,6 +24,7 @@ def pages() -> dict[str, st.Page]:
             "verdict": st.Page("pages/verdict.py", title="4 · Verdict", icon=":material/gavel:"),
             "report": st.Page("pages/report.py", title="5 · Report", icon=":material/description:"),
             "stress": st.Page("pages/stress.py", title="6 · Stress test", icon=":material/science:"),
+            "api": st.Page("pages/api.py", title="7 · API audit", icon=":material/api:"),
         })
     return _PAGES
 

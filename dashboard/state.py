@@ -127,7 +127,7 @@ def set_case(new: Case) -> None:
     if new.owner is None:
         new.owner = current_user()
     st.session_state.case = new
-    for key in ("job_id", "queries_zip", "job_applied", "stress_job_id"):
+    for key in ("job_id", "queries_zip", "job_applied", "stress_job_id", "api_job_id"):
         st.session_state.pop(key, None)
 
 
@@ -148,25 +148,35 @@ def start_build(run: Case, *, then_verdict: bool = False) -> Job:
     return job
 
 
-def start_stress(fn, *args: Any) -> Job:
-    """Start this case's stress test in the background; a reload (or another tab on the audit) finds it."""
-    job = start_job("stress test", fn, *args)
-    st.session_state.stress_job_id = job.id
-    _entry(current_case())["stress"] = job.id
+def start_side_job(kind: str, name: str, fn, *args: Any, **kwargs: Any) -> Job:
+    """Start a job of this case beside its build (``kind``: "stress", "api"); a reload (or another tab on the audit)
+    finds it with :func:`side_job`."""
+    job = start_job(name, fn, *args, **kwargs)
+    st.session_state[f"{kind}_job_id"] = job.id
+    _entry(current_case())[kind] = job.id
     return job
 
 
-def stress_job() -> Job | None:
-    """This case's latest stress test: this session's, else the one the server-wide registry keeps for the case
+def side_job(kind: str) -> Job | None:
+    """This case's latest job of ``kind``: this session's, else the one the server-wide registry keeps for the case
     (after a reload, which starts a new session)."""
-    job_id = st.session_state.get("stress_job_id")
+    job_id = st.session_state.get(f"{kind}_job_id")
     if job_id is None:
         with _LOCK:
             entry = _live().get(current_case().id)
-        job_id = entry.get("stress") if entry else None
+        job_id = entry.get(kind) if entry else None
         if job_id is not None:
-            st.session_state.stress_job_id = job_id
+            st.session_state[f"{kind}_job_id"] = job_id
     return get_job(job_id)
+
+
+def start_stress(fn, *args: Any) -> Job:
+    """Start this case's stress test in the background."""
+    return start_side_job("stress", "stress test", fn, *args)
+
+
+def stress_job() -> Job | None:
+    return side_job("stress")
 
 
 def _signature(case: Case) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from api_server import LoopbackApi, audit_model
 from helpers import shown
 from streamlit.testing.v1 import AppTest
 
@@ -18,7 +19,7 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 # AppTest runs app.py on every rerun, as the server does (conftest.navigation_like_the_server)
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("navigation_like_the_server")]
 PAGES = ["pages/load.py", "pages/shadows.py", "pages/features.py", "pages/verdict.py", "pages/report.py",
-         "pages/stress.py"]
+         "pages/stress.py", "pages/api.py"]
 
 
 @pytest.fixture
@@ -159,6 +160,35 @@ def test_demo_walkthrough_every_page(env):
     assert list(table["simulated suspect"]) == ["direct copy", "innocent, other seed"]
     assert list(table["flagged"]) == ["1 of 1", "0 of 1"]
     assert at.get("plotly_chart")
+
+    # 7 · API audit: the demo's fine-tuned copy behind a loopback API (top-3 answers), decided by the sequential test
+    at.switch_page("pages/api.py").run()
+    assert not at.exception
+    a = case.audit
+    source = next(s.source for s in case.suspects if s.name == "fine-tuned copy")
+    logits = a.engine.logits(a.load_suspect(source), a.queries.images)
+    with LoopbackApi(list(a.private.classes), model=audit_model(a, logits)) as api:
+        next(t for t in at.text_input if t.label == "Endpoint URL").set_value(api.url("/top-k?k=3"))
+        next(t for t in at.text_input if t.label == "Suspect name").set_value("their API")
+        button(at, "Start the API audit").click().run()
+        assert not at.exception and not at.error, [shown(e) for e in at.error]
+        job = get_job(at.session_state["api_job_id"])
+        job.wait(600)
+        assert job.status == "done", job.error
+        at.run()
+        assert max(api.asked.values()) == 1  # no query asked twice
+    assert not at.exception
+    said = " ".join(shown(m) for m in at.success)
+    assert "their API" in said and "evidence of derivation" in said, said
+    assert at.get("plotly_chart")  # the running p-value
+    paid = sum(api.asked.values())
+    assert paid < len(a.queries) / 4
+    at.switch_page("pages/verdict.py").run()
+    assert not at.exception
+    at.selectbox[0].set_value("sequential").run()
+    assert not at.exception
+    rows = dict(zip(at.dataframe[0].value["suspect"], at.dataframe[0].value["verdict"], strict=True))
+    assert rows["their API"] == "evidence of derivation"
 
 
 def test_two_sessions_at_once_do_not_interfere(env):

@@ -27,14 +27,15 @@ LAYERS = [
     {"method"},
     {"protocols"},
     {"audit"},
+    {"api"},
     {"zoo"},
     {"demo"},
     {"report"},
     {"cases"},
     {"cli", "__main__", "__init__"},
 ]
-PACKAGES = {"runtime", "data", "models", "engine", "method", "protocols", "audit", "zoo", "demo", "report", "cases",
-            "cli"}
+PACKAGES = {"runtime", "data", "models", "engine", "method", "protocols", "audit", "api", "zoo", "demo", "report",
+            "cases", "cli"}
 
 
 def _layer(module: str) -> int:
@@ -145,7 +146,7 @@ FORMER_API = {
     "ModelSourceError", "UnsafeCheckpointError", "CorruptWeightsError", "ClassCountMismatchError",
     "HubModelNotFoundError", "DataSourceError", "DatasetTooSmallError", "LogitsFileError", "ArtifactError"}
 FORMER_COMMANDS = ["demo", "audit", "export-queries", "verify", "bench", "stress", "scan", "reverify", "digest",
-                   "add-user"]
+                   "add-user", "query"]
 
 
 def test_public_api():
@@ -181,7 +182,7 @@ def test_importing_the_package_loads_no_optional_library():
 @pytest.mark.parametrize("folder", ["pages"])
 def test_pages_folder_holds_only_pages(folder):
     files = sorted(p.name for p in (ROOT / folder).iterdir() if not p.name.startswith((".", "__pycache__")))
-    assert files == ["features.py", "load.py", "report.py", "shadows.py", "stress.py", "verdict.py"]
+    assert files == ["api.py", "features.py", "load.py", "report.py", "shadows.py", "stress.py", "verdict.py"]
 
 
 @pytest.mark.lint

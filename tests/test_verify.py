@@ -79,7 +79,7 @@ def runnable(label_only: bool, *, baselines: bool = False, ds: bool = True) -> s
 def test_victim_logits_give_a_small_membership_p_and_every_protocols_evidence(built, victim_logits):
     audit, _, _ = built
     v = verify_outputs(audit, victim_logits, "the victim itself")
-    assert set(v.evidence) == runnable(False) == {"membership", "holmes", "paper"}
+    assert set(v.evidence) == runnable(False) == {"membership", "holmes", "paper", "sequential"}
     assert v.protocol == "membership" and v.suspect == "the victim itself" and not v.label_only
     e = v.evidence["membership"]
     assert e["score"] == "loss"
@@ -112,7 +112,7 @@ def test_labels_only_score_errors_and_drop_the_logit_protocols(built, victim_log
     labels = victim_logits.argmax(1)
     v = verify_outputs(audit, labels, "api")
     assert v.label_only
-    assert set(v.evidence) == runnable(True) == {"membership"}
+    assert set(v.evidence) == runnable(True) == {"membership", "sequential"}
     e = v.evidence["membership"]
     assert e["score"] == "error"
     errors = np.array(v.per_sample["member_score"])
@@ -235,7 +235,7 @@ def test_has_ds_and_the_protocols_that_need_it(built):
     assert not has_ds(thinned)
     logits = audit.engine.logits(victim, queries.images)
     v = verify_outputs(thinned, logits, "victim")
-    assert set(v.evidence) == runnable(False, ds=False) == {"membership"}
+    assert set(v.evidence) == runnable(False, ds=False) == {"membership", "sequential"}
     assert v.delta_p is None and v.p_value < 1e-3
     with pytest.raises(ConfigError, match=r"'paper' protocol needs D_s among the queries"):
         verify_outputs(thinned, logits, "victim", protocol="paper")

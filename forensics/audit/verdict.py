@@ -124,6 +124,15 @@ def describe_comparison(evidence: dict[str, Any], protocol: str = "membership", 
         return (f"Compared what training changed in {e['weights']:,} of its weights with what it changed in yours: "
                 f"correlation {e['corr_victim']:.2f}, against at most {e['corr_replicas_max']:.2f} with "
                 f"{e['replicas']} independent re-runs of your training recipe ({finding}; t = {e['t']:.1f}).")
+    if protocol == "sequential" and "queries" in evidence:
+        e = evidence
+        what = "labels" if e.get("score") == "error" else "answers"
+        ends = {"evidence": "then the evidence decided: it fits your training images better than chance allows",
+                "futility": "then it stopped: the suspect shows too little of your model's own signal to go on"}
+        return (f"Asked its {what} on {e['queries']} queries (pairs of one of your private training images and one "
+                f"unseen image of the same difficulty, hardest first; {e.get('pairs_available', '?')} pairs "
+                f"available); {ends.get(str(e.get('decision')), 'no decision before the budget or the plan ended')} "
+                f"(anytime-valid p = {format_p(e['p_value'])}).")
     if protocol == "combined" and "components" in evidence:
         return describe_combined(evidence, alpha)
     if "m" in evidence:

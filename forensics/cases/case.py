@@ -120,6 +120,8 @@ class Case:
                                       {"cards": 4 * PASS, **{f"suspect:{s.name}": self._suspect_cost(s, spec)
                                                              for s in self.suspects}}))
         audit = open_audit(spec, store, progress)
+        from ..api.audit import API_JOURNAL, replay  # httpx loads with the first audit, not with the package
+
         emit(progress, "cards", "start")
         ref, ref_name = evaluation_data(spec, audit.heldout)
 
@@ -144,7 +146,14 @@ class Case:
         for s in self.suspects:
             emit(progress, f"suspect:{s.name}", "start")
             try:
-                if s.answers:
+                if s.source.startswith(API_JOURNAL):
+                    # a suspect behind an API: its journal replayed (no query is asked again)
+                    result = replay(audit, Path(s.answers or s.source.removeprefix(API_JOURNAL)), name=s.name)
+                    verdicts[s.name] = result.verdict
+                    cards[s.name] = {"source": s.shown_source, "answers": f"API answers ({result.asked} queries read, "
+                                     f"{result.paid} paid)", "label_only": result.label_only,
+                                     "reading": "labels only" if result.label_only else "scores (read like logits)"}
+                elif s.answers:
                     if s.query_set and s.query_set != audit.queries.fingerprint:
                         raise LogitsFileError(
                             "these answers respond to another query set (the audit's victim, data or settings "

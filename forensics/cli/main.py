@@ -17,6 +17,7 @@ from ..zoo.bench import STRESS_ZOO
 from .audit import cmd_audit, cmd_demo, cmd_digest, cmd_export, cmd_reverify, cmd_verify
 from .bench import cmd_bench, cmd_stress
 from .common import add_audit_options, add_common_options
+from .query import add_query_parser
 from .scan import cmd_scan
 
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("name", help="the user's sign-in name (letters, digits, '_', '.', '@', '-')")
     u.add_argument("--users-file", type=Path, required=True, help="the users file (created readable by you only)")
     u.set_defaults(fn=cmd_add_user)
+    add_query_parser(sub)
     return p
 
 

@@ -41,6 +41,10 @@ def meaning(protocol: str, alpha: float) -> str:
     elif protocol == "lineage":
         what = ("carries what training changed in your model's weights beyond what an independent run of your own "
                 "recipe shares with it")
+    elif protocol == "sequential":
+        what = ("fits your model's private training samples better than unseen samples of the same difficulty, "
+                "asked pair by pair until the evidence decided (the p-value stays valid however early the audit "
+                "stopped)")
     elif protocol == "combined":
         what = ("fits your private training samples better than unseen ones or (where its weights are there) carries "
                 "what training changed in your model's weights; the two tests share alpha (Bonferroni)")

@@ -139,3 +139,31 @@ def pvalue_figure(verdicts: Sequence[Verdict], alpha: float, protocol: str | Non
                    range=[0, top], showgrid=True, zeroline=True, zerolinecolor="#999"),
         yaxis=dict(title="", categoryorder="array", categoryarray=names, autorange="reversed", automargin=True))
     return fig
+
+
+def sequential_figure(trace: Sequence[Sequence[float]], alpha: float, *, name: str = "the suspect",
+                      decision: str | None = None, budget: int | None = None) -> go.Figure:
+    """The running anytime-valid p-value of an API audit against the queries paid (``trace``: (queries, p) after each
+    round), with the alpha line: the audit stops where the curve first crosses it, or for futility."""
+    q = [int(x[0]) for x in trace]
+    p = [max(float(x[1]), 1e-300) for x in trace]
+    stolen = decision == "evidence"
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, *q], y=[1.0, *p], mode="lines+markers", line_shape="hv", name=plot_text(name),
+                             marker=dict(size=6), line=dict(color=VERDICT_COLORS[stolen], width=2.5),
+                             hovertemplate="%{x} queries<br>p = %{y:.3g}<extra></extra>"))
+    fig.add_hline(y=alpha, line=dict(color="#333", dash="dash", width=1.5), annotation_text=f"alpha = {alpha:g}",
+                  annotation_position="bottom right", annotation_font_size=12)
+    fig.add_hrect(y0=min(min(p, default=alpha), alpha) / 10, y1=alpha, fillcolor=VERDICT_COLORS[True], opacity=0.05,
+                  line_width=0, layer="below")
+    if budget:
+        fig.add_vline(x=budget, line=dict(color="#888", dash="dot", width=1), annotation_text="budget",
+                      annotation_position="top left", annotation_font_size=12)
+    ends = {"evidence": "stopped: evidence of derivation", "futility": "stopped: too little of your model's signal "
+            "to go on (no evidence)", None: "running, or stopped before a decision (no evidence so far)"}
+    titled(fig, "Running p-value of the sequential test (anytime-valid)",
+           f"{ends.get(decision, '')}. Below the dashed alpha line: evidence of derivation; the p-value stays valid "
+           "whenever the audit stops.", height=360, top=90, legend=None)
+    fig.update_layout(xaxis=dict(title="queries paid", rangemode="tozero"),
+                      yaxis=dict(title="p-value (log scale)", type="log", exponentformat="power"))
+    return fig

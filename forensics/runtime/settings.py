@@ -139,3 +139,9 @@ def adopt_environment(env: dict[str, str]) -> None:
 def child_environment(**overrides: str) -> dict[str, str]:
     """The environment for a child process (a browser printing a PDF), with ``overrides``."""
     return {**os.environ, **overrides}
+
+
+def secret_variable(name: str) -> str:
+    """A variable the user named to hold a secret (an API's key: ``holmes-forensics query --api-key-env VAR``), ""
+    where it is not set; never logged, never stored."""
+    return os.environ.get(name, "")
