@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 import streamlit as st
 
-from dashboard.nav import link, routed
+from dashboard.nav import go, routed
 from dashboard.state import current_case, get_store, side_job, start_side_job
 from dashboard.widgets import LIVE_EVERY, live_job, md_text, need_audit, show_error
 from forensics.api.audit import API_JOURNAL, STOPS, ApiProgress, api_audit
@@ -95,8 +96,9 @@ if start and not busy:
                             price_per_query=float(price))
         journal = journal_for(case.id, suspect)
         allowed_path(str(journal), "API journal")
-        job = start_side_job("api", suspect, api_audit, audit, endpoint, journal, name=suspect,
-                             budget=Budget(int(max_queries), float(max_cost) or None), api_key=key_typed or None)
+        run = partial(api_audit, name=suspect, budget=Budget(int(max_queries), float(max_cost) or None),
+                      api_key=key_typed or None)  # the key stays in this job's memory only
+        job = start_side_job("api", suspect, run, audit, endpoint, journal)
         busy = True
     except Exception as e:  # noqa: BLE001
         show_error(e)
@@ -155,4 +157,6 @@ if st.session_state.get("api_kept") != job.id:  # the verdict goes with the case
 view(latest(job), v.suspect)
 st.caption("No evidence is not a proof of innocence: a thief who changed the model a lot can weaken the signal "
            "(see 6 · Stress test for what this audit catches).")
-link("verdict", label="See it with the other suspects: 4 · Verdict (protocol: Sequential)", icon=":material/gavel:")
+if st.button("See it with the other suspects on 4 · Verdict", icon=":material/gavel:"):
+    st.session_state.verdict_protocol = "sequential"  # the page opens on the protocol that decided it
+    go("verdict")

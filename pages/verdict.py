@@ -27,8 +27,9 @@ c1, c2 = st.columns(2)
 alpha = c1.select_slider("Significance level alpha", [0.001, 0.005, 0.01, 0.05, 0.1], value=a.config.alpha,
                          help="the accepted chance of accusing an innocent model")
 available = [p.name for p in list_protocols() if any(p.name in v.evidence for v in case.verdicts.values())]
-protocol = c2.selectbox("Protocol", available,
-                        index=available.index(a.config.protocol) if a.config.protocol in available else 0,
+asked = st.session_state.pop("verdict_protocol", None)  # 7 · API audit opens this page on its protocol
+first = asked if asked in available else a.config.protocol
+protocol = c2.selectbox("Protocol", available, index=available.index(first) if first in available else 0,
                         format_func=lambda name: get_protocol(name).title)
 if not get_protocol(protocol).calibrated:
     st.warning("This protocol's p-values are **not calibrated**: in our measurements it accused innocent models "
@@ -38,6 +39,11 @@ shown = [(s, v, r) for s, v in case.ordered_verdicts() if (r := v.under(protocol
 with st.container(border=True):
     st.markdown(f"### {headline([r for _, _, r in shown], alpha, failed=len(case.errors))}")
     st.caption(meaning(protocol, alpha))
+elsewhere = [v.suspect for _, v in case.ordered_verdicts() if protocol not in v.evidence]
+if elsewhere:
+    st.info(f"Not shown under this protocol: {md_text(', '.join(elsewhere))}, audited through an API with the "
+            "sequential test (it asks only the queries the evidence needs). Choose the protocol **Sequential "
+            "membership test** to see every suspect together.", icon=":material/api:")
 waiting = [s.name for s in case.suspects if s.name not in case.verdicts and s.name not in case.errors]
 if waiting:
     st.info(f"{len(waiting)} suspect{'s' if len(waiting) > 1 else ''} added since the last build "

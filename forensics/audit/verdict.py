@@ -132,7 +132,8 @@ def describe_comparison(evidence: dict[str, Any], protocol: str = "membership", 
         return (f"Asked its {what} on {e['queries']} queries (pairs of one of your private training images and one "
                 f"unseen image of the same difficulty, hardest first; {e.get('pairs_available', '?')} pairs "
                 f"available); {ends.get(str(e.get('decision')), 'no decision before the budget or the plan ended')} "
-                f"(anytime-valid p = {format_p(e['p_value'])}).")
+                f"(anytime-valid p = {format_p(e['p_value'])}; the audit stops once p falls below alpha, so this "
+                "p-value says that the evidence is there, not how strong more queries would make it).")
     if protocol == "combined" and "components" in evidence:
         return describe_combined(evidence, alpha)
     if "m" in evidence:

@@ -152,15 +152,17 @@ def sequential_figure(trace: Sequence[Sequence[float]], alpha: float, *, name: s
     fig.add_trace(go.Scatter(x=[0, *q], y=[1.0, *p], mode="lines+markers", line_shape="hv", name=plot_text(name),
                              marker=dict(size=6), line=dict(color=VERDICT_COLORS[stolen], width=2.5),
                              hovertemplate="%{x} queries<br>p = %{y:.3g}<extra></extra>"))
-    fig.add_hline(y=alpha, line=dict(color="#333", dash="dash", width=1.5), annotation_text=f"alpha = {alpha:g}",
-                  annotation_position="bottom right", annotation_font_size=12)
+    fig.add_hline(y=alpha, line=dict(color="#333", dash="dash", width=1.5))
+    # placed by hand: on a log axis an hline's own annotation is drawn at log10 of its place
+    fig.add_annotation(x=1, xref="paper", y=math.log10(alpha), yref="y", text=f"alpha = {alpha:g}", showarrow=False,
+                       xanchor="right", yanchor="top", font_size=12)
     fig.add_hrect(y0=min(min(p, default=alpha), alpha) / 10, y1=alpha, fillcolor=VERDICT_COLORS[True], opacity=0.05,
                   line_width=0, layer="below")
     if budget:
         fig.add_vline(x=budget, line=dict(color="#888", dash="dot", width=1), annotation_text="budget",
                       annotation_position="top left", annotation_font_size=12)
     ends = {"evidence": "stopped: evidence of derivation", "futility": "stopped: too little of your model's signal "
-            "to go on (no evidence)", None: "running, or stopped before a decision (no evidence so far)"}
+            "to go on (no evidence)", None: "no decision yet (no evidence so far)"}
     titled(fig, "Running p-value of the sequential test (anytime-valid)",
            f"{ends.get(decision, '')}. Below the dashed alpha line: evidence of derivation; the p-value stays valid "
            "whenever the audit stops.", height=360, top=90, legend=None)
