@@ -16,7 +16,7 @@ from forensics.audit.verdict import format_p
 from forensics.cases.case import Suspect
 from forensics.errors import ConfigError
 from forensics.report.verdict_figures import sequential_figure
-from forensics.runtime.access import allowed_path
+from forensics.runtime.access import allowed_path, check_endpoint
 
 routed()
 st.title("API audit")
@@ -94,6 +94,7 @@ if start and not busy:
                             image_as=image_as, body_template=template, api_key_env=key_env.strip() or None,
                             concurrency=int(concurrency), rate_per_s=rate or None, timeout_s=float(timeout),
                             price_per_query=float(price))
+        check_endpoint(endpoint.url)  # a shared server asks only public addresses
         journal = journal_for(case.id, suspect)
         allowed_path(str(journal), "API journal")
         run = partial(api_audit, name=suspect, budget=Budget(int(max_queries), float(max_cost) or None),

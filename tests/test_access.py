@@ -218,3 +218,20 @@ def test_on_a_shared_server_records_name_data_relative_to_the_data_root(root, tm
     assert saved["data"] == "data-root:set" and saved["victim"] == "local-dir:data-root:models/victim"
     back = casefile.case_from_record(casefile.load_record(store, case.id)).spec
     assert (back.data, back.victim, back.heldout) == (spec.data, spec.victim, spec.heldout)
+
+
+def test_a_shared_dashboard_asks_only_public_endpoints(tmp_path, monkeypatch):
+    """An API audit on a shared server must not make the server ask itself, its cloud's metadata address or its
+    private network; the operator may allow it; on your own machine any endpoint is yours to ask."""
+    check_endpoint = access.check_endpoint
+    check_endpoint("http://127.0.0.1:8080/x")  # one user, own machine: allowed
+    users = tmp_path / "users"
+    access.add_user(users, "alice", "a long enough password")
+    monkeypatch.setenv("FORENSICS_USERS_FILE", str(users))
+    for url in ("http://127.0.0.1:8080/x", "http://169.254.169.254/latest/meta-data", "http://10.0.0.5/api",
+                "http://[::1]:9000/", "http://localhost/x"):
+        with pytest.raises(access.AccessError, match="public endpoints"):
+            check_endpoint(url)
+    check_endpoint("http://8.8.8.8/classify")  # a public address (no request is made)
+    monkeypatch.setenv("FORENSICS_API_PRIVATE", "1")
+    check_endpoint("http://10.0.0.5/api")

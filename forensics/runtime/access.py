@@ -154,3 +154,26 @@ def add_user(path: str | os.PathLike, name: str, password: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.writelines(f"{n}:{h}\n" for n, h in sorted(users.items()))
     os.replace(tmp, path)
+
+
+def check_endpoint(url: str) -> None:
+    """On a shared dashboard, an API audit's endpoint must be a public address: a user must not make the server ask
+    its own services, its cloud's metadata address or the private network behind it (unless the operator set
+    FORENSICS_API_PRIVATE=1).  Every address the host name resolves to is checked; on your own machine, any."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    if not shared() or settings.current().api_private:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError) as e:
+        raise AccessError(f"the endpoint's host {host!r} does not resolve ({e}); check the URL") from e
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise AccessError(f"this shared dashboard asks only public endpoints, and {host!r} is a private, local "
+                              "or reserved address; ask the operator (FORENSICS_API_PRIVATE=1 allows it)")
+

@@ -22,6 +22,7 @@ USERS_FILE = "FORENSICS_USERS_FILE"
 CPU_THREADS = "FORENSICS_CPU_THREADS"
 CHROMIUM = "FORENSICS_CHROMIUM"
 DIST_TIMEOUT = "FORENSICS_DIST_TIMEOUT_MIN"
+API_PRIVATE = "FORENSICS_API_PRIVATE"
 DEFAULT_CPU_THREADS = 2
 #: what torchrun sets for each worker (read by :func:`launcher`; torch.distributed reads them itself too)
 LAUNCHER = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")
@@ -44,6 +45,8 @@ VARIABLES = {
     CHROMIUM: "the Chromium/Chrome binary that prints the PDF report (default: chromium, chromium-browser or "
               "google-chrome on the PATH)",
     DIST_TIMEOUT: "under torchrun: minutes a worker waits for the others before it gives up (default 60)",
+    API_PRIVATE: "1: a shared dashboard's API audits may ask endpoints on private networks and this machine (default: "
+                 "only public addresses once FORENSICS_USERS_FILE is set)",
 }
 
 
@@ -60,6 +63,7 @@ class Settings:
     max_unpacked_mb: int = 2048                     # the most an uploaded zip unpacks to
     data_root: Path | None = None                   # every server path must lie under it (None: any path)
     users_file: Path | None = None                  # a shared dashboard's users (None: no login)
+    api_private: bool = False                       # a shared dashboard may ask private-network endpoints
 
 
 def default_store_root() -> Path:
@@ -85,6 +89,9 @@ def current() -> Settings:
     users = Path(env[USERS_FILE]).expanduser() if env.get(USERS_FILE, "").strip() else None
     if users is not None and not users.is_file():
         raise ConfigError(f"{USERS_FILE}={env[USERS_FILE]!r} is not a file; create it with holmes-forensics add-user")
+    private = env.get(API_PRIVATE, "").strip()
+    if private not in ("", "0", "1"):
+        raise ConfigError(f"{API_PRIVATE}={private!r}: set it to 1 (private endpoints allowed) or 0, or unset it")
     raw = env.get(CPU_THREADS, "").strip().lower() or str(DEFAULT_CPU_THREADS)
     threads: int | None = None
     if raw != "auto":
@@ -96,7 +103,7 @@ def current() -> Settings:
             raise ConfigError(f"{CPU_THREADS}={raw!r}: give a whole number of threads >= 1, or 'auto'")
     return Settings(store=store, demo_quick=quick == "1", max_upload_mb=mb, cpu_threads=threads,
                     chromium=env.get(CHROMIUM, "").strip() or None, demo_shipped=shipped != "0",
-                    max_unpacked_mb=unpacked, data_root=root, users_file=users)
+                    max_unpacked_mb=unpacked, data_root=root, users_file=users, api_private=private == "1")
 
 
 def _megabytes(env: os._Environ | dict[str, str], name: str, default: int) -> int:
