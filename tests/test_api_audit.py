@@ -32,16 +32,20 @@ def _suspect_logits(quick_demo, name: str) -> np.ndarray:
 
 
 def test_the_victim_behind_an_api_is_decided_in_few_queries_and_resumes_without_asking_twice(quick_demo, record,
-                                                                                           tmp_path, capsys):
+                                                                                           tmp_path, capsys,
+                                                                                           monkeypatch):
     a = quick_demo.audit
     victim = a.engine.logits(a.victim, a.queries.images)
     design = sequential_design(a)
-    with LoopbackApi(list(a.private.classes), model=audit_model(a, victim), jitter_s=0.01) as api:
+    key = "sk-holmes-test-0123456789"
+    monkeypatch.setenv("THEIR_KEY", key)
+    with LoopbackApi(list(a.private.classes), model=audit_model(a, victim), jitter_s=0.01, api_key=key) as api:
         api.fault("429", requests=(3,)).fault("500", requests=(5,)).fault("drop", requests=(8,))
         journal = tmp_path / "victim.jsonl"
         args = ["query", "--record", str(record), "--endpoint", api.url("/probabilities"), "--name", "their API",
                 "--journal", str(journal), "--store", str(a.engine.store.root), "--batch", "5", "--retries", "3",
-                "--json", str(tmp_path / "out.json")]
+                "--json", str(tmp_path / "out.json"), "--html", str(tmp_path / "out.html"),
+                "--api-key-env", "THEIR_KEY"]
         # a budget of 6 queries stops it first: every paid answer is kept
         assert main([*args, "--max-queries", "6"]) == 0
         out = capsys.readouterr().out
@@ -54,6 +58,9 @@ def test_the_victim_behind_an_api_is_decided_in_few_queries_and_resumes_without_
         assert "evidence of derivation" in out
         assert all(len(payloads) <= 1 for payloads in api.delivered.values())  # each image answered once
         assert sum(api.asked.values()) == sum(len(p) for p in api.delivered.values()) + 3  # + the three faults
+    for written in ("out.json", "out.html", "victim.jsonl"):  # the key was sent, and is written nowhere
+        assert key not in (tmp_path / written).read_text(), written
+    assert "sequential test" in (tmp_path / "out.html").read_text()
     rec = json.loads((tmp_path / "out.json").read_text())
     (s,) = rec["suspects"]
     ev = s["evidence"]["sequential"]
@@ -81,3 +88,17 @@ def test_an_innocent_behind_a_label_only_api_is_not_accused(quick_demo, tmp_path
     assert result.stopped in ("futility", "budget", "plan")
     assert result.verdict.p_value > a.config.alpha
     assert result.paid <= 400
+
+
+def test_the_sequential_protocol_on_exact_nulls_of_the_demo_audit(quick_demo):
+    """The registered protocol, through the code path of a verdict, on 2,000 exact nulls of the reduced demo (its
+    held-out pool split at random into pseudo-members and pseudo-controls), the victim's own answers as logits and
+    as labels, each stopped at its first crossing: P(p <= alpha) <= alpha (99.9 % binomial bound)."""
+    from forensics.protocols import exact_null_pvalues
+
+    a = quick_demo.audit
+    victim = a.engine.logits(a.victim, a.queries.images)
+    p = exact_null_pvalues(a, [victim, victim.argmax(1)], protocol="sequential", draws=1000, seed=5)
+    assert p.shape == (2, 1000)
+    assert np.mean(p <= a.config.alpha) <= 0.0173
+    assert np.mean(p <= 0.05) <= 0.0655  # and at 0.05 (its 99.9 % bound for 2,000 runs)

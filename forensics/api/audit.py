@@ -70,9 +70,10 @@ class ApiAuditResult:
     answers: dict[int, Answer]
 
     def summary(self) -> str:
-        t = self.test
-        return (f"{STOPS[self.stopped]}; {self.asked} queries read ({self.paid} paid), anytime-valid p = "
-                f"{t.p_value:.3g}")
+        price = float(self.verdict.evidence["sequential"].get("endpoint", {}).get("price_per_query") or 0.0)
+        cost = f", cost {self.paid * price:.2f}" if price else ""
+        return (f"{STOPS[self.stopped]}; {self.asked} queries read ({self.paid} paid{cost}), anytime-valid p = "
+                f"{self.test.p_value:.3g}")
 
 
 def as_array(answers: list[Answer], label_only: bool) -> np.ndarray:

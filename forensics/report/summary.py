@@ -95,6 +95,11 @@ def compared(s: dict[str, Any]) -> str:
                 f"at most {e['corr_replicas_max']:.2f} with {e['replicas']} re-runs of your recipe")
     if s.get("protocol") == "combined" and "components" in e:
         return describe_combined(e, float(s.get("alpha", 0.01)))
+    if s.get("protocol") == "sequential" and "queries" in e:
+        how = "through its API" if "endpoint" in e else "in the audit's order"
+        score = "errors (labels only)" if e.get("score") == "error" else "loss"
+        return (f"sequential test, {score}: {e['queries']} queries asked {how} (pairs of a training and an unseen "
+                f"sample of equal difficulty) until {'the evidence decided' if e.get('decision') else 'it stopped'}")
     return f"the {s.get('protocol')!r} protocol on {s.get('m')} samples"
 
 
