@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard.nav import go, routed
 from dashboard.state import current_case, get_store, side_job, start_side_job
 from dashboard.widgets import LIVE_EVERY, live_job, md_text, need_audit, show_error
-from forensics.api.audit import API_JOURNAL, STOPS, ApiProgress, api_audit
+from forensics.api.audit import API_JOURNAL, STOPS, ApiProgress, api_audit, journal_source
 from forensics.api.client import Budget, Endpoint
 from forensics.audit.verdict import format_p
 from forensics.cases.case import Suspect
@@ -145,7 +145,7 @@ v = result.verdict
 if st.session_state.get("api_kept") != job.id:  # the verdict goes with the case: 4 · Verdict and the report read it
     journal = v.evidence["sequential"].get("journal")
     if not any(s.name == v.suspect for s in case.suspects):
-        case.add_suspect(Suspect(v.suspect, f"{API_JOURNAL}{journal}", answers=journal))
+        case.add_suspect(Suspect(v.suspect, journal_source(journal), answers=journal))
     case.verdicts[v.suspect] = v
     case.cards[v.suspect] = {"source": v.evidence["sequential"]["endpoint"]["url"],
                              "answers": f"API answers ({result.asked} queries read, {result.paid} paid)",

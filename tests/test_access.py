@@ -235,3 +235,27 @@ def test_a_shared_dashboard_asks_only_public_endpoints(tmp_path, monkeypatch):
     check_endpoint("http://8.8.8.8/classify")  # a public address (no request is made)
     monkeypatch.setenv("FORENSICS_API_PRIVATE", "1")
     check_endpoint("http://10.0.0.5/api")
+
+
+def test_on_a_shared_server_messages_never_quote_a_files_content(root, tmp_path, monkeypatch):
+    """Naming a file of the data root must not become a way to read it: its column names, labels and listed paths
+    stay out of the messages on a shared server (and are quoted on your own machine, where they help)."""
+    from forensics.audit.sources import load_data
+    from forensics.errors import DataSourceError
+
+    (root / "cols.csv").write_text("secret_column,other_secret\nx,y\n")
+    (root / "labels.csv").write_text(f"image,label\n{root / 'set' / 'a' / 'x.png'},the-secret-label\n")
+    (root / "paths.csv").write_text(f"image,label\n{root / 'set' / 'the-secret-file.png'},a\n")
+    said = {}
+    for name in ("cols.csv", "labels.csv", "paths.csv"):
+        with pytest.raises(DataSourceError) as e:
+            load_data(str(root / name))
+        said[name] = str(e.value)
+    assert "secret_column" in said["cols.csv"] and "the-secret-file" in said["paths.csv"]  # own machine: quoted
+    users = tmp_path / "users"
+    access.add_user(users, "alice", "a long enough password")
+    monkeypatch.setenv("FORENSICS_USERS_FILE", str(users))
+    for name in ("cols.csv", "labels.csv", "paths.csv"):
+        with pytest.raises(DataSourceError) as e:
+            load_data(str(root / name))
+        assert "secret" not in str(e.value) and "withheld" in str(e.value), str(e.value)

@@ -159,7 +159,7 @@ DONE = re.compile(r"running, (\d+)% done")
 FIRST = {}  # what the click-through leaves for the test after it (the audit id)
 
 
-def test_click_through_the_demo_audit(page):
+def test_click_through_the_demo_audit(page, store_root):
     pg = page
     pg.get_by_text("Load the audit").first.wait_for(timeout=60_000)
     shot(pg, "01-load-empty.png")
@@ -277,6 +277,33 @@ def test_click_through_the_demo_audit(page):
     nav(pg, "4 · Verdict", "Verdict")
     pg.get_by_text(re.compile(r"kinds of simulated theft flagged in every run")).first.wait_for(timeout=30_000)
     assert "Detection power for this victim" in main_text(pg) and "not measured yet" not in main_text(pg)
+
+    # 7 · API audit: the demo's fine-tuned copy behind a loopback API, decided in a few dozen queries; its verdict
+    # joins the others on 4 · Verdict, which opens on the sequential protocol
+    from api_server import LoopbackApi, audit_model
+
+    from forensics import ArtifactStore, open_audit
+    from forensics.demo.assets import demo_spec
+
+    a = open_audit(demo_spec(0, quick=True), ArtifactStore(store_root))  # the audit the server built: read, not built
+    logits = a.engine.logits(a.load_suspect("demo:fine_tune"), a.queries.images)
+    with LoopbackApi(list(a.private.classes), model=audit_model(a, logits), jitter_s=0.02) as api:
+        nav(pg, "7 · API audit", "API audit")
+        assert audit_in_address(pg) == audit
+        pg.get_by_role("textbox", name="Endpoint URL").fill(api.url("/top-k?k=3"))
+        pg.get_by_role("textbox", name="Suspect name").fill("their API")
+        pg.get_by_role("button", name="Start the API audit").click()
+        pg.get_by_role("button", name="See it with the other suspects on 4 · Verdict").wait_for(timeout=300_000)
+        assert max(api.asked.values()) == 1 and sum(api.asked.values()) <= 200
+    chart_drawn(pg, "Running p-value")
+    assert "their API: evidence of derivation" in main_text(pg)
+    shot(pg, "09-api-audit.png")
+    pg.get_by_role("button", name="See it with the other suspects on 4 · Verdict").click()
+    pg.wait_for_url(re.compile(r"/verdict\?audit="), timeout=60_000)
+    assert audit_in_address(pg) == audit
+    card(pg, "their API").wait_for(timeout=60_000)
+    assert "evidence of derivation" in card(pg, "their API").inner_text()
+    assert "Sequential membership test" in main_text(pg)
     FIRST["audit"] = audit
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..audit.verdict import Verdict
 from ..errors import ConfigError
-from ..method.sequential import SequentialTest
+from ..method.sequential import FUTILITY_SHARE, SequentialTest
 from ..protocols.registry import AuditView
 from ..protocols.sequential import SequentialDesign, sequential_design, sequential_evidence
 from ..runtime.safe_text import terminal_text
@@ -92,6 +92,7 @@ def _label_only(answers: list[Answer]) -> bool:
 
 def sequential_run(audit: AuditView, ask: Callable[[list[int]], dict[int, Answer]], *, batch_pairs: int = BATCH_PAIRS,
                    max_pairs: int | None = None, label_only: bool | None = None,
+                   futility_share: float = FUTILITY_SHARE,
                    on_update: Callable[[SequentialTest, int], None] | None = None
                    ) -> tuple[SequentialTest, str, dict[int, Answer], bool, list[tuple[int, float]]]:
     """Ask ``ask(positions)`` for the audit's pairs in order, ``batch_pairs`` at a time, updating the sequential
@@ -128,7 +129,8 @@ def sequential_run(audit: AuditView, ask: Callable[[list[int]], dict[int, Answer
             if label_only is None:
                 label_only = _label_only(batch)
             if test is None:
-                test = SequentialTest(audit.config.alpha, design.expected(label_only))
+                test = SequentialTest(audit.config.alpha, design.expected(label_only) if futility_share > 0 else None,
+                                      futility_share=futility_share)
             arr = as_array(batch, label_only or _label_only(batch))  # a label among scores: read as labels
             test.update(design.gains(arr[0::2], arr[1::2], start))
             if on_update is not None:
@@ -155,11 +157,13 @@ def _verdict(audit: AuditView, name: str, test: SequentialTest, stopped: str, la
 def api_audit(audit: AuditView, endpoint: Endpoint, journal: str | Path, *, name: str, budget: Budget | None = None,
               batch_pairs: int = BATCH_PAIRS, on_update: Callable[[SequentialTest, int], None] | None = None,
               on_progress: Callable[[int, int], None] | None = None, progress: Callable[[Any], None] | None = None,
-              api_key: str | None = None) -> ApiAuditResult:
+              api_key: str | None = None, futility_share: float = FUTILITY_SHARE) -> ApiAuditResult:
     """Audit the suspect behind ``endpoint`` with the sequential test, journalling every answer in ``journal``
     (an existing journal of the same query set and endpoint is resumed: its answers are read, not asked again).
     ``on_update(test, queries)`` after each round; ``progress``: :class:`ApiProgress` events (a background job's
-    callback); ``api_key``: a key given directly (the dashboard's), never stored, instead of the endpoint's."""
+    callback); ``api_key``: a key given directly (the dashboard's), never stored, instead of the endpoint's;
+    ``futility_share``: stop without evidence once sure the suspect carries less than this share of the victim's own
+    signal (0: never; see :mod:`forensics.method.sequential`)."""
     images = audit.queries.images
     classes = list(audit.private.classes)
     log = Journal.open(journal, audit.queries.fingerprint, endpoint.url, endpoint.fmt)
@@ -184,7 +188,8 @@ def api_audit(audit: AuditView, endpoint: Endpoint, journal: str | Path, *, name
                     raise
 
             test, stopped, answers, label_only, rounds = sequential_run(audit, ask, batch_pairs=batch_pairs,
-                                                                        on_update=updated)
+                                                                        on_update=updated,
+                                                                        futility_share=futility_share)
         paid = log.spent
         extra = {"endpoint": endpoint.describe(), "paid": paid, "journal": str(log.path), "trace": rounds,
                  "answers_raw": record_answers(log.path, answers)}
@@ -194,10 +199,25 @@ def api_audit(audit: AuditView, endpoint: Endpoint, journal: str | Path, *, name
     return ApiAuditResult(verdict, test, stopped, len(answers), paid, label_only, answers)
 
 
+def journal_source(journal: str | Path, futility_share: float = FUTILITY_SHARE) -> str:
+    """How a record names an API suspect: its journal, and the futility share its audit used when not the default."""
+    return f"{API_JOURNAL}{journal}" + (f"#futility={futility_share:g}" if futility_share != FUTILITY_SHARE else "")
+
+
+def read_journal_source(source: str) -> tuple[Path, float]:
+    """(journal, futility share) of a :func:`journal_source`."""
+    path, _, share = source.removeprefix(API_JOURNAL).partition("#futility=")
+    try:
+        return Path(path), float(share) if share else FUTILITY_SHARE
+    except ValueError as e:
+        raise ConfigError(f"{terminal_text(source)!r}: the futility share after '#futility=' is not a number") from e
+
+
 def replay(audit: AuditView, journal: str | Path, *, name: str, endpoint: str | None = None,
-           fmt: str | None = None) -> ApiAuditResult:
+           fmt: str | None = None, futility_share: float = FUTILITY_SHARE) -> ApiAuditResult:
     """The verdict of a journal's answers, asking nothing: the sequential test read in the audit's order until the
-    decision or the first query the journal does not hold (``endpoint`` / ``fmt``: as in its header by default)."""
+    decision or the first query the journal does not hold (``endpoint`` / ``fmt``: as in its header by default;
+    ``futility_share``: the one the audit used)."""
     path = Path(journal)
     header = read_header(path)
     log = Journal.open(path, audit.queries.fingerprint, endpoint or header["endpoint"], fmt or header["format"])
@@ -212,7 +232,7 @@ def replay(audit: AuditView, journal: str | Path, *, name: str, endpoint: str | 
                 raise e
             return {p: held[p] for p in positions}
 
-        test, stopped, answers, label_only, rounds = sequential_run(audit, ask)
+        test, stopped, answers, label_only, rounds = sequential_run(audit, ask, futility_share=futility_share)
         extra = {"endpoint": {"url": header["endpoint"]}, "paid": log.spent, "journal": str(path), "trace": rounds,
                  "answers_raw": record_answers(path, answers)}
         verdict = _verdict(audit, name, test, stopped, label_only, len(answers), extra)

@@ -120,7 +120,7 @@ class Case:
                                       {"cards": 4 * PASS, **{f"suspect:{s.name}": self._suspect_cost(s, spec)
                                                              for s in self.suspects}}))
         audit = open_audit(spec, store, progress)
-        from ..api.audit import API_JOURNAL, replay  # httpx loads with the first audit, not with the package
+        from ..api.audit import API_JOURNAL, read_journal_source, replay  # httpx loads here, not with the package
 
         emit(progress, "cards", "start")
         ref, ref_name = evaluation_data(spec, audit.heldout)
@@ -148,7 +148,8 @@ class Case:
             try:
                 if s.source.startswith(API_JOURNAL):
                     # a suspect behind an API: its journal replayed (no query is asked again)
-                    result = replay(audit, Path(s.answers or s.source.removeprefix(API_JOURNAL)), name=s.name)
+                    journal, share = read_journal_source(s.source)
+                    result = replay(audit, journal, name=s.name, futility_share=share)
                     verdicts[s.name] = result.verdict
                     cards[s.name] = {"source": s.shown_source, "answers": f"API answers ({result.asked} queries read, "
                                      f"{result.paid} paid)", "label_only": result.label_only,

@@ -57,6 +57,10 @@ def add_query_parser(sub) -> None:
     c.add_argument("--price", type=float, default=0.0, help="the price of one query (for --max-cost and the report)")
     c.add_argument("--max-cost", type=float, help="stop before the queries paid cost more than this")
     c.add_argument("--batch", type=int, default=20, help="pairs asked per round before the test decides (default 20)")
+    c.add_argument("--futility", type=float, default=0.1, metavar="SHARE",
+                   help="stop without evidence once sure (at 1 %%) that the suspect carries less than this share of "
+                        "your model's own signal (default 0.1; higher stops innocents sooner but may miss thefts "
+                        "through labels alone; 0: never)")
     o = q.add_argument_group("outputs")
     o.add_argument("--json", type=Path, help="write the audit record with this suspect's verdict and its answers")
     o.add_argument("--html", type=Path, help="write a self-contained HTML report")
@@ -90,7 +94,7 @@ def endpoint_from_args(args: argparse.Namespace):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from ..api.audit import API_JOURNAL, api_audit
+    from ..api.audit import api_audit, journal_source
     from ..api.client import Budget
     from ..api.journal import public_url
     from ..audit.build import open_audit
@@ -99,6 +103,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ..runtime.store import ArtifactStore
     from .common import spec_and_record
 
+    if not 0 <= args.futility < 1:
+        raise ConfigError(f"--futility {args.futility}: give a share from 0 (never stop for futility) to below 1")
     if args.max_queries is not None and args.max_queries < 2:
         raise ConfigError("--max-queries must be at least 2 (the test asks a member and a control together)")
     endpoint = endpoint_from_args(args)
@@ -123,7 +129,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     try:
         result = api_audit(audit, endpoint, journal, name=name,
                            budget=Budget(args.max_queries, args.max_cost), batch_pairs=args.batch,
-                           on_update=on_update)
+                           on_update=on_update, futility_share=args.futility)
     except KeyboardInterrupt:
         print(f"interrupted: every answer received is in {terminal_text(str(journal))}; run the same command again "
               "to resume (no answered query is asked again)", file=sys.stderr)
@@ -131,7 +137,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     v = result.verdict
     print(f"\n{terminal_text(name)}: {result.summary()}")
     print_table(verdict_rows([(name, None, v)]), audit.config.alpha)
-    rec = build_report(audit, [(name, None, v)], sources={name: {"source": f"{API_JOURNAL}{journal}",
+    rec = build_report(audit, [(name, None, v)], sources={name: {"source": journal_source(journal, args.futility),
                                                                   "answers": str(journal)}})
     if args.json:
         Path(args.json).write_text(json.dumps(rec, indent=1))

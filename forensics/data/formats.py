@@ -27,8 +27,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataSourceError
-from ..runtime.access import allowed_path, check_paths
+from ..runtime.access import allowed_path, check_paths, quoted, shared
 from .images import ImageSet, load_image_folder
+
+
+def _said(e: Exception) -> str:
+    """A reader's error, which may quote the file (a line, a cell): withheld on a shared server."""
+    return f"{type(e).__name__} (details withheld on this shared server)" if shared() else str(e)
 
 OPTIONS = ("split", "image", "label")
 IMAGE_COLUMNS = ("image", "img", "images", "file_name", "path", "file", "filepath", "image_path")
@@ -112,7 +117,7 @@ def _read_table(p: Path):
                 f.seek(0)
                 return pa.ipc.open_file(f).read_all()
     except (OSError, pa.ArrowException) as e:
-        raise DataSourceError(f"cannot read {p.name} as a {p.suffix[1:]} table: {e}") from e
+        raise DataSourceError(f"cannot read {p.name} as a {p.suffix[1:]} table: {_said(e)}") from e
 
 
 def _hf_features(metadata: dict | None) -> dict[str, Any]:
@@ -130,7 +135,7 @@ def _from_disk(src: DataSource, classes, name) -> ImageSet:
     try:
         ds = datasets.load_from_disk(str(src.path))
     except (OSError, ValueError, FileNotFoundError) as e:
-        raise DataSourceError(f"cannot read the dataset folder {str(src.path)!r}: {e}") from e
+        raise DataSourceError(f"cannot read the dataset folder {str(src.path)!r}: {_said(e)}") from e
     split = src.split
     if isinstance(ds, datasets.DatasetDict):
         splits = sorted(ds)
@@ -150,13 +155,14 @@ def _from_disk(src: DataSource, classes, name) -> ImageSet:
 def _column(what: str, given: str | None, candidates: Sequence[str], columns: Sequence[str], where: str) -> str:
     if given:
         if given not in columns:
-            raise DataSourceError(f"{where}: no column {given!r} (columns: {list(columns)}); name the {what} column "
-                                  f"with ?{what}=COLUMN")
+            raise DataSourceError(f"{where}: no column {given!r} (columns: {quoted(list(columns))}); name the "
+                                  f"{what} column with ?{what}=COLUMN")
         return given
     for c in candidates:
         if c in columns:
             return c
-    raise DataSourceError(f"{where}: no {what} column found (columns: {list(columns)}); name it with ?{what}=COLUMN")
+    raise DataSourceError(f"{where}: no {what} column found (columns: {quoted(list(columns))}); name it with "
+                          f"?{what}=COLUMN")
 
 
 def _classes_and_labels(values: list, names: list[str] | None, classes: Sequence[str] | None,
@@ -175,7 +181,7 @@ def _classes_and_labels(values: list, names: list[str] | None, classes: Sequence
             values = [str(v) for v in values]
     bad = next((i for i, v in enumerate(values) if isinstance(v, (int, np.integer)) and not 0 <= v < len(names)), None)
     if bad is not None:
-        raise DataSourceError(f"{where}: row {bad} has label {values[bad]} (classes 0..{len(names) - 1}"
+        raise DataSourceError(f"{where}: row {bad} has label {quoted(values[bad])} (classes 0..{len(names) - 1}"
                               + ("; -1 marks an unlabelled image" if values[bad] == -1 else "")
                               + "); the audit needs every image labelled with one of the classes")
     as_name = [names[int(v)] if isinstance(v, (int, np.integer)) else str(v) for v in values]
@@ -185,7 +191,8 @@ def _classes_and_labels(values: list, names: list[str] | None, classes: Sequence
     index = {c: i for i, c in enumerate(classes)}
     extra = sorted(set(as_name) - set(index))
     if extra:
-        raise DataSourceError(f"{where}: classes {extra[:10]} are not among the victim's classes {classes[:20]}")
+        raise DataSourceError(f"{where}: classes {quoted(extra[:10])} are not among the victim's classes "
+                              f"{classes[:20]}")
     return classes, np.array([index[n] for n in as_name], np.int64)
 
 
@@ -213,7 +220,7 @@ def _from_table(table, features: dict[str, Any], src: DataSource, classes, name:
             f = allowed_path(Path(v) if Path(v).is_absolute() else base / v, "image file a table names")
             check_paths([f], "image file a table names", source=base)  # an uploaded table: its own files only
             if not f.is_file():
-                raise DataSourceError(f"{where}: row {i}: image file {v!r} does not exist")
+                raise DataSourceError(f"{where}: row {i}: image file {quoted(v)} does not exist")
             blobs.append(f.read_bytes())
         else:
             raise DataSourceError(f"{where}: row {i} has no image in column {img_col!r}")
@@ -231,7 +238,7 @@ def _from_listing(p: Path, src: DataSource, classes, name: str, default_image: s
     try:
         df = pd.read_json(p, lines=True) if p.suffix == ".jsonl" else pd.read_csv(p)
     except (OSError, ValueError) as e:
-        raise DataSourceError(f"cannot read {p.name}: {e}") from e
+        raise DataSourceError(f"cannot read {p.name}: {_said(e)}") from e
     where = p.name
     img_col = _column("image", src.image, (default_image,) if default_image else IMAGE_COLUMNS, list(df.columns),
                       where)
@@ -245,7 +252,7 @@ def _from_listing(p: Path, src: DataSource, classes, name: str, default_image: s
     for i, v in enumerate(df[img_col].tolist()):
         f = Path(str(v)) if Path(str(v)).is_absolute() else p.parent / str(v)
         if not f.is_file():
-            raise DataSourceError(f"{where}: row {i}: image file {str(v)!r} does not exist")
+            raise DataSourceError(f"{where}: row {i}: image file {quoted(str(v))} does not exist")
         paths.append(f)
     _check_classes(cls, labels, where)
     ids = np.array([f.relative_to(p.parent).as_posix() if f.is_relative_to(p.parent) else str(f) for f in paths])
@@ -254,4 +261,4 @@ def _from_listing(p: Path, src: DataSource, classes, name: str, default_image: s
 
 def _check_classes(classes: list[str], labels: np.ndarray, where: str) -> None:
     if len(classes) < 2:
-        raise DataSourceError(f"{where}: only one class ({classes}); an audit needs the victim's classes")
+        raise DataSourceError(f"{where}: only one class ({quoted(classes)}); an audit needs the victim's classes")

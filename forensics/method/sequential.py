@@ -197,9 +197,8 @@ def simulate(gains: np.ndarray, alpha: float, expected: np.ndarray | None = None
     best = np.maximum.accumulate(np.maximum(_mixture(np.log1p(np.outer(g, LAMBDAS))), 1.0))
     hit = best >= 1.0 / alpha
     if expected is not None:
-        target = futility_share * np.asarray(expected, np.float64)[:n]
-        factor = np.where(target[:, None] > 0, np.log1p(np.outer(target - g, 1.0) * LAMBDAS / (1.0 + target[:, None])),
-                          0.0)
+        target = np.clip(futility_share * np.asarray(expected, np.float64)[:n], 0.0, None)  # 0: no bet on that pair
+        factor = np.log1p(np.outer((target - g) / (1.0 + target), LAMBDAS) * (target[:, None] > 0))
         doubt = _mixture(factor)
         stop = hit | (doubt >= 1.0 / futility_beta)
     else:

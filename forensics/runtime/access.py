@@ -177,3 +177,10 @@ def check_endpoint(url: str) -> None:
             raise AccessError(f"this shared dashboard asks only public endpoints, and {host!r} is a private, local "
                               "or reserved address; ask the operator (FORENSICS_API_PRIVATE=1 allows it)")
 
+
+def quoted(value: object) -> str:
+    """A value read from a file, for an error message: as it is on your own machine; withheld on a shared dashboard,
+    whose messages never quote a file's content (a column name, a label, a listed path), so that naming a file in
+    the data root does not become a way to read it."""
+    return "(withheld on this shared server)" if shared() else repr(value)
+
