@@ -59,14 +59,14 @@ with st.form("api"):
         key_typed = c2.text_input("or the key itself", type="password", help="kept in this server's memory for this "
                                   "audit only; never written to the journal, the record or the report")
         c1, c2, c3 = st.columns(3)
-        concurrency = c1.number_input("requests at once", 1, 32, 4)
-        rate = c2.number_input("at most requests per second (0: no limit)", 0.0, 1000.0, 0.0)
-        timeout = c3.number_input("seconds per request", 1.0, 600.0, 30.0)
+        concurrency = c1.number_input("Requests at once", 1, 32, 4)
+        rate = c2.number_input("Requests per second at most (0: no limit)", 0.0, 1000.0, 0.0)
+        timeout = c3.number_input("Seconds per request", 1.0, 600.0, 30.0)
     c1, c2, c3 = st.columns(3)
     max_queries = c1.number_input("Budget: queries at most", 2, 100_000, 600, step=100,
                                   help="the audit stops before paying for more (it usually decides far earlier)")
-    price = c2.number_input("price per query", 0.0, 1000.0, 0.0, format="%.4f")
-    max_cost = c3.number_input("budget: cost at most (0: no limit)", 0.0, 1e9, 0.0)
+    price = c2.number_input("Price per query", 0.0, 1000.0, 0.0, format="%.4f")
+    max_cost = c3.number_input("Budget: cost at most (0: no limit)", 0.0, 1e9, 0.0)
     start = st.form_submit_button("Start the API audit", type="primary", disabled=busy, icon=":material/send:")
 
 

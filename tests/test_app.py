@@ -178,7 +178,7 @@ def test_demo_walkthrough_every_page(env):
         at.run()
         assert max(api.asked.values()) == 1  # no query asked twice
     assert not at.exception
-    said = " ".join(shown(m) for m in at.success)
+    said = " ".join(shown(m) for m in [*at.error, *at.success])  # evidence is said in red, as on 4 · Verdict
     assert "their API" in said and "evidence of derivation" in said, said
     assert at.get("plotly_chart")  # the running p-value
     paid = sum(api.asked.values())

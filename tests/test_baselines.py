@@ -65,4 +65,4 @@ def test_baselines_run_on_the_same_answers_as_the_protocols(quick_demo):
     assert v.evidence["fingerprint"]["p_value"] == fp["p_value"]
     # without baselines the verdict is what it always was
     plain = audit.verify(audit.victim, name="copy")
-    assert set(plain.evidence) == {"membership", "holmes", "paper"} and plain.p_value == copy.p_value
+    assert set(plain.evidence) == {"membership", "holmes", "paper", "sequential"} and plain.p_value == copy.p_value

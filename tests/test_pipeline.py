@@ -40,7 +40,7 @@ def test_quick_demo_verdicts(quick_demo):
     assert 0.01 < res["distill"][1].p_value < 0.5 and 0.01 < res["label_extraction"][1].p_value < 0.5
     assert res["innocent"][1].p_value > 0.05 and res["innocent_long"][1].p_value > 0.05
     for _, v in res.values():
-        assert set(v.evidence) == {"membership", "holmes", "paper"}
+        assert set(v.evidence) == {"membership", "holmes", "paper", "sequential"}
         assert v.protocol == "membership" and v.alpha == 0.01 and v.seed == 0
         assert 0.0 <= v.p_value <= 1.0
 
@@ -109,7 +109,7 @@ def test_black_box_logits_file_gives_the_same_verdict(quick_demo, tmp_path):
     assert v_file.p_value == pytest.approx(v_model.p_value, rel=1e-6)
     # label-only answers: the membership test runs on correctness, the logit-based evidence is absent
     v_lab = verify_outputs(a, logits.argmax(1), "labels")
-    assert v_lab.label_only and set(v_lab.evidence) == {"membership"}
+    assert v_lab.label_only and set(v_lab.evidence) == {"membership", "sequential"}
     assert v_lab.evidence["membership"]["score"] == "error"
     with pytest.raises(ConfigError):
         verify_outputs(a, logits.argmax(1), "labels", protocol="paper")

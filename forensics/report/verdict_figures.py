@@ -154,8 +154,8 @@ def sequential_figure(trace: Sequence[Sequence[float]], alpha: float, *, name: s
                              hovertemplate="%{x} queries<br>p = %{y:.3g}<extra></extra>"))
     fig.add_hline(y=alpha, line=dict(color="#333", dash="dash", width=1.5))
     # placed by hand: on a log axis an hline's own annotation is drawn at log10 of its place
-    fig.add_annotation(x=1, xref="paper", y=math.log10(alpha), yref="y", text=f"alpha = {alpha:g}", showarrow=False,
-                       xanchor="right", yanchor="top", font_size=12)
+    fig.add_annotation(x=0.01, xref="paper", y=math.log10(alpha), yref="y", text=f"alpha = {alpha:g}",
+                       showarrow=False, xanchor="left", yanchor="bottom", font_size=12)
     fig.add_hrect(y0=min(min(p, default=alpha), alpha) / 10, y1=alpha, fillcolor=VERDICT_COLORS[True], opacity=0.05,
                   line_width=0, layer="below")
     if budget:
