@@ -151,6 +151,7 @@ if st.session_state.get("api_kept") != job.id:  # the verdict goes with the case
                              "answers": f"API answers ({result.asked} queries read, {result.paid} paid)",
                              "label_only": result.label_only}
     st.session_state.api_kept = job.id
+    st.rerun()  # once: the sidebar, drawn before this page, counts the new suspect too
 (st.error if v.stolen else st.success)(
     f"**{md_text(v.suspect)}**: {'evidence of derivation' if v.stolen else 'no evidence of derivation'} "
     f"(anytime-valid p = {format_p(v.p_value)}) after {result.asked} queries ({result.paid} paid). "
