@@ -16,7 +16,7 @@ from forensics.audit.verdict import format_p
 from forensics.cases.case import Suspect
 from forensics.errors import ConfigError
 from forensics.report.verdict_figures import sequential_figure
-from forensics.runtime.access import allowed_path, check_endpoint
+from forensics.runtime.access import allowed_path, check_endpoint, check_key_variable
 
 routed()
 st.title("API audit")
@@ -55,7 +55,8 @@ with st.form("api"):
                              help='"{image_base64}" is replaced by the image')
         c1, c2 = st.columns(2)
         key_env = c1.text_input("API key: environment variable", help="the server's environment variable that holds "
-                                "the key (never written to the record or the report)")
+                                "the key (never written to the record or the report); on a shared server, type the "
+                                "key instead")
         key_typed = c2.text_input("or the key itself", type="password", help="kept in this server's memory for this "
                                   "audit only; never written to the journal, the record or the report")
         c1, c2, c3 = st.columns(3)
@@ -95,6 +96,7 @@ if start and not busy:
                             concurrency=int(concurrency), rate_per_s=rate or None, timeout_s=float(timeout),
                             price_per_query=float(price))
         check_endpoint(endpoint.url)  # a shared server asks only public addresses
+        check_key_variable(endpoint.api_key_env)  # ... and reads no server variable for a user
         journal = journal_for(case.id, suspect)
         allowed_path(str(journal), "API journal")
         run = partial(api_audit, name=suspect, budget=Budget(int(max_queries), float(max_cost) or None),

@@ -233,6 +233,10 @@ def test_a_shared_dashboard_asks_only_public_endpoints(tmp_path, monkeypatch):
         with pytest.raises(access.AccessError, match="public endpoints"):
             check_endpoint(url)
     check_endpoint("http://8.8.8.8/classify")  # a public address (no request is made)
+    # nor may a user name a server variable as the API key (it would send the server's secret to their endpoint)
+    with pytest.raises(access.AccessError, match="type the API key"):
+        access.check_key_variable("AWS_SECRET_ACCESS_KEY")
+    access.check_key_variable(None)
     monkeypatch.setenv("FORENSICS_API_PRIVATE", "1")
     check_endpoint("http://10.0.0.5/api")
 

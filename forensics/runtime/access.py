@@ -184,3 +184,11 @@ def quoted(value: object) -> str:
     the data root does not become a way to read it."""
     return "(withheld on this shared server)" if shared() else repr(value)
 
+
+def check_key_variable(name: str | None) -> None:
+    """On a shared dashboard an API key must be typed (held in memory): naming a server variable would let a user send
+    any of the server's secrets to an endpoint of their choosing.  On your own machine, any variable."""
+    if name and shared():
+        raise AccessError("on this shared server, type the API key itself (kept in memory only) instead of naming a "
+                          "server variable")
+
