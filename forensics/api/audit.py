@@ -107,24 +107,25 @@ def sequential_run(audit: AuditView, ask: Callable[[list[int]], dict[int, Answer
     if n == 0:
         raise ConfigError("the audit's design holds no member-control pair; it needs held-out data of the same "
                           "collection (see the README: Audit your own model)")
+    order = design.positions  # member, control, member, ... (computed once, read every round)
     test: SequentialTest | None = None
     answers: dict[int, Answer] = {}
     rounds: list[tuple[int, float]] = []  # (queries read, p-value) after each round
     stopped = "plan"
     for start in range(0, n, batch_pairs):
         stop = min(n, start + batch_pairs)
-        positions = design.positions[2 * start:2 * stop].tolist()
+        positions = order[2 * start:2 * stop].tolist()
         try:
             got = ask(positions)
             done = stop
         except (BudgetSpent, _JournalEnds) as e:
             got = getattr(e, "answered", {})
             done = start
-            while done < stop and all(int(p) in got for p in design.positions[2 * done:2 * done + 2]):
+            while done < stop and all(int(p) in got for p in order[2 * done:2 * done + 2]):
                 done += 1
             stopped = "budget" if isinstance(e, BudgetSpent) else "journal"
-        batch = [got[int(p)] for p in design.positions[2 * start:2 * done]]
-        answers.update({int(p): got[int(p)] for p in design.positions[2 * start:2 * done]})
+        batch = [got[int(p)] for p in order[2 * start:2 * done]]
+        answers.update({int(p): got[int(p)] for p in order[2 * start:2 * done]})
         if batch:
             if label_only is None:
                 label_only = _label_only(batch)

@@ -89,8 +89,7 @@ def sequential_evidence(test: seq.SequentialTest, design: SequentialDesign, labe
     were answered (the whole round in which the decision came), the decision came after ``decided_at``."""
     return {"p_value": test.p_value, "queries": asked, "decided_at": 2 * test.pairs, "decision": test.decision,
             "pairs_available": len(design), "score": "error" if label_only else "loss", "wealth": test.best,
-            "futility_share": test.futility_share if test.expected is not None else 0.0,
-            "trace": [[2 * n, p] for n, p in test.trace]}
+            "futility_share": test.futility_share if test.expected is not None else 0.0}
 
 
 SEQUENTIAL = register_protocol(VerdictProtocol(
