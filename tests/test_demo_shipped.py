@@ -77,6 +77,26 @@ def test_a_shipped_run_replaces_training_only_for_its_key_and_fingerprint(tmp_pa
     assert "rebuilds to another fingerprint" in caplog.text
 
 
+def test_a_distilled_run_is_keyed_by_its_teachers_logits_not_their_last_bits(tmp_path, providers):
+    """A teacher's logits differ in the last bits from one CPU kind to another (a shipped distilled run was once
+    trained again on another machine for it): the run is keyed by what the logits are, so it is found anyway."""
+    from forensics.zoo.attacks import distill
+
+    images = toy_images(30)
+    engine = Engine(ArtifactStore(tmp_path), device="cpu")
+    teacher, student = make_loaded(seed=1), make_loaded(seed=2)
+    first = distill(teacher, student, images, engine, CFG)
+    (entry,) = (tmp_path / "attack_distill").iterdir()
+    logits = engine.logits(teacher, images)
+    (stored_logits,) = (tmp_path / "logits").iterdir()
+    np.save(stored_logits / "logits.npy", np.nextafter(logits, np.inf))  # the same logits from another CPU
+    again = distill(teacher, student, images, Engine(ArtifactStore(tmp_path), device="cpu"), CFG)
+    assert again.fingerprint == first.fingerprint and [p.name for p in (tmp_path / "attack_distill").iterdir()] == [
+        entry.name]
+    assert engine.logits_key(teacher, images) == stored_logits.name  # the logits' own store key
+    assert engine.logits_key(make_loaded(seed=3), images) != stored_logits.name
+
+
 def test_shipping_can_be_turned_off(monkeypatch):
     from forensics.demo import shipped
 

@@ -170,11 +170,7 @@ class Engine:
         """Eval-mode logits (N, K) in row order; stored, so a model is run once per image set."""
         if trigger is not None and triggered is None:
             triggered = np.ones(len(images), bool)
-        config = {"data_config": jsonable_config(loaded.data_config),
-                  "trigger": None if trigger is None else trigger.to_dict(),
-                  "rows": None if triggered is None else fingerprint_array(np.asarray(triggered, bool)),
-                  "precision": self.precision, "cache_blocks": self.cache_blocks}
-        inputs = {"model": loaded.key, "images": images.fingerprint}
+        config, inputs = self._logits_entry(loaded, images, trigger, triggered)
 
         def compute(tmp: Path):
             np.save(tmp / "logits.npy", self._run_logits(loaded, images, trigger, triggered))
@@ -182,6 +178,21 @@ class Engine:
         with self.threads():
             path = self.store.get_or_compute("logits", config, inputs, compute)
         return np.load(path / "logits.npy")
+
+    def logits_key(self, loaded: LoadedModel, images: ImageSet) -> str:
+        """What identifies :meth:`logits` of ``loaded`` on ``images`` (its store key): the model, the images, the
+        preprocessing, the precision and the cached prefix.  A run trained on those logits is keyed by this, not by
+        their bytes, which differ in the last bits from one CPU kind to another (a shipped distilled run must match
+        on every machine)."""
+        return artifact_key("logits", *self._logits_entry(loaded, images, None, None))
+
+    def _logits_entry(self, loaded: LoadedModel, images: ImageSet, trigger: Trigger | None,
+                      triggered: np.ndarray | None) -> tuple[dict, dict]:
+        config = {"data_config": jsonable_config(loaded.data_config),
+                  "trigger": None if trigger is None else trigger.to_dict(),
+                  "rows": None if triggered is None else fingerprint_array(np.asarray(triggered, bool)),
+                  "precision": self.precision, "cache_blocks": self.cache_blocks}
+        return config, {"model": loaded.key, "images": images.fingerprint}
 
     def _run_logits(self, loaded: LoadedModel, images: ImageSet, trigger: Trigger | None,
                     triggered: np.ndarray | None) -> np.ndarray:

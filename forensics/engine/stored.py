@@ -79,12 +79,15 @@ def shipped_model(stage: str, key: str, start: LoadedModel) -> tuple[LoadedModel
 def train_stored(engine: Engine, stage: str, start: LoadedModel, images: ImageSet, targets: np.ndarray,
                  cfg: TrainConfig, *, trigger: Trigger | None = None, triggered: np.ndarray | None = None,
                  extra: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-                 label: str | None = None) -> tuple[LoadedModel, dict[str, Any]]:
+                 label: str | None = None, targets_key: str | None = None) -> tuple[LoadedModel, dict[str, Any]]:
     """Train a copy of ``start`` through the artifact store: reused when the same run exists,
-    resumed from its last epoch checkpoint after an interruption.  Returns (model, history)."""
+    resumed from its last epoch checkpoint after an interruption.  Returns (model, history).
+
+    ``targets_key``: what identifies targets computed here (a model's logits: :meth:`Engine.logits_key`), keyed
+    instead of their bytes, which change in the last bits with the CPU kind."""
     config = {"train": cfg.to_dict(), "trigger": None if trigger is None else trigger.to_dict(),
               "data_config": jsonable_config(start.data_config), "precision": engine.precision, **(extra or {})}
-    inputs = {"start": start.key, "images": images.fingerprint, "targets": fingerprint_array(targets)}
+    inputs = {"start": start.key, "images": images.fingerprint, "targets": targets_key or fingerprint_array(targets)}
     if triggered is not None:
         inputs["triggered"] = fingerprint_array(np.asarray(triggered, bool))
     group = distributed.world()

@@ -236,7 +236,7 @@ def distill(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine
             progress: ProgressFn | None = None, *, student: LoadedModel | None = None) -> LoadedModel:
     teacher = engine.logits(victim, data)
     model, _ = train_stored(engine, "attack_distill", student or foundation, data, teacher, cfg, progress=progress,
-                            label="distilled copy")
+                            label="distilled copy", targets_key=engine.logits_key(victim, data))
     return model
 
 
