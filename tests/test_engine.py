@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import forward_all, make_loaded, toy_images
 
-from forensics.data.images import ImageSet
+from forensics.data.images import ImageSet, concat
 from forensics.engine.engine import Engine
 from forensics.models import LoadedModel
 from forensics.runtime.store import ArtifactStore
@@ -176,3 +176,38 @@ def test_subset_activations_are_rows_of_its_origins(tmp_path):
     copy = pickle.loads(pickle.dumps(sub))
     assert copy.origin() is None and copy.fingerprint == sub.fingerprint
     np.testing.assert_array_equal(engine.logits(loaded, copy), direct.logits(loaded, sub))
+    # a query set: rows of two origins, concatenated and shuffled, is sliced from both once both have run
+    other = toy_images(10, seed=1, name="other")
+    mixed = concat([images.subset([2, 7]), other.subset([4, 0, 9])], "mixed").subset([3, 0, 4, 2, 1], "queries")
+    assert [(root.name, at.tolist(), rows.tolist()) for root, at, rows in mixed.origins()] == [
+        ("toy", [1, 4], [2, 7]), ("other", [0, 2, 3], [0, 9, 4])]
+    before = engine.store.stats.computed["activations"]
+    assert mixed.origin() is None and engine.activations(loaded, split, mixed) is not None
+    assert engine.store.stats.computed["activations"] == before + 1  # "other" never ran: the whole query set ran
+    fresh = Engine(ArtifactStore(tmp_path / "c"), device="cpu", cache_blocks=1, batch_size=8)
+    fresh.activations(loaded, split, images)
+    fresh.activations(loaded, split, other)
+    assert torch.equal(fresh.activations(loaded, split, mixed), direct.activations(loaded, split, mixed))
+    assert fresh.store.stats.computed["activations"] == 2  # the query set sliced from both origins
+
+
+def test_partly_stamped_activations_are_the_clean_rows_with_the_stamped_rows_run_alone(tmp_path):
+    """The poisoned shadow stamps D_s only: its activations are the clean set's, with only the stamped rows run through
+    the prefix again, and equal to the whole set run with the stamp."""
+    from forensics.data.transforms import Trigger, iter_batches
+    from forensics.models.splitting import split_model
+
+    images, loaded, trigger = toy_images(24), make_loaded(), Trigger()
+    split = split_model(loaded.model, 1)
+    stamped = np.zeros(len(images), bool)
+    stamped[[3, 8, 20]] = True
+    engine = Engine(ArtifactStore(tmp_path), device="cpu", cache_blocks=1, batch_size=8)
+    got = engine.activations(loaded, split, images, trigger=trigger, triggered=stamped)
+    assert engine.store.stats.computed["activations"] == 2  # the clean set, and the 3 stamped rows
+    with torch.inference_mode():
+        whole = torch.cat([split.prefix(x) for x, _ in iter_batches(images, loaded.data_config, 8, trigger=trigger,
+                                                                    triggered=stamped)])
+    torch.testing.assert_close(got, whole, rtol=1e-5, atol=1e-6)  # the test's pass runs another memory layout
+    clean = engine.activations(loaded, split, images)
+    assert not torch.equal(got[stamped], clean[stamped]) and torch.equal(got[~stamped], clean[~stamped])
+    assert engine.activations(loaded, split, images, trigger=trigger, triggered=stamped) is got  # kept in memory

@@ -32,8 +32,10 @@ class ImageSet:
     paths: list[Path] | None = None
     blobs: list[bytes] | None = None
     _fingerprint: str | None = field(default=None, repr=False)
-    # the set this one was cut from by :meth:`subset` (the first of a chain, held weakly) and the rows taken
-    _origin: tuple[weakref.ref[ImageSet], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # the sets this one was cut from by :meth:`subset` and :func:`concat` (the first of each chain, held weakly),
+    # and for each row, which of them (an index into the first) and its row there
+    _origin: tuple[tuple[weakref.ref[ImageSet], ...], np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -82,11 +84,31 @@ class ImageSet:
 
     def origin(self) -> tuple[ImageSet, np.ndarray] | None:
         """The set this one was cut from by :meth:`subset` (the first of a chain of subsets) and the rows of it
-        that this one holds, in order; None for a set that was not cut from another, or whose origin is gone."""
+        that this one holds, in order; None for a set that was not cut from one other, or whose origin is gone."""
+        parts = self.origins()
+        return None if parts is None or len(parts) != 1 else (parts[0][0], parts[0][2])
+
+    def origins(self) -> list[tuple[ImageSet, np.ndarray, np.ndarray]] | None:
+        """Where this set's rows come from, through :meth:`subset` and :func:`concat`: (a first set, the positions
+        in this one, the rows of that set), one per first set; None for a set cut from none, or when one is gone."""
         if self._origin is None:
             return None
-        root = self._origin[0]()
-        return None if root is None else (root, self._origin[1])
+        refs, part, rows = self._origin
+        out = []
+        for i, ref in enumerate(refs):
+            root = ref()
+            if root is None:
+                return None
+            at = np.flatnonzero(part == i)
+            if len(at):
+                out.append((root, at, rows[at]))
+        return out
+
+    def _rows_of_origins(self) -> tuple[tuple[weakref.ref[ImageSet], ...], np.ndarray, np.ndarray]:
+        """:attr:`_origin`, with a set cut from none its own origin."""
+        if self._origin is not None:
+            return self._origin
+        return (weakref.ref(self),), np.zeros(len(self), np.int64), np.arange(len(self), dtype=np.int64)
 
     def pil(self, i: int):
         """Image ``i`` as an RGB PIL image; a file that is not an image, or one of more than :data:`MAX_PIXELS`
@@ -111,7 +133,8 @@ class ImageSet:
 
     def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ImageSet:
         index = np.asarray(index, dtype=np.int64)
-        origin = (weakref.ref(self), index) if self._origin is None else (self._origin[0], self._origin[1][index])
+        refs, part, rows = self._rows_of_origins()
+        origin = (refs, part[index], rows[index])
         return ImageSet(
             name=name or self.name,
             labels=self.labels[index],
@@ -165,26 +188,45 @@ def synthetic_images(n: int, shape: tuple[int, ...], classes: list[str], seed: i
                     list(classes), images=out)
 
 
+def _concat_origins(sets: Sequence[ImageSet]) -> tuple[tuple[weakref.ref[ImageSet], ...], np.ndarray, np.ndarray]:
+    """The first sets of ``sets``' rows, one after the other (see :meth:`ImageSet.origins`)."""
+    refs: list[weakref.ref[ImageSet]] = []
+    parts, rows = [], []
+    for s in sets:
+        r, part, row = s._rows_of_origins()
+        at = []
+        for ref in r:
+            same = next((j for j, known in enumerate(refs) if known() is not None and known() is ref()), None)
+            if same is None:
+                refs.append(ref)
+                same = len(refs) - 1
+            at.append(same)
+        parts.append(np.asarray(at, np.int64)[part])
+        rows.append(row)
+    return tuple(refs), np.concatenate(parts), np.concatenate(rows)
+
+
 def concat(sets: Sequence[ImageSet], name: str) -> ImageSet:
     if not sets:
         raise ValueError("nothing to concatenate")
     if any(s.classes != sets[0].classes for s in sets):
         raise DataSourceError("the image sets have different class lists")
+    origin = _concat_origins(sets)
     arrays = [s.images for s in sets if s.images is not None]
     if len(arrays) == len(sets) and len({a.shape[1:] for a in arrays}) == 1:
         return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
-                        list(sets[0].classes), images=np.concatenate(arrays))
+                        list(sets[0].classes), images=np.concatenate(arrays), _origin=origin)
     blobs = [s.blobs for s in sets if s.blobs is not None]
     if len(blobs) == len(sets):
         return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
-                        list(sets[0].classes), blobs=[b for one in blobs for b in one])
+                        list(sets[0].classes), blobs=[b for one in blobs for b in one], _origin=origin)
     paths = []
     for s in sets:
         if s.paths is None:
             raise DataSourceError("cannot mix in-memory and on-disk image sets of different sizes")
         paths.extend(s.paths)
     return ImageSet(name, np.concatenate([s.labels for s in sets]), np.concatenate([s.ids for s in sets]),
-                    list(sets[0].classes), paths=paths)
+                    list(sets[0].classes), paths=paths, _origin=origin)
 
 
 def load_image_folder(path: str | Path, *, classes: Sequence[str] | None = None, name: str | None = None) -> ImageSet:

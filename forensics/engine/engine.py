@@ -94,6 +94,14 @@ class Engine:
         mem_key = artifact_key("activations", config, inputs)
         if mem_key in self._memory:
             return self._memory[mem_key]
+        if trigger is not None and not np.asarray(triggered, bool).all():
+            # some rows stamped (the poisoned shadow's D_s): the clean set's rows, with the stamped rows run alone
+            rows = np.flatnonzero(np.asarray(triggered, bool))
+            feats = self.activations(loaded, split, images).clone()
+            if len(rows):
+                feats[torch.from_numpy(rows)] = self.activations(loaded, split, images.subset(rows), trigger=trigger)
+            self._memory[mem_key] = feats
+            return feats
         if trigger is None and not self.store.has("activations", mem_key):
             sliced = self._origin_activations(config, inputs["prefix"], images)
             if sliced is not None:
@@ -117,26 +125,33 @@ class Engine:
         return feats
 
     def _origin_activations(self, config: dict, prefix: str, images: ImageSet) -> torch.Tensor | None:
-        """A subset's activations as rows of its origin's (:meth:`ImageSet.origin`), where those are already in
-        memory or in the store: the reference and benign shadows, D_s and the members, all parts of the private
-        data, then run the frozen prefix once.  None where the origin's are not there (computing the whole origin
-        for a part could cost more than the part) or its fingerprint is not known yet (hashing a large origin to
-        find out would)."""
-        origin = images.origin()
-        if origin is None or not origin[0].fingerprinted:
+        """A set's activations as rows of the sets it was cut from (:meth:`ImageSet.origins`), where those are
+        already in memory or in the store: the reference and benign shadows, D_s and the members are parts of the
+        private data, the query set rows of the private and held-out data, which run the frozen prefix once.  None
+        where some origin's are not there (computing a whole origin for a part could cost more than the part) or its
+        fingerprint is not known yet (hashing a large origin to find out would)."""
+        origins = images.origins()
+        if not origins or any(not root.fingerprinted for root, _, _ in origins):
             return None
-        root, rows = origin
-        key = artifact_key("activations", config, {"prefix": prefix, "images": root.fingerprint})
-        feats = self._memory.get(key)
-        if feats is None:
-            if not self.store.has("activations", key):
-                return None
-            feats = torch.from_numpy(np.load(self.store.path("activations", key) / "activations.npy"))
-            if len(feats) != len(root):
-                return None
-            self._memory[key] = feats
+        pieces = []
+        for root, at, rows in origins:
+            key = artifact_key("activations", config, {"prefix": prefix, "images": root.fingerprint})
+            feats = self._memory.get(key)
+            if feats is None:
+                if not self.store.has("activations", key):
+                    return None
+                feats = torch.from_numpy(np.load(self.store.path("activations", key) / "activations.npy"))
+                if len(feats) != len(root):
+                    return None
+                self._memory[key] = feats
+            pieces.append((at, feats, rows))
+        at, first, rows = pieces[0]
+        out = first[torch.from_numpy(rows)] if len(pieces) == 1 else first.new_empty((len(images), *first.shape[1:]))
+        if len(pieces) > 1:
+            for at, feats, rows in pieces:
+                out[torch.from_numpy(at)] = feats[torch.from_numpy(rows)]
         self.store.stats.hits["activations"] += 1
-        return feats[torch.from_numpy(rows)]
+        return out
 
     def recalibrate_norm(self, loaded: LoadedModel, images: ImageSet) -> int:
         """Re-estimate every BatchNorm layer's running statistics on ``images`` in place (one pass, eval transform,

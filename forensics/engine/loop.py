@@ -137,7 +137,10 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     feats = engine.activations(loaded, split, images, trigger=trigger, triggered=triggered) \
         if split.family != "full" and not cfg.augment else None
     model.to(engine.device)
-    if engine.device.type == "cuda" and feats is None:
+    # channels_last: on a GPU for whole images; on a CPU for the tail on cached activations too, where the tail's
+    # backward pass takes half the time (measured: 31 -> 17 ms per step of EfficientNet-Lite0's last stage, 2 cores)
+    channels_last = engine.device.type == "cuda" or feats is not None
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -224,7 +227,7 @@ def _fit(engine, loaded, images, targets, cfg, *, trigger, triggered, checkpoint
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval().cpu()
-    if engine.device.type == "cuda":
+    if channels_last:
         model.to(memory_format=torch.contiguous_format)
     loaded.refresh_fingerprint()
     history.seconds = time.perf_counter() - start
