@@ -17,6 +17,7 @@ import streamlit as st
 
 from forensics.cases import casefile
 from forensics.cases.case import Case
+from forensics.cases.joblog import load_job_log, save_job_log
 from forensics.errors import ForensicsError
 from forensics.runtime.jobs import Job, get_job, start_job
 from forensics.runtime.store import ArtifactStore
@@ -143,7 +144,8 @@ def start_build(run: Case, *, then_verdict: bool = False) -> Job:
     """Build the audit ``run`` (a copy of this session's case, with the settings to build) in the background.  With
     ``then_verdict`` the dashboard opens 4 · Verdict when it is done (one click from the demo to its verdict)."""
     st.session_state.pop("queries_zip", None)
-    job = start_case_job(casefile.run_case, run, get_store())
+    store = get_store()
+    job = start_case_job(casefile.run_case, run, store, on_end=lambda j: save_job_log(store, run.id, j))
     _entry(current_case())["then_verdict"] = job.id if then_verdict else None  # a reload meanwhile keeps it
     return job
 
@@ -253,6 +255,14 @@ def apply_finished_job() -> None:
             entry["then_verdict"] = None
             pin_address()
             go("verdict")
+
+
+def build_log(job: Job | None) -> Job | None:
+    """The log of this case's last build to show: its build job in memory, else the one kept with the audit (after a
+    server restart, when the job in memory only reopened the audit); that reopening job where none was kept."""
+    if job is not None and job.name != "reopen":
+        return job
+    return load_job_log(get_store(), current_case().id) or job
 
 
 def job_running() -> bool:

@@ -7,7 +7,7 @@ import plotly.graph_objects as pgo
 import streamlit as st
 
 from dashboard.nav import go, link, routed
-from dashboard.state import current_case, current_job, start_build
+from dashboard.state import build_log, current_case, current_job, start_build
 from dashboard.widgets import LIVE_EVERY, job_progress, live_job, md_text, show_error
 from forensics.audit.sources import data_classes
 from forensics.cases.case import Case
@@ -145,11 +145,11 @@ if job is not None and job.status == "failed":
     st.error(f"{what} stopped: {md_text(job.error)}. Everything finished before the error is kept; fix the input and "
              "start again.", icon=":material/error:")
     job_progress(job)
-elif job is not None and job.status == "done":  # the build's log stays after it ends, its curves too
-    with st.expander(f"Build log: every stage of the last {'reopening' if job.name == 'reopen' else 'build'} "
-                     f"({job.seconds:.0f} s)"):
-        job_progress(job)
-        curves = job.curves()
+elif (log := build_log(job)) is not None and not log.running:  # the build's log and curves stay, across restarts
+    with st.expander(f"Build log: every stage of the last {'reopening' if log.name == 'reopen' else 'build'} "
+                     f"({log.seconds:.0f} s)"):
+        job_progress(log)
+        curves = log.curves()
         if curves:
             fig = pgo.Figure([pgo.Scatter(x=pts[:, 0], y=pts[:, 1], mode="lines", name=plot_text(label))
                               for label, pts in curves.items()])

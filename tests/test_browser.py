@@ -323,6 +323,14 @@ def test_a_bookmarked_page_opens_with_its_audit_after_a_server_restart(store_roo
         assert "Reopening the audit" not in main_text(pg)
         assert audit_in_address(pg) == audit and urlparse(pg.url).path == "/report"
         shot(pg, "09-bookmark-after-restart.png")
+        # the last build's log and its training curves were kept with the audit: the restart did not lose them
+        nav(pg, "2 · Shadow models", "Shadow models")
+        pg.get_by_text(re.compile(r"Build log: every stage of the last build")).first.click()
+        title = "Running training loss of every model this build trained"
+        chart_drawn(pg, title)
+        chart = pg.locator(".js-plotly-plot", has=pg.locator(".gtitle", has_text=title))
+        assert chart.locator(".legend .traces").count() >= 6  # the quick demo's victim, shadows and suspects
+        shot(pg, "09b-build-log-after-restart.png")
         pg.close()
 
 

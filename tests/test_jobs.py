@@ -53,3 +53,54 @@ def test_every_training_of_a_job_keeps_its_curve_after_the_job_ends():
     assert curves["poisoned shadow"][:, 1].tolist() == [2.0, 1.0, 0.5]
     assert curves["poisoned shadow (2)"].tolist() == [[1.0, 1.5], [2.0, 0.7]]
     assert curves["benign shadow"][:, 1].tolist() == [3.0, 2.0]
+
+
+def test_a_builds_log_is_kept_with_its_audit_and_read_back_after_a_restart(tmp_path):
+    """The log of a build (its stages, and the curve of every model it trained, thinned) is written when the job ends
+    and read back as a finished job with the same stages and curves: a server restart loses neither.  A log file is
+    read as hostile: another type, an unknown event, a wrong field type or an oversized file is no log."""
+    import json
+
+    import numpy as np
+
+    from forensics.cases import casefile, joblog
+    from forensics.engine.recipe import TrainProgress
+    from forensics.runtime.progress import StagePlan, StageProgress, WorkProgress
+    from forensics.runtime.store import ArtifactStore
+
+    store, case_id = ArtifactStore(tmp_path), "0123456789ab"
+
+    def build(progress):
+        progress(StagePlan([("victim", "Victim"), ("shadow", "Poisoned <b>shadow</b>")], costs={"shadow": 3.0}))
+        for stage, label, steps in (("victim", "victim", 1), ("shadow", "poisoned shadow", 1000)):
+            progress(StageProgress(stage, "start"))
+            for step in range(1, steps + 1):
+                progress(WorkProgress("batches", step, steps))
+                progress(TrainProgress(label, 1, 1, step, steps, 2.0 / step if steps > 1 else float("nan"), 0.5))
+            progress(TrainProgress(label, 1, 1, steps, steps, float("nan"), float("nan"), True))
+            progress(StageProgress(stage, "done", f"{label} ready"))
+
+    job = start_job("audit", build, on_end=lambda j: joblog.save_job_log(store, case_id, j)).wait(10)
+    path = casefile.log_path(store, case_id)
+    assert path.is_file() and path.stat().st_size < 100_000  # 1,000 steps kept as at most 300 points
+    back = joblog.load_job_log(store, case_id)
+    assert back is not None and back.status == "done" and not back.running
+    assert back.seconds == job.seconds
+    assert [(v.key, v.status, v.detail) for v in back.stages()] == [(v.key, v.status, v.detail) for v in job.stages()]
+    assert [v.title for v in back.stages()] == ["Victim", "Poisoned <b>shadow</b>"]  # text kept as text
+    curve, full = back.curves()["poisoned shadow"], job.curves(max_points=10_000)["poisoned shadow"]
+    assert 250 <= len(curve) <= 301 and curve[-1].tolist() == [1000.0, 0.002] and curve[0].tolist() == [1.0, 2.0]
+    np.testing.assert_array_equal(curve[:, 1], full[curve[:, 0].astype(int) - 1, 1])  # points of the real curve
+    assert "victim" not in back.curves()  # a run with no loss has no curve, as before the restart
+
+    good = json.loads(path.read_text())
+    for bad in ({**good, "format": "other/1"}, {**good, "status": "running"},
+                {**good, "events": [{"t": 1.0, "type": "Exploit", "cmd": "rm -rf /"}]},
+                {**good, "events": [{"t": 1.0, "type": "TrainProgress", "label": "x", "step": "1"}]},
+                {**good, "events": [{"t": 1.0, "type": "StageProgress", "stage": ["a"], "status": "done"}]}):
+        path.write_text(json.dumps(bad))
+        assert joblog.load_job_log(store, case_id) is None
+    path.write_text(json.dumps(good) + " " * joblog.MAX_BYTES)
+    assert joblog.load_job_log(store, case_id) is None
+    path.write_text(json.dumps(good))
+    assert casefile.forget_case(store, case_id) is False and not path.exists()  # forgetting the audit drops its log

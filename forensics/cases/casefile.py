@@ -26,6 +26,7 @@ from ..runtime.store import ArtifactStore, write_json
 from .case import Case, Suspect
 
 CASES = "cases"
+LOGS = "case-logs"
 _ID = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -52,6 +53,11 @@ def case_path(store: ArtifactStore, case_id: str) -> Path:
         raise ConfigError(f"{case_id!r} is not an audit id (12 hexadecimal characters, as in the address bar's "
                           "?audit=...)")
     return store.root / CASES / f"{case_id}.json"
+
+
+def log_path(store: ArtifactStore, case_id: str) -> Path:
+    """Where the log of the case's last build is kept (:mod:`forensics.cases.joblog`)."""
+    return store.root / LOGS / case_path(store, case_id).name
 
 
 def case_report(case: Case) -> dict[str, Any]:
@@ -159,6 +165,7 @@ def forget_case(store: ArtifactStore, case_id: str, *, owner: str | None = None)
             load_record(store, case_id, owner=owner)
         except ForensicsError:
             return False
+    log_path(store, case_id).unlink(missing_ok=True)
     try:
         path.unlink()
     except FileNotFoundError:

@@ -9,6 +9,7 @@ process, and what the stages already stored stays in the artifact store for the 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import traceback
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..errors import ForensicsError
 
+log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _jobs: dict[str, Job] = {}
 _lock = threading.Lock()
@@ -136,8 +138,10 @@ class Job:
         return self
 
 
-def start_job(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
-    """Run ``fn(*args, progress=job.progress, **kwargs)`` in a daemon thread."""
+def start_job(name: str, fn: Callable[..., Any], *args: Any, on_end: Callable[[Job], None] | None = None,
+              **kwargs: Any) -> Job:
+    """Run ``fn(*args, progress=job.progress, **kwargs)`` in a daemon thread; ``on_end(job)`` once it has ended (done
+    or failed), e.g. to keep its log (an error there is logged, the job's own outcome stands)."""
     job = Job(name)
 
     def run() -> None:
@@ -153,6 +157,11 @@ def start_job(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> J
             job.status = "failed"
         finally:
             job.finished = time.time()
+            if on_end is not None:
+                try:
+                    on_end(job)
+                except Exception:  # what the job computed is kept; only its log may be lost
+                    log.exception("keeping the log of job %s failed", job.id)
 
     job._thread = threading.Thread(target=run, name=f"forensics-{job.id}", daemon=True)
     with _lock:
