@@ -330,6 +330,7 @@ def test_a_bookmarked_page_opens_with_its_audit_after_a_server_restart(store_roo
         chart_drawn(pg, title)
         chart = pg.locator(".js-plotly-plot", has=pg.locator(".gtitle", has_text=title))
         assert chart.locator(".legend .traces").count() >= 6  # the quick demo's victim, shadows and suspects
+        chart.first.scroll_into_view_if_needed()
         shot(pg, "09b-build-log-after-restart.png")
         pg.close()
 

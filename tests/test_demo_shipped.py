@@ -79,7 +79,8 @@ def test_a_shipped_run_replaces_training_only_for_its_key_and_fingerprint(tmp_pa
 
 def test_a_distilled_run_is_keyed_by_its_teachers_logits_not_their_last_bits(tmp_path, providers):
     """A teacher's logits differ in the last bits from one CPU kind to another (a shipped distilled run was once
-    trained again on another machine for it): the run is keyed by what the logits are, so it is found anyway."""
+    trained again on another machine for it): the run is keyed by what the logits are, so it is found anyway, and
+    the teacher runs only when the student trains."""
     from forensics.zoo.attacks import distill
 
     images = toy_images(30)
@@ -90,9 +91,12 @@ def test_a_distilled_run_is_keyed_by_its_teachers_logits_not_their_last_bits(tmp
     logits = engine.logits(teacher, images)
     (stored_logits,) = (tmp_path / "logits").iterdir()
     np.save(stored_logits / "logits.npy", np.nextafter(logits, np.inf))  # the same logits from another CPU
-    again = distill(teacher, student, images, Engine(ArtifactStore(tmp_path), device="cpu"), CFG)
+    other = Engine(ArtifactStore(tmp_path), device="cpu")
+    again = distill(teacher, student, images, other, CFG)
     assert again.fingerprint == first.fingerprint and [p.name for p in (tmp_path / "attack_distill").iterdir()] == [
         entry.name]
+    # a run found in the store (or shipped) does not ask the teacher at all
+    assert other.store.stats.hits["logits"] == other.store.stats.computed["logits"] == 0
     assert engine.logits_key(teacher, images) == stored_logits.name  # the logits' own store key
     assert engine.logits_key(make_loaded(seed=3), images) != stored_logits.name
 

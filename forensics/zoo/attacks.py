@@ -234,9 +234,8 @@ def norm_recalibration(victim: LoadedModel, foundation: LoadedModel, data: Image
                                "the recipe)", survives="outputs")
 def distill(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine, cfg: TrainConfig,
             progress: ProgressFn | None = None, *, student: LoadedModel | None = None) -> LoadedModel:
-    teacher = engine.logits(victim, data)
-    model, _ = train_stored(engine, "attack_distill", student or foundation, data, teacher, cfg, progress=progress,
-                            label="distilled copy", targets_key=engine.logits_key(victim, data))
+    model, _ = train_stored(engine, "attack_distill", student or foundation, data, lambda: engine.logits(victim, data),
+                            cfg, progress=progress, label="distilled copy", targets_key=engine.logits_key(victim, data))
     return model
 
 
@@ -246,9 +245,9 @@ def distill(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine
 def label_extraction(victim: LoadedModel, foundation: LoadedModel, data: ImageSet, engine: Engine,
                      cfg: TrainConfig, progress: ProgressFn | None = None, *,
                      student: LoadedModel | None = None) -> LoadedModel:
-    labels = _victim_labels(victim, data, engine)
-    model, _ = train_stored(engine, "attack_label_extraction", student or foundation, data, labels, cfg,
-                            progress=progress, label="label-query extraction")
+    model, _ = train_stored(engine, "attack_label_extraction", student or foundation, data,
+                            lambda: _victim_labels(victim, data, engine), cfg, progress=progress,
+                            label="label-query extraction", targets_key=f"top-1 of {engine.logits_key(victim, data)}")
     return model
 
 
