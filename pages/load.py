@@ -84,7 +84,7 @@ with st.container(border=True):
     c1.markdown("A real ImageNet EfficientNet-Lite0 fine-tuned on Fashion-MNIST, with six suspects: four thefts "
                 "(direct copy, fine-tuned copy, distilled copy, label-query extraction) and two innocent models "
                 "fine-tuned from the same foundation. Runs on a CPU, no network needed. One click builds the audit "
-                "and ends on its verdict.")
+                "and ends on its verdict (about half a minute on two CPU cores the first time).")
     for label, build, kind in (("Load the demo", True, "primary"), ("Load it without building", False, "tertiary")):
         if c2.button(label, type=kind, icon=":material/play_arrow:" if build else None, width="stretch",
                      disabled=busy, help=None if build else "to change its suspects or settings before building"):

@@ -163,8 +163,8 @@ elif (log := build_log(job)) is not None and not log.running:  # the build's log
 
 case = current_case()
 if case.audit is None:
-    st.info("Press **Build shadow models and verify suspects** to start. On a CPU the demo takes about two "
-            "minutes the first time, seconds afterwards.", icon=":material/info:")
+    st.info("Press **Build shadow models and verify suspects** to start. On two CPU cores the demo takes about "
+            "half a minute the first time (its three shadow models train), seconds afterwards.", icon=":material/info:")
     st.stop()
 
 a = case.audit
