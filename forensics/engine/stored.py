@@ -77,7 +77,8 @@ def shipped_model(stage: str, key: str, start: LoadedModel) -> tuple[LoadedModel
 
 
 def train_stored(engine: Engine, stage: str, start: LoadedModel, images: ImageSet,
-                 targets: np.ndarray | Callable[[], np.ndarray], cfg: TrainConfig, *, trigger: Trigger | None = None, triggered: np.ndarray | None = None,
+                 targets: np.ndarray | Callable[[], np.ndarray], cfg: TrainConfig, *, trigger: Trigger | None = None,
+                 triggered: np.ndarray | None = None,
                  extra: dict[str, Any] | None = None, progress: ProgressFn | None = None,
                  label: str | None = None, targets_key: str | None = None) -> tuple[LoadedModel, dict[str, Any]]:
     """Train a copy of ``start`` through the artifact store: reused when the same run exists,
@@ -90,7 +91,8 @@ def train_stored(engine: Engine, stage: str, start: LoadedModel, images: ImageSe
         raise ValueError("targets given as a function need a targets_key")
     config = {"train": cfg.to_dict(), "trigger": None if trigger is None else trigger.to_dict(),
               "data_config": jsonable_config(start.data_config), "precision": engine.precision, **(extra or {})}
-    inputs = {"start": start.key, "images": images.fingerprint, "targets": targets_key or fingerprint_array(np.asarray(targets))}
+    inputs = {"start": start.key, "images": images.fingerprint,
+              "targets": targets_key or fingerprint_array(np.asarray(targets))}
     if triggered is not None:
         inputs["triggered"] = fingerprint_array(np.asarray(triggered, bool))
     group = distributed.world()
@@ -108,8 +110,8 @@ def train_stored(engine: Engine, stage: str, start: LoadedModel, images: ImageSe
                                        float(last.get("accuracy", "nan")), True, shipped=True))
             return model, hist
         model = start.clone()
-        hist = engine.train(model, images, targets() if callable(targets) else targets, cfg, trigger=trigger, triggered=triggered,
-                            checkpoint_dir=engine.store.work_dir(stage, key), progress=progress,
+        hist = engine.train(model, images, targets() if callable(targets) else targets, cfg, trigger=trigger,
+                            triggered=triggered, checkpoint_dir=engine.store.work_dir(stage, key), progress=progress,
                             label=label or stage)
         return model, hist
 
