@@ -97,9 +97,12 @@ def test_a_builds_log_is_kept_with_its_audit_and_read_back_after_a_restart(tmp_p
     for bad in ({**good, "format": "other/1"}, {**good, "status": "running"},
                 {**good, "events": [{"t": 1.0, "type": "Exploit", "cmd": "rm -rf /"}]},
                 {**good, "events": [{"t": 1.0, "type": "TrainProgress", "label": "x", "step": "1"}]},
-                {**good, "events": [{"t": 1.0, "type": "StageProgress", "stage": ["a"], "status": "done"}]}):
+                {**good, "events": [{"t": 1.0, "type": "StageProgress", "stage": ["a"], "status": "done"}]},
+                {**good, "events": [{"type": "StageProgress", "stage": "a", "status": "done"}]}):
         path.write_text(json.dumps(bad))
         assert joblog.load_job_log(store, case_id) is None
+    path.write_text(json.dumps({**good, "name": "[a link](https://example.org)"}))
+    assert joblog.load_job_log(store, case_id).name == "audit"  # a job's name is one of ours, never the file's
     path.write_text(json.dumps(good) + " " * joblog.MAX_BYTES)
     assert joblog.load_job_log(store, case_id) is None
     path.write_text(json.dumps(good))

@@ -104,7 +104,10 @@ def _event(d: Any) -> tuple[float, Any]:
             values[f.name] = {_text(k): _number(x, float if f.name == "costs" else int) for k, x in dict(v).items()}
         else:
             raise ValueError(f"unexpected field {f.name}")
-    return _number(d.get("t"), float), cls(**values)
+    t = d.get("t")
+    if t is None:
+        raise ValueError("an event without its time")
+    return _number(t, float), cls(**values)
 
 
 def load_job_log(store: ArtifactStore, case_id: str) -> Job | None:
@@ -118,7 +121,7 @@ def load_job_log(store: ArtifactStore, case_id: str) -> Job | None:
                 or len(d["events"]) > MAX_EVENTS or d.get("status") not in ("done", "failed"):
             return None
         events = [_event(e) for e in d["events"]]
-        job = Job(_text(d.get("name", "audit")), status=d["status"],
+        job = Job("reopen" if d.get("name") == "reopen" else "audit", status=d["status"],
                   error=None if d.get("error") is None else _text(d["error"]),
                   started=_number(d.get("started"), float), finished=_number(d.get("finished"), float))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
