@@ -46,9 +46,7 @@ def _kept(events: list[tuple[float, Any]]) -> list[tuple[float, Any]]:
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # NaN (a run reused from the store has no loss): JSON has no NaN
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, list):
+    if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

@@ -145,12 +145,12 @@ class Engine:
                     return None
                 self._memory[key] = feats
             pieces.append((at, feats, rows))
-        at, first, rows = pieces[0]
-        out = first[torch.from_numpy(rows)] if len(pieces) == 1 else first.new_empty((len(images), *first.shape[1:]))
-        if len(pieces) > 1:
-            for at, feats, rows in pieces:
-                out[torch.from_numpy(at)] = feats[torch.from_numpy(rows)]
         self.store.stats.hits["activations"] += 1
+        if len(pieces) == 1:
+            return pieces[0][1][torch.from_numpy(pieces[0][2])]
+        out = pieces[0][1].new_empty((len(images), *pieces[0][1].shape[1:]))
+        for at, feats, rows in pieces:
+            out[torch.from_numpy(at)] = feats[torch.from_numpy(rows)]
         return out
 
     def recalibrate_norm(self, loaded: LoadedModel, images: ImageSet) -> int:
